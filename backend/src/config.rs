@@ -1,0 +1,505 @@
+//! Reads a model's config (the JSON Triton hands the backend) into what a
+//! kind needs, and refuses at load time anything that would only fail later.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+use clip_contract::{defaults, kind, param, tensor};
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+#[error("model '{model}': {message}")]
+pub struct ConfigError {
+    model: String,
+    message: String,
+}
+
+/// What a `clip` model does, with everything it needs to start.
+#[derive(Debug, PartialEq)]
+pub enum KindSpec {
+    TextPreprocess(TextSpec),
+    ImagePreprocess(ImageSpec),
+}
+
+#[derive(Debug, PartialEq)]
+pub struct TextSpec {
+    /// Relative to the model's version folder.
+    pub tokenizer_file: PathBuf,
+    pub context_length: usize,
+    pub pad_id: Option<u32>,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct ImageSpec {
+    pub size: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub max_pixels: u64,
+    pub reduced_scale_decode: bool,
+    pub half_precision: bool,
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    name: String,
+    #[serde(default)]
+    max_batch_size: i64,
+    #[serde(default)]
+    input: Vec<RawTensor>,
+    #[serde(default)]
+    output: Vec<RawTensor>,
+    #[serde(default)]
+    parameters: HashMap<String, RawParameter>,
+}
+
+#[derive(Deserialize)]
+struct RawTensor {
+    name: String,
+    data_type: String,
+    #[serde(default)]
+    dims: Vec<Dim>,
+}
+
+/// Triton prints int64 fields of its config as JSON strings; accept both.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Dim {
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+struct RawParameter {
+    #[serde(default)]
+    string_value: String,
+}
+
+pub fn parse(config_json: &str) -> Result<KindSpec, ConfigError> {
+    let raw: RawConfig = serde_json::from_str(config_json).map_err(|e| ConfigError {
+        model: "?".into(),
+        message: format!("unreadable model config: {e}"),
+    })?;
+    let reader = Reader { raw: &raw };
+    reader.kind()
+}
+
+struct Reader<'a> {
+    raw: &'a RawConfig,
+}
+
+impl Reader<'_> {
+    fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            model: self.raw.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn kind(&self) -> Result<KindSpec, ConfigError> {
+        if self.raw.max_batch_size < 1 {
+            return Err(self.error(
+                "max_batch_size must be at least 1: the clip backend serves batched models only",
+            ));
+        }
+        let known = [kind::TEXT_PREPROCESS, kind::IMAGE_PREPROCESS].join(", ");
+        match self.parameter(param::KIND) {
+            Some(kind::TEXT_PREPROCESS) => self.text().map(KindSpec::TextPreprocess),
+            Some(kind::IMAGE_PREPROCESS) => self.image().map(KindSpec::ImagePreprocess),
+            Some(other) => Err(self.error(format!(
+                "unknown parameter {}='{other}'; expected one of: {known}",
+                param::KIND
+            ))),
+            None => Err(self.error(format!(
+                "parameter '{}' is missing; set it to one of: {known}",
+                param::KIND
+            ))),
+        }
+    }
+
+    fn text(&self) -> Result<TextSpec, ConfigError> {
+        self.single_tensor("input", &self.raw.input, tensor::TEXT, "TYPE_STRING")?;
+        let output =
+            self.single_tensor("output", &self.raw.output, tensor::INPUT_IDS, "TYPE_INT64")?;
+        let context_length = match self.dims(output)?.as_slice() {
+            [n] if *n > 0 => *n as usize,
+            dims => {
+                return Err(self.error(format!(
+                    "output '{}' must have dims [context_length], got {dims:?}",
+                    tensor::INPUT_IDS
+                )))
+            }
+        };
+        self.agrees(param::CONTEXT_LENGTH, context_length as u64)?;
+        let tokenizer_file = self
+            .parameter(param::TOKENIZER_FILE)
+            .unwrap_or(defaults::TOKENIZER_FILE);
+        Ok(TextSpec {
+            tokenizer_file: self.inside_version_folder(tokenizer_file)?,
+            context_length,
+            pad_id: self.number(param::PAD_TOKEN_ID)?,
+        })
+    }
+
+    fn image(&self) -> Result<ImageSpec, ConfigError> {
+        self.single_tensor("input", &self.raw.input, tensor::IMAGE, "TYPE_STRING")?;
+        let output = self.single_tensor_of("output", &self.raw.output, tensor::PIXEL_VALUES)?;
+        let half_precision = match output.data_type.as_str() {
+            "TYPE_FP32" => false,
+            "TYPE_FP16" => true,
+            other => {
+                return Err(self.error(format!(
+                    "output '{}' must be TYPE_FP32 or TYPE_FP16, got {other}",
+                    tensor::PIXEL_VALUES
+                )))
+            }
+        };
+        let size = match self.dims(output)?.as_slice() {
+            [3, h, w] if h == w && *h > 0 && *h <= u32::MAX as i64 => *h as u32,
+            dims => {
+                return Err(self.error(format!(
+                    "output '{}' must have dims [3, S, S], got {dims:?}",
+                    tensor::PIXEL_VALUES
+                )))
+            }
+        };
+        self.agrees(param::IMAGE_SIZE, u64::from(size))?;
+        let std = self
+            .triple(param::IMAGE_STD)?
+            .unwrap_or(defaults::IMAGE_STD);
+        if std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
+            return Err(self.error(format!(
+                "parameter '{}' must be positive, got {std:?}",
+                param::IMAGE_STD
+            )));
+        }
+        Ok(ImageSpec {
+            size,
+            mean: self
+                .triple(param::IMAGE_MEAN)?
+                .unwrap_or(defaults::IMAGE_MEAN),
+            std,
+            max_pixels: self
+                .number(param::MAX_PIXELS)?
+                .unwrap_or(defaults::MAX_PIXELS),
+            reduced_scale_decode: self.flag(param::REDUCED_SCALE_DECODE)?.unwrap_or(true),
+            half_precision,
+        })
+    }
+
+    fn parameter(&self, key: &str) -> Option<&str> {
+        self.raw.parameters.get(key).map(|p| p.string_value.trim())
+    }
+
+    fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ConfigError> {
+        self.parameter(key)
+            .map(|text| {
+                text.parse().map_err(|_| {
+                    self.error(format!(
+                        "parameter '{key}' must be a whole number, got '{text}'"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    fn flag(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        self.parameter(key)
+            .map(|text| match text.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                _ => Err(self.error(format!(
+                    "parameter '{key}' must be true or false, got '{text}'"
+                ))),
+            })
+            .transpose()
+    }
+
+    fn triple(&self, key: &str) -> Result<Option<[f32; 3]>, ConfigError> {
+        let Some(text) = self.parameter(key) else {
+            return Ok(None);
+        };
+        let values: Vec<f32> = text
+            .split(',')
+            .map(|v| v.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                self.error(format!(
+                    "parameter '{key}' must be three comma-separated numbers, got '{text}'"
+                ))
+            })?;
+        <[f32; 3]>::try_from(values).map(Some).map_err(|_| {
+            self.error(format!(
+                "parameter '{key}' must be three comma-separated numbers, got '{text}'"
+            ))
+        })
+    }
+
+    /// A parameter that restates a fact the tensor dims already fix must agree with them.
+    fn agrees(&self, key: &str, from_dims: u64) -> Result<(), ConfigError> {
+        match self.number::<u64>(key)? {
+            Some(stated) if stated != from_dims => Err(self.error(format!(
+                "parameter '{key}' is {stated} but the tensor dims say {from_dims}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn single_tensor_of<'t>(
+        &self,
+        what: &str,
+        tensors: &'t [RawTensor],
+        name: &str,
+    ) -> Result<&'t RawTensor, ConfigError> {
+        match tensors {
+            [only] if only.name == name => Ok(only),
+            _ => {
+                let names: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
+                Err(self.error(format!(
+                    "needs exactly one {what} named '{name}', config has {names:?}"
+                )))
+            }
+        }
+    }
+
+    fn single_tensor<'t>(
+        &self,
+        what: &str,
+        tensors: &'t [RawTensor],
+        name: &str,
+        data_type: &str,
+    ) -> Result<&'t RawTensor, ConfigError> {
+        let found = self.single_tensor_of(what, tensors, name)?;
+        if found.data_type != data_type {
+            return Err(self.error(format!(
+                "{what} '{name}' must be {data_type}, got {}",
+                found.data_type
+            )));
+        }
+        if what == "input" && self.dims(found)? != [1] {
+            return Err(self.error(format!(
+                "input '{name}' must have dims [1] (one item per batch entry)"
+            )));
+        }
+        Ok(found)
+    }
+
+    fn dims(&self, tensor: &RawTensor) -> Result<Vec<i64>, ConfigError> {
+        tensor
+            .dims
+            .iter()
+            .map(|d| match d {
+                Dim::Number(n) => Ok(*n),
+                Dim::Text(t) => t.parse().map_err(|_| {
+                    self.error(format!(
+                        "tensor '{}' has a non-numeric dim '{t}'",
+                        tensor.name
+                    ))
+                }),
+            })
+            .collect()
+    }
+
+    /// Model files come from the model's own version folder, never beside it.
+    fn inside_version_folder(&self, file: &str) -> Result<PathBuf, ConfigError> {
+        let path = Path::new(file);
+        let plain =
+            !file.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
+        if !plain {
+            return Err(self.error(format!(
+                "parameter '{}' must be a relative path inside the version folder, got '{file}'",
+                param::TOKENIZER_FILE
+            )));
+        }
+        Ok(path.to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn text_config(extra: serde_json::Value) -> serde_json::Value {
+        let mut config = json!({
+            "name": "clip_text_preprocess",
+            "max_batch_size": 8,
+            "input": [{"name": "TEXT", "data_type": "TYPE_STRING", "dims": ["1"]}],
+            "output": [{"name": "INPUT_IDS", "data_type": "TYPE_INT64", "dims": ["77"]}],
+            "parameters": {"kind": {"string_value": "text_preprocess"}}
+        });
+        merge(&mut config, extra);
+        config
+    }
+
+    fn image_config(extra: serde_json::Value) -> serde_json::Value {
+        let mut config = json!({
+            "name": "clip_image_preprocess",
+            "max_batch_size": 8,
+            "input": [{"name": "IMAGE", "data_type": "TYPE_STRING", "dims": [1]}],
+            "output": [{"name": "PIXEL_VALUES", "data_type": "TYPE_FP32", "dims": [3, 224, 224]}],
+            "parameters": {"kind": {"string_value": "image_preprocess"}}
+        });
+        merge(&mut config, extra);
+        config
+    }
+
+    fn merge(base: &mut serde_json::Value, extra: serde_json::Value) {
+        if let (Some(base), serde_json::Value::Object(extra)) = (base.as_object_mut(), extra) {
+            for (key, value) in extra {
+                match (base.get_mut(&key), value) {
+                    (Some(serde_json::Value::Object(inner)), serde_json::Value::Object(value)) => {
+                        inner.extend(value)
+                    }
+                    (_, value) => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+    }
+
+    fn parse_value(config: serde_json::Value) -> Result<KindSpec, ConfigError> {
+        parse(&config.to_string())
+    }
+
+    fn string(value: &str) -> serde_json::Value {
+        json!({ "string_value": value })
+    }
+
+    #[test]
+    fn text_defaults() {
+        let spec = parse_value(text_config(json!({}))).unwrap();
+        assert_eq!(
+            spec,
+            KindSpec::TextPreprocess(TextSpec {
+                tokenizer_file: "tokenizer.json".into(),
+                context_length: 77,
+                pad_id: None,
+            })
+        );
+    }
+
+    #[test]
+    fn text_parameters() {
+        let config = text_config(json!({
+            "output": [{"name": "INPUT_IDS", "data_type": "TYPE_INT64", "dims": [64]}],
+            "parameters": {"pad_token_id": string("0"), "tokenizer_file": string("tok/tokenizer.json"), "context_length": string("64")}
+        }));
+        let KindSpec::TextPreprocess(spec) = parse_value(config).unwrap() else {
+            panic!("not a text model")
+        };
+        assert_eq!((spec.context_length, spec.pad_id), (64, Some(0)));
+        assert_eq!(spec.tokenizer_file, PathBuf::from("tok/tokenizer.json"));
+    }
+
+    #[test]
+    fn image_defaults_and_half_precision() {
+        let config = image_config(json!({
+            "output": [{"name": "PIXEL_VALUES", "data_type": "TYPE_FP16", "dims": ["3", "336", "336"]}]
+        }));
+        let spec = parse_value(config).unwrap();
+        assert_eq!(
+            spec,
+            KindSpec::ImagePreprocess(ImageSpec {
+                size: 336,
+                mean: defaults::IMAGE_MEAN,
+                std: defaults::IMAGE_STD,
+                max_pixels: defaults::MAX_PIXELS,
+                reduced_scale_decode: true,
+                half_precision: true,
+            })
+        );
+    }
+
+    #[test]
+    fn image_parameters() {
+        let config = image_config(json!({"parameters": {
+            "image_mean": string("0.5, 0.5,0.5"), "image_std": string("0.25,0.25,0.25"),
+            "max_pixels": string("1000"), "reduced_scale_decode": string("false")
+        }}));
+        let KindSpec::ImagePreprocess(spec) = parse_value(config).unwrap() else {
+            panic!("not an image model")
+        };
+        assert_eq!((spec.mean, spec.std), ([0.5; 3], [0.25; 3]));
+        assert_eq!((spec.max_pixels, spec.reduced_scale_decode), (1000, false));
+    }
+
+    fn error_of(config: serde_json::Value) -> String {
+        parse_value(config).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn refuses_what_would_fail_later() {
+        let cases = [
+            (
+                text_config(json!({"parameters": {"kind": string("resize")}})),
+                "unknown parameter kind='resize'",
+            ),
+            (
+                text_config(json!({"max_batch_size": 0})),
+                "max_batch_size must be at least 1",
+            ),
+            (
+                text_config(
+                    json!({"input": [{"name": "TEXT", "data_type": "TYPE_FP32", "dims": [1]}]}),
+                ),
+                "input 'TEXT' must be TYPE_STRING",
+            ),
+            (
+                text_config(
+                    json!({"input": [{"name": "PROMPT", "data_type": "TYPE_STRING", "dims": [1]}]}),
+                ),
+                "exactly one input named 'TEXT'",
+            ),
+            (
+                text_config(
+                    json!({"input": [{"name": "TEXT", "data_type": "TYPE_STRING", "dims": [2]}]}),
+                ),
+                "dims [1]",
+            ),
+            (
+                text_config(json!({"parameters": {"context_length": string("32")}})),
+                "tensor dims say 77",
+            ),
+            (
+                text_config(json!({"parameters": {"pad_token_id": string("end")}})),
+                "whole number",
+            ),
+            (
+                text_config(json!({"parameters": {"tokenizer_file": string("../../etc/passwd")}})),
+                "inside the version folder",
+            ),
+            (
+                image_config(
+                    json!({"output": [{"name": "PIXEL_VALUES", "data_type": "TYPE_FP32", "dims": [3, 224, 200]}]}),
+                ),
+                "dims [3, S, S]",
+            ),
+            (
+                image_config(
+                    json!({"output": [{"name": "PIXEL_VALUES", "data_type": "TYPE_INT64", "dims": [3, 224, 224]}]}),
+                ),
+                "TYPE_FP32 or TYPE_FP16",
+            ),
+            (
+                image_config(json!({"parameters": {"image_std": string("0.2,0,0.2")}})),
+                "must be positive",
+            ),
+            (
+                image_config(json!({"parameters": {"image_mean": string("0.2,0.2")}})),
+                "three comma-separated",
+            ),
+            (
+                image_config(json!({"parameters": {"reduced_scale_decode": string("maybe")}})),
+                "true or false",
+            ),
+        ];
+        for (config, expected) in cases {
+            let message = error_of(config);
+            assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+        }
+        let missing_kind = error_of(json!({"name": "m", "max_batch_size": 1}));
+        assert!(missing_kind.contains("'kind' is missing"), "{missing_kind}");
+        assert!(missing_kind.starts_with("model 'm'"), "{missing_kind}");
+    }
+}
