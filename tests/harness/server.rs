@@ -1,0 +1,160 @@
+//! Builds `libtriton_clip.so` and runs the real server on it.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::{http, workspace_root};
+
+/// Builds the backend with the profile these tests were built with, into
+/// the same target folder, and returns the library's path.
+pub fn backend_library() -> &'static Path {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        // The test binary sits in <target>/<profile>/deps/.
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("target folder");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .current_dir(workspace_root())
+            .args(["build", "-p", "clip-backend", "--target-dir"])
+            .arg(target_dir);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p clip-backend failed");
+        let library = profile_dir.join("libtriton_clip.so");
+        assert!(
+            library.is_file(),
+            "no backend library at {}",
+            library.display()
+        );
+        library
+    })
+}
+
+/// Installs the server (once) through the project's own script.
+pub fn tritonserver() -> &'static Path {
+    static SERVER: OnceLock<PathBuf> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let output = Command::new("bash")
+            .arg(workspace_root().join("scripts/install-triton.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/install-triton.sh");
+        assert!(output.status.success(), "scripts/install-triton.sh failed");
+        let stdout = String::from_utf8(output.stdout).expect("utf-8 path");
+        PathBuf::from(
+            stdout
+                .lines()
+                .last()
+                .expect("install-triton.sh prints the binary path")
+                .trim(),
+        )
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+/// A running `tritonserver`, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub http_url: String,
+    pub grpc_url: String,
+    log_path: PathBuf,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts the server through `scripts/launch-triton.sh` and waits until
+    /// every model loaded. Panics with the server log if it does not.
+    pub fn start(repository: &Path) -> Server {
+        Server::start_with(repository, &[])
+    }
+
+    /// As [`Server::start`], with extra `tritonserver` flags. With
+    /// `--strict-readiness=false` it waits for the server, not the models.
+    pub fn start_with(repository: &Path, extra: &[&str]) -> Server {
+        let library = backend_library();
+        tritonserver();
+        let log_dir = tempfile::tempdir().expect("log folder");
+        let log_path = log_dir.path().join("tritonserver.log");
+        let log = File::create(&log_path).expect("server log");
+        let (http_port, grpc_port, metrics_port) = (free_port(), free_port(), free_port());
+        let child = Command::new("bash")
+            .arg(workspace_root().join("scripts/launch-triton.sh"))
+            .args(["--mode", "local", "--model-repository"])
+            .arg(repository)
+            .arg("--backend-lib")
+            .arg(library)
+            .args(["--http-port", &http_port.to_string()])
+            .args(["--grpc-port", &grpc_port.to_string()])
+            .args(["--metrics-port", &metrics_port.to_string()])
+            .arg("--")
+            .args(extra)
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start scripts/launch-triton.sh");
+        let mut server = Server {
+            child,
+            http_url: format!("http://127.0.0.1:{http_port}"),
+            grpc_url: format!("http://127.0.0.1:{grpc_port}"),
+            log_path,
+            _log_dir: log_dir,
+        };
+        server.wait_ready(Duration::from_secs(120));
+        server
+    }
+
+    fn wait_ready(&mut self, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll server") {
+                panic!(
+                    "tritonserver exited ({status}) before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            if matches!(http::get(&self.http_url, "/v2/health/ready"), Ok((200, _))) {
+                return;
+            }
+            if start.elapsed() > limit {
+                panic!("tritonserver not ready after {limit:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Everything the server printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// True while the server process is alive and answers `/v2/health/live`.
+    pub fn is_live(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
+            && matches!(http::get(&self.http_url, "/v2/health/live"), Ok((200, _)))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
