@@ -3,93 +3,21 @@
 //! against the reference fixtures and the in-process library, bad input
 //! failing one request only, bad configs failing one model only.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 
-use clip_contract::{defaults, param, tensor};
-use clip_image::{ImageOptions, ImagePreprocessor};
-use harness::fixture;
+use clip_contract::{defaults, model, param, tensor};
+use harness::fixtures::{
+    image, images, library_pixels, library_preprocessor, sentences, tokenizer_dir,
+};
 use harness::http::{self, Tensor};
 use harness::repository::{Repository, Serving};
 use harness::server::Server;
-use serde_json::Value;
 
-const TEXT_MODEL: &str = "clip_text_preprocess";
+const TEXT_MODEL: &str = model::TEXT_PREPROCESS;
 /// Same tokenizer, but pads with open_clip's 0 instead of the tokenizer files' 49407.
 const TEXT_MODEL_PAD0: &str = "clip_text_preprocess_pad0";
-const IMAGE_MODEL: &str = "clip_image_preprocess";
+const IMAGE_MODEL: &str = model::IMAGE_PREPROCESS;
 const IMAGE_MODEL_FP16: &str = "clip_image_preprocess_fp16";
-
-/// tokenizer.json and tokenizer_config.json as Hugging Face writes them.
-fn tokenizer_dir() -> PathBuf {
-    fixture("text")
-}
-
-struct Sentence {
-    text: String,
-    open_clip: Vec<i64>,
-    content_len: usize,
-}
-
-/// The reference token ids (open_clip's tokenizer) committed as fixtures,
-/// less the few that need ftfy's mojibake repair, which clip-text leaves out
-/// (its own parity test pins that gap down).
-fn sentences() -> Vec<Sentence> {
-    let lines = std::fs::read_to_string(fixture("text/tokens.jsonl")).expect("tokens.jsonl");
-    lines
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).expect("fixture row"))
-        .filter(|row| row["mojibake"] != Value::Bool(true))
-        .map(|row| Sentence {
-            text: row["text"].as_str().unwrap().to_owned(),
-            open_clip: row["open_clip"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_i64().unwrap())
-                .collect(),
-            content_len: row["open_clip_len"].as_u64().unwrap() as usize,
-        })
-        .collect()
-}
-
-fn image_files() -> Vec<(String, Vec<u8>)> {
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("images/manifest.json")).unwrap())
-            .unwrap();
-    manifest["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|entry| {
-            let file = entry["file"].as_str().unwrap();
-            (
-                file.to_owned(),
-                std::fs::read(fixture(&format!("images/{file}"))).unwrap(),
-            )
-        })
-        .collect()
-}
-
-fn library_preprocessor() -> ImagePreprocessor {
-    ImagePreprocessor::new(ImageOptions {
-        size: defaults::IMAGE_SIZE,
-        mean: defaults::IMAGE_MEAN,
-        std: defaults::IMAGE_STD,
-        max_pixels: defaults::MAX_PIXELS,
-        reduced_scale_decode: true,
-    })
-    .unwrap()
-}
-
-fn library_pixels(image: &[u8]) -> Vec<f32> {
-    let preprocessor = library_preprocessor();
-    let mut out = vec![0f32; preprocessor.pixels_per_image()];
-    preprocessor
-        .preprocess_into(image, &mut out)
-        .expect("fixture image preprocesses");
-    out
-}
 
 fn standard_repository(serving: &Serving) -> Repository {
     let repository = Repository::new();
@@ -149,12 +77,12 @@ fn batched_text_matches_open_clip_token_ids() {
         let ids = infer_text(&server, model, &texts).unwrap_or_else(|f| panic!("{model}: {f:?}"));
         assert_eq!(ids.shape, vec![batch.len() as i64, width as i64]);
         for (row, sentence) in ids.as_i64().chunks_exact(width).zip(batch) {
-            let mut expected = sentence.open_clip.clone();
-            if model == TEXT_MODEL {
-                // The tokenizer files pad with the end token, as Hugging Face's CLIP does.
-                let end = expected[sentence.content_len - 1];
-                expected[sentence.content_len..].fill(end);
-            }
+            // The tokenizer files pad with the end token, as Hugging Face's CLIP does.
+            let expected = if model == TEXT_MODEL {
+                sentence.end_padded()
+            } else {
+                sentence.open_clip.clone()
+            };
             assert_eq!(row, expected.as_slice(), "{model}: {:?}", sentence.text);
         }
     }
@@ -164,7 +92,7 @@ fn batched_text_matches_open_clip_token_ids() {
 fn batched_images_match_the_library_in_fp32_and_fp16() {
     let repository = standard_repository(&Serving::default());
     let server = Server::start(repository.path());
-    let images = image_files();
+    let images = images();
     let pixels = library_preprocessor().pixels_per_image();
 
     for batch in images.chunks(4) {
@@ -266,19 +194,7 @@ fn bad_requests_fail_alone_inside_dynamic_batches() {
     let repository = standard_repository(&serving);
     let server = Server::start(repository.path());
 
-    let images = image_files();
-    let jpeg = images
-        .iter()
-        .find(|(name, _)| name.ends_with("rocket.jpg"))
-        .expect("rocket.jpg")
-        .1
-        .clone();
-    let png = images
-        .iter()
-        .find(|(name, _)| name.ends_with("astronaut.png"))
-        .expect("astronaut.png")
-        .1
-        .clone();
+    let (jpeg, png) = (image("rocket.jpg"), image("astronaut.png"));
     let good_pixels = library_pixels(&jpeg);
     let png_pixels = library_pixels(&png);
 
@@ -455,7 +371,6 @@ fn a_model_with_a_bad_config_fails_alone_and_says_why() {
         &tokenizer_dir(),
         &[(param::PAD_TOKEN_ID, "end")],
     );
-    let missing_tokenizer = clip_contract::defaults::TOKENIZER_FILE;
     repository.add_text(
         "no_tokenizer",
         &serving,
@@ -506,7 +421,6 @@ fn a_model_with_a_bad_config_fails_alone_and_says_why() {
             "{name}: reason {reason:?} does not mention {says:?}"
         );
     }
-    assert_ne!(missing_tokenizer, "missing.json");
     let ids = infer_text(&server, TEXT_MODEL, &[b"still serving"]).expect("the good model serves");
     assert_eq!(ids.shape, vec![1, defaults::CONTEXT_LENGTH as i64]);
 }

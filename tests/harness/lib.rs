@@ -2,6 +2,7 @@
 //! `tritonserver` on a throw-away model repository, and talks to it over
 //! Triton's HTTP/REST protocol.
 
+pub mod fixtures;
 pub mod http;
 pub mod repository;
 pub mod server;

@@ -1,0 +1,103 @@
+//! The committed reference fixtures (tests/fixtures), read once per test.
+
+use std::path::PathBuf;
+
+use clip_contract::defaults;
+use clip_image::{ImageOptions, ImagePreprocessor};
+use serde_json::Value;
+
+use crate::fixture;
+
+/// tokenizer.json and tokenizer_config.json as Hugging Face writes them.
+pub fn tokenizer_dir() -> PathBuf {
+    fixture("text")
+}
+
+pub struct Sentence {
+    pub text: String,
+    /// open_clip's ids, padded with 0.
+    pub open_clip: Vec<i64>,
+    /// Start token, content and end token, without padding.
+    pub content_len: usize,
+}
+
+impl Sentence {
+    /// The same ids padded with the end token, as Hugging Face's tokenizer files pad.
+    pub fn end_padded(&self) -> Vec<i64> {
+        let mut ids = self.open_clip.clone();
+        let end = ids[self.content_len - 1];
+        ids[self.content_len..].fill(end);
+        ids
+    }
+}
+
+/// The reference token ids (open_clip's tokenizer), less the few sentences
+/// that need ftfy's mojibake repair, which clip-text leaves out (its own
+/// parity test pins that gap down).
+pub fn sentences() -> Vec<Sentence> {
+    let lines = std::fs::read_to_string(fixture("text/tokens.jsonl")).expect("tokens.jsonl");
+    lines
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("fixture row"))
+        .filter(|row| row["mojibake"] != Value::Bool(true))
+        .map(|row| Sentence {
+            text: row["text"].as_str().expect("text").to_owned(),
+            open_clip: row["open_clip"]
+                .as_array()
+                .expect("ids")
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect(),
+            content_len: row["open_clip_len"].as_u64().expect("length") as usize,
+        })
+        .collect()
+}
+
+/// Every fixture photo: (file name, encoded bytes).
+pub fn images() -> Vec<(String, Vec<u8>)> {
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("images/manifest.json")).unwrap())
+            .expect("images/manifest.json");
+    manifest["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|entry| {
+            let file = entry["file"].as_str().expect("file");
+            (
+                file.to_owned(),
+                std::fs::read(fixture(&format!("images/{file}"))).unwrap(),
+            )
+        })
+        .collect()
+}
+
+pub fn image(suffix: &str) -> Vec<u8> {
+    images()
+        .into_iter()
+        .find(|(name, _)| name.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no fixture {suffix}"))
+        .1
+}
+
+/// The in-process preprocessor with the settings a default model uses.
+pub fn library_preprocessor() -> ImagePreprocessor {
+    ImagePreprocessor::new(ImageOptions {
+        size: defaults::IMAGE_SIZE,
+        mean: defaults::IMAGE_MEAN,
+        std: defaults::IMAGE_STD,
+        max_pixels: defaults::MAX_PIXELS,
+        reduced_scale_decode: true,
+    })
+    .expect("default options")
+}
+
+/// What the server must return for `image`: the library's own output.
+pub fn library_pixels(image: &[u8]) -> Vec<f32> {
+    let preprocessor = library_preprocessor();
+    let mut out = vec![0f32; preprocessor.pixels_per_image()];
+    preprocessor
+        .preprocess_into(image, &mut out)
+        .expect("fixture image preprocesses");
+    out
+}
