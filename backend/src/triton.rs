@@ -283,12 +283,30 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInstanceExecute(
     requests: *mut *mut sys::TRITONBACKEND_Request,
     request_count: u32,
 ) -> RawError {
-    let exec_start = now_ns();
     let requests: &[*mut sys::TRITONBACKEND_Request] = if requests.is_null() {
         &[]
     } else {
         std::slice::from_raw_parts(requests, request_count as usize)
     };
+    // A panic while processing is answered per request inside; this outer
+    // guard only keeps one in the response plumbing from reaching Triton.
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| execute(instance, requests))) {
+        log_error(&format!(
+            "the clip backend panicked while answering a batch: {}",
+            panic_message(&*payload)
+        ));
+    }
+    null_mut()
+}
+
+/// Answers and releases every request of one batch.
+///
+/// SAFETY: `instance` and `requests` must be the live handles Triton passed to Execute.
+unsafe fn execute(
+    instance: *mut sys::TRITONBACKEND_ModelInstance,
+    requests: &[*mut sys::TRITONBACKEND_Request],
+) {
+    let exec_start = now_ns();
 
     // Whatever happens below, every request gets exactly one response and is released.
     let mut stats = (exec_start, exec_start, 0u64);
@@ -325,7 +343,8 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInstanceExecute(
                 .collect()
         }
     };
-    let (compute_start, compute_end, batch_size) = stats;
+    // After a panic mid-compute the end was never taken; Triton subtracts these unsigned.
+    let (compute_start, compute_end, batch_size) = (stats.0, stats.1.max(stats.0), stats.2);
 
     let missing = RequestError::internal("the clip backend produced no result for this request");
     let successes: Vec<bool> = requests
@@ -372,7 +391,6 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInstanceExecute(
             log_error(&format!("could not report batch statistics: {message}"));
         }
     }
-    null_mut()
 }
 
 fn datatype_from_raw(raw: sys::TRITONSERVER_DataType) -> DataType {
