@@ -7,6 +7,9 @@
 //!
 //! Every name, tensor and parameter key comes from [`clip_contract`]; the
 //! templates receive them as context variables.
+//!
+//! [`registry`] names the CLIP checkpoints repo-gen knows and their
+//! architecture facts.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -14,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use clip_contract::{defaults, kind, param, tensor, BACKEND_NAME};
 use tera::{Context, Tera, Value};
+
+pub mod registry;
 
 const TEXT_TEMPLATE_NAME: &str = "text_preprocess.pbtxt.tera";
 const TEXT_TEMPLATE: &str = include_str!("../../templates/text_preprocess.pbtxt.tera");

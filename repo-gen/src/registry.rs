@@ -1,0 +1,625 @@
+//! The CLIP models repo-gen knows, under the names CLIP-as-service made
+//! familiar: `ARCH::PRETRAINED`, for example `ViT-B-32::openai`.
+//!
+//! Each entry says where the weights live on the Hugging Face hub, how they
+//! are laid out, and the architecture facts an exporter needs. The numbers
+//! are those of the weights' own configs (`config.json` for transformers
+//! repos, `open_clip_config.json` and open_clip's `pretrained.py` for the
+//! others).
+//!
+//! [`lookup`] is forgiving: case does not matter, and `-` and `_` are the
+//! same character, as long as that leaves one model. An unknown name gets an
+//! error that lists the closest known names.
+
+use std::fmt;
+
+use clip_contract::defaults;
+
+/// How a repository stores the weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightsLayout {
+    /// Hugging Face transformers `CLIPModel`: `config.json` and `model.safetensors`.
+    Transformers,
+    /// open_clip's state dict: `open_clip_config.json` and `open_clip_model.safetensors`.
+    OpenClip,
+}
+
+impl WeightsLayout {
+    /// Short name, as the `models` table prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeightsLayout::Transformers => "transformers",
+            WeightsLayout::OpenClip => "open_clip",
+        }
+    }
+
+    /// The config file a repository or local folder of this layout has.
+    pub fn config_file(self) -> &'static str {
+        match self {
+            WeightsLayout::Transformers => "config.json",
+            WeightsLayout::OpenClip => "open_clip_config.json",
+        }
+    }
+
+    /// The weights file a repository or local folder of this layout has.
+    pub fn weights_file(self) -> &'static str {
+        match self {
+            WeightsLayout::Transformers => "model.safetensors",
+            WeightsLayout::OpenClip => "open_clip_model.safetensors",
+        }
+    }
+}
+
+impl fmt::Display for WeightsLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The MLP activation of both towers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `x * sigmoid(1.702 * x)`: OpenAI's original weights, and the LAION-400M ViT-B-32 ones.
+    QuickGelu,
+    /// The exact (erf) GELU.
+    Gelu,
+}
+
+impl Activation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activation::QuickGelu => "quick_gelu",
+            Activation::Gelu => "gelu",
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the files of a model are on the Hugging Face hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HubFiles {
+    /// `owner/name`.
+    pub repo: &'static str,
+    /// Branch, tag or commit.
+    pub revision: &'static str,
+    pub config: &'static str,
+    pub weights: &'static str,
+    pub tokenizer: &'static str,
+}
+
+impl HubFiles {
+    /// The three files, in the order they are fetched.
+    pub fn files(&self) -> [&'static str; 3] {
+        [self.config, self.weights, self.tokenizer]
+    }
+}
+
+/// The text transformer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TextTower {
+    pub width: u32,
+    pub layers: u32,
+    pub heads: u32,
+    /// Hidden size of each MLP.
+    pub mlp_width: u32,
+    pub context_length: u32,
+    pub vocab_size: u32,
+}
+
+/// The vision transformer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VisionTower {
+    pub width: u32,
+    pub layers: u32,
+    pub heads: u32,
+    /// Hidden size of each MLP.
+    pub mlp_width: u32,
+    pub patch_size: u32,
+    /// Side of the square input image.
+    pub image_size: u32,
+}
+
+/// One published CLIP checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelSpec {
+    /// `ARCH::PRETRAINED`.
+    pub name: &'static str,
+    /// open_clip's architecture name, e.g. `ViT-B-32`.
+    pub arch: &'static str,
+    /// open_clip's pretrained tag as CLIP-as-service spells it, e.g. `laion2b-s34b-b79k`.
+    pub pretrained: &'static str,
+    pub hub: HubFiles,
+    pub layout: WeightsLayout,
+    /// Size of the joint embedding both towers project into.
+    pub embed_dim: u32,
+    pub text: TextTower,
+    pub vision: VisionTower,
+    pub activation: Activation,
+    /// Per-channel (RGB) normalisation of the image preprocessing.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+const CONTEXT_LENGTH: u32 = defaults::CONTEXT_LENGTH as u32;
+const VOCAB_SIZE: u32 = 49408;
+
+const OPENAI_MEAN: [f32; 3] = defaults::IMAGE_MEAN;
+const OPENAI_STD: [f32; 3] = defaults::IMAGE_STD;
+/// open_clip's INCEPTION_MEAN / INCEPTION_STD.
+const HALF: [f32; 3] = [0.5, 0.5, 0.5];
+
+const fn text(width: u32, layers: u32, heads: u32) -> TextTower {
+    TextTower {
+        width,
+        layers,
+        heads,
+        mlp_width: 4 * width,
+        context_length: CONTEXT_LENGTH,
+        vocab_size: VOCAB_SIZE,
+    }
+}
+
+const fn vision(
+    width: u32,
+    layers: u32,
+    heads: u32,
+    mlp_width: u32,
+    patch_size: u32,
+    image_size: u32,
+) -> VisionTower {
+    VisionTower {
+        width,
+        layers,
+        heads,
+        mlp_width,
+        patch_size,
+        image_size,
+    }
+}
+
+// The towers of each architecture (open_clip's model_configs, HF configs).
+const B32_TEXT: TextTower = text(512, 12, 8);
+const B32_VISION: VisionTower = vision(768, 12, 12, 3072, 32, 224);
+const B16_TEXT: TextTower = B32_TEXT;
+const B16_VISION: VisionTower = vision(768, 12, 12, 3072, 16, 224);
+const L14_TEXT: TextTower = text(768, 12, 12);
+const L14_VISION: VisionTower = vision(1024, 24, 16, 4096, 14, 224);
+const L14_336_VISION: VisionTower = vision(1024, 24, 16, 4096, 14, 336);
+// ViT-H-14 and ViT-g-14 share a 24-layer text tower (the repos' open_clip_config.json).
+const H14_TEXT: TextTower = text(1024, 24, 16);
+const H14_VISION: VisionTower = vision(1280, 32, 16, 5120, 14, 224);
+const G14_TEXT: TextTower = H14_TEXT;
+// head_width 88, mlp_ratio 4.3637: transformers' config says intermediate_size 6144.
+const G14_VISION: VisionTower = vision(1408, 40, 16, 6144, 14, 224);
+
+const fn transformers(repo: &'static str) -> HubFiles {
+    HubFiles {
+        repo,
+        revision: "main",
+        config: "config.json",
+        weights: "model.safetensors",
+        tokenizer: "tokenizer.json",
+    }
+}
+
+const fn open_clip(repo: &'static str) -> HubFiles {
+    HubFiles {
+        repo,
+        revision: "main",
+        config: "open_clip_config.json",
+        weights: "open_clip_model.safetensors",
+        tokenizer: "tokenizer.json",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+const fn entry(
+    name: &'static str,
+    arch: &'static str,
+    pretrained: &'static str,
+    hub: HubFiles,
+    layout: WeightsLayout,
+    embed_dim: u32,
+    text: TextTower,
+    vision: VisionTower,
+    activation: Activation,
+    mean: [f32; 3],
+    std: [f32; 3],
+) -> ModelSpec {
+    ModelSpec {
+        name,
+        arch,
+        pretrained,
+        hub,
+        layout,
+        embed_dim,
+        text,
+        vision,
+        activation,
+        mean,
+        std,
+    }
+}
+
+use Activation::{Gelu, QuickGelu};
+use WeightsLayout::{OpenClip, Transformers};
+
+/// Every model repo-gen knows, in the order `repo-gen models` lists them.
+pub static MODELS: &[ModelSpec] = &[
+    // OpenAI's weights, as converted by Hugging Face. The ViT-B-32 and
+    // ViT-L-14 repos are known to carry model.safetensors on main; for
+    // ViT-B-16 and ViT-L-14-336 that was not confirmed (their main branch
+    // may hold only pytorch_model.bin).
+    entry(
+        "ViT-B-32::openai",
+        "ViT-B-32",
+        "openai",
+        transformers("openai/clip-vit-base-patch32"),
+        Transformers,
+        512,
+        B32_TEXT,
+        B32_VISION,
+        QuickGelu,
+        OPENAI_MEAN,
+        OPENAI_STD,
+    ),
+    entry(
+        "ViT-B-16::openai",
+        "ViT-B-16",
+        "openai",
+        transformers("openai/clip-vit-base-patch16"),
+        Transformers,
+        512,
+        B16_TEXT,
+        B16_VISION,
+        QuickGelu,
+        OPENAI_MEAN,
+        OPENAI_STD,
+    ),
+    entry(
+        "ViT-L-14::openai",
+        "ViT-L-14",
+        "openai",
+        transformers("openai/clip-vit-large-patch14"),
+        Transformers,
+        768,
+        L14_TEXT,
+        L14_VISION,
+        QuickGelu,
+        OPENAI_MEAN,
+        OPENAI_STD,
+    ),
+    entry(
+        "ViT-L-14-336::openai",
+        "ViT-L-14-336",
+        "openai",
+        transformers("openai/clip-vit-large-patch14-336"),
+        Transformers,
+        768,
+        L14_TEXT,
+        L14_336_VISION,
+        QuickGelu,
+        OPENAI_MEAN,
+        OPENAI_STD,
+    ),
+    // LAION-2B: LAION's repos hold both layouts; the transformers one is used.
+    entry(
+        "ViT-B-32::laion2b-s34b-b79k",
+        "ViT-B-32",
+        "laion2b-s34b-b79k",
+        transformers("laion/CLIP-ViT-B-32-laion2B-s34B-b79K"),
+        Transformers,
+        512,
+        B32_TEXT,
+        B32_VISION,
+        Gelu,
+        OPENAI_MEAN,
+        OPENAI_STD,
+    ),
+    // LAION-400M: open_clip's pretrained.py points these at timm's dual-use
+    // (open_clip + timm) repos. The repo names are open_clip's; that each
+    // repo holds open_clip_model.safetensors (and not only
+    // open_clip_pytorch_model.bin) is inferred from timm's sibling CLIP repos
+    // and not confirmed for every one of the six.
+    //
+    // The ViT-B-32 LAION-400M weights were trained with QuickGELU (open_clip
+    // lists them under ViT-B-32-quickgelu); ViT-B-16 and ViT-L-14 with GELU.
+    entry(
+        "ViT-B-16::laion400m_e31",
+        "ViT-B-16",
+        "laion400m_e31",
+        open_clip("timm/vit_base_patch16_clip_224.laion400m_e31"),
+        OpenClip,
+        512,
+        B16_TEXT,
+        B16_VISION,
+        Gelu,
+        OPENAI_MEAN,
+        OPENAI_STD,
+    ),
+    entry(
+        "ViT-B-16::laion400m_e32",
+        "ViT-B-16",
+        "laion400m_e32",
+        open_clip("timm/vit_base_patch16_clip_224.laion400m_e32"),
+        OpenClip,
+        512,
+        B16_TEXT,
+        B16_VISION,
+        Gelu,
+        OPENAI_MEAN,
+        OPENAI_STD,
+    ),
+    entry(
+        "ViT-B-32::laion400m_e31",
+        "ViT-B-32",
+        "laion400m_e31",
+        open_clip("timm/vit_base_patch32_clip_224.laion400m_e31"),
+        OpenClip,
+        512,
+        B32_TEXT,
+        B32_VISION,
+        QuickGelu,
+        OPENAI_MEAN,
+        OPENAI_STD,
+    ),
+    entry(
+        "ViT-B-32::laion400m_e32",
+        "ViT-B-32",
+        "laion400m_e32",
+        open_clip("timm/vit_base_patch32_clip_224.laion400m_e32"),
+        OpenClip,
+        512,
+        B32_TEXT,
+        B32_VISION,
+        QuickGelu,
+        OPENAI_MEAN,
+        OPENAI_STD,
+    ),
+    entry(
+        "ViT-L-14::laion400m_e31",
+        "ViT-L-14",
+        "laion400m_e31",
+        open_clip("timm/vit_large_patch14_clip_224.laion400m_e31"),
+        OpenClip,
+        768,
+        L14_TEXT,
+        L14_VISION,
+        Gelu,
+        OPENAI_MEAN,
+        OPENAI_STD,
+    ),
+    entry(
+        "ViT-L-14::laion400m_e32",
+        "ViT-L-14",
+        "laion400m_e32",
+        open_clip("timm/vit_large_patch14_clip_224.laion400m_e32"),
+        OpenClip,
+        768,
+        L14_TEXT,
+        L14_VISION,
+        Gelu,
+        OPENAI_MEAN,
+        OPENAI_STD,
+    ),
+    // open_clip preprocesses this one with mean = std = 0.5 (INCEPTION_*).
+    entry(
+        "ViT-L-14::laion2b-s32b-b82k",
+        "ViT-L-14",
+        "laion2b-s32b-b82k",
+        transformers("laion/CLIP-ViT-L-14-laion2B-s32B-b82K"),
+        Transformers,
+        768,
+        L14_TEXT,
+        L14_VISION,
+        Gelu,
+        HALF,
+        HALF,
+    ),
+    entry(
+        "ViT-H-14::laion2b-s32b-b79k",
+        "ViT-H-14",
+        "laion2b-s32b-b79k",
+        transformers("laion/CLIP-ViT-H-14-laion2B-s32B-b79K"),
+        Transformers,
+        1024,
+        H14_TEXT,
+        H14_VISION,
+        Gelu,
+        OPENAI_MEAN,
+        OPENAI_STD,
+    ),
+    entry(
+        "ViT-g-14::laion2b-s12b-b42k",
+        "ViT-g-14",
+        "laion2b-s12b-b42k",
+        transformers("laion/CLIP-ViT-g-14-laion2B-s12B-b42K"),
+        Transformers,
+        1024,
+        G14_TEXT,
+        G14_VISION,
+        Gelu,
+        OPENAI_MEAN,
+        OPENAI_STD,
+    ),
+];
+
+/// Every model repo-gen knows.
+pub fn all() -> &'static [ModelSpec] {
+    MODELS
+}
+
+/// Why a name names no model.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("{}", unknown_message(.name, .suggestions))]
+    Unknown {
+        name: String,
+        /// Closest known names, best first.
+        suggestions: Vec<&'static str>,
+    },
+    #[error(
+        "model name {name:?} has no pretrained tag; write ARCH::PRETRAINED{}",
+        match_list(" (known for this architecture: ", .candidates, ")")
+    )]
+    MissingPretrained {
+        name: String,
+        /// Every known name with this architecture.
+        candidates: Vec<&'static str>,
+    },
+    #[error(
+        "model name {name:?} is ambiguous: it matches {}; spell it exactly",
+        .candidates.join(", ")
+    )]
+    Ambiguous {
+        name: String,
+        candidates: Vec<&'static str>,
+    },
+}
+
+fn unknown_message(name: &str, suggestions: &[&'static str]) -> String {
+    let mut message = format!("unknown model {name:?}");
+    if suggestions.is_empty() {
+        message.push_str("; run `repo-gen models` for the full list");
+    } else {
+        message.push_str(&match_list("; did you mean ", suggestions, "?"));
+        message.push_str(" (`repo-gen models` lists all)");
+    }
+    message
+}
+
+fn match_list(before: &str, names: &[&'static str], after: &str) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    format!("{before}{}{after}", names.join(", "))
+}
+
+/// The model called `name` (`ARCH::PRETRAINED`), matched without regard to
+/// case or to `-` versus `_`.
+pub fn lookup(name: &str) -> Result<&'static ModelSpec, LookupError> {
+    lookup_in(MODELS, name)
+}
+
+/// [`lookup`] over any list of models.
+pub fn lookup_in<'a>(models: &'a [ModelSpec], name: &str) -> Result<&'a ModelSpec, LookupError> {
+    let name = name.trim();
+    if let Some(exact) = models.iter().find(|m| m.name == name) {
+        return Ok(exact);
+    }
+    let wanted = normalize(name);
+    let matches: Vec<&ModelSpec> = models
+        .iter()
+        .filter(|m| normalize(m.name) == wanted)
+        .collect();
+    match matches.as_slice() {
+        [one] => return Ok(one),
+        [] => {}
+        many => {
+            return Err(LookupError::Ambiguous {
+                name: name.to_owned(),
+                candidates: many.iter().map(|m| m.name).collect(),
+            })
+        }
+    }
+    if !name.contains("::") {
+        let candidates: Vec<&'static str> = models
+            .iter()
+            .filter(|m| normalize(m.arch) == wanted)
+            .map(|m| m.name)
+            .collect();
+        if !candidates.is_empty() {
+            return Err(LookupError::MissingPretrained {
+                name: name.to_owned(),
+                candidates,
+            });
+        }
+    }
+    Err(LookupError::Unknown {
+        name: name.to_owned(),
+        suggestions: closest(models, &wanted),
+    })
+}
+
+/// Names compare in lower case with `_` read as `-`.
+fn normalize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c == '_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+/// Up to five names, closest first: those within a third of the query's
+/// length in edit distance, and those the query is the start of
+/// (`ViT-H-14::laion2b`).
+fn closest(models: &[ModelSpec], wanted: &str) -> Vec<&'static str> {
+    let budget = (wanted.chars().count() / 3).max(2);
+    let mut scored: Vec<(usize, &'static str)> = models
+        .iter()
+        .filter_map(|m| {
+            let known = normalize(m.name);
+            let distance = levenshtein(&known, wanted);
+            let completes = wanted.contains("::") && known.starts_with(wanted);
+            (distance <= budget || completes).then_some((distance, m.name))
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().take(5).map(|(_, name)| name).collect()
+}
+
+/// Edits (insert, delete, substitute one char) that turn `a` into `b`.
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levenshtein_counts_edits() {
+        assert_eq!(levenshtein("", ""), 0);
+        assert_eq!(levenshtein("abc", ""), 3);
+        assert_eq!(levenshtein("", "abc"), 3);
+        assert_eq!(levenshtein("kitten", "sitting"), 3);
+        assert_eq!(levenshtein("openai", "openai2"), 1);
+        assert_eq!(levenshtein("flaw", "lawn"), 2);
+    }
+
+    #[test]
+    fn normalize_folds_case_and_underscores() {
+        assert_eq!(
+            normalize("ViT-B-16::laion400m_e31"),
+            "vit-b-16::laion400m-e31"
+        );
+        assert_eq!(
+            normalize("VIT_B_16::LAION400M-E31"),
+            "vit-b-16::laion400m-e31"
+        );
+    }
+}

@@ -1,0 +1,207 @@
+//! The model registry: names, facts and forgiving lookup.
+
+use repo_gen::registry::{self, Activation, LookupError, WeightsLayout};
+
+const EXPECTED: [&str; 14] = [
+    "ViT-B-32::openai",
+    "ViT-B-16::openai",
+    "ViT-L-14::openai",
+    "ViT-L-14-336::openai",
+    "ViT-B-32::laion2b-s34b-b79k",
+    "ViT-B-16::laion400m_e31",
+    "ViT-B-16::laion400m_e32",
+    "ViT-B-32::laion400m_e31",
+    "ViT-B-32::laion400m_e32",
+    "ViT-L-14::laion400m_e31",
+    "ViT-L-14::laion400m_e32",
+    "ViT-L-14::laion2b-s32b-b82k",
+    "ViT-H-14::laion2b-s32b-b79k",
+    "ViT-g-14::laion2b-s12b-b42k",
+];
+
+#[test]
+fn every_clip_as_service_name_is_known_exactly_once() {
+    let names: Vec<&str> = registry::all().iter().map(|m| m.name).collect();
+    assert_eq!(names, EXPECTED);
+    for name in EXPECTED {
+        assert_eq!(registry::lookup(name).unwrap().name, name);
+    }
+}
+
+#[test]
+fn entries_are_internally_consistent() {
+    for m in registry::all() {
+        assert_eq!(m.name, format!("{}::{}", m.arch, m.pretrained));
+        assert_eq!(m.text.context_length, 77, "{}", m.name);
+        assert_eq!(m.text.vocab_size, 49408, "{}", m.name);
+        assert_eq!(m.text.width % m.text.heads, 0, "{}", m.name);
+        assert_eq!(m.vision.width % m.vision.heads, 0, "{}", m.name);
+        assert_eq!(m.vision.image_size % m.vision.patch_size, 0, "{}", m.name);
+        assert_eq!(m.hub.config, m.layout.config_file(), "{}", m.name);
+        assert_eq!(m.hub.weights, m.layout.weights_file(), "{}", m.name);
+        assert_eq!(m.hub.tokenizer, "tokenizer.json", "{}", m.name);
+        assert_eq!(m.hub.revision, "main", "{}", m.name);
+        assert!(m.hub.repo.contains('/'), "{}", m.name);
+        assert!(m.std.iter().all(|s| *s > 0.0), "{}", m.name);
+        // OpenAI weights use QuickGELU; so do LAION-400M's ViT-B-32.
+        let quick = m.pretrained == "openai" || m.name.starts_with("ViT-B-32::laion400m");
+        let expected = if quick {
+            Activation::QuickGelu
+        } else {
+            Activation::Gelu
+        };
+        assert_eq!(m.activation, expected, "{}", m.name);
+    }
+}
+
+#[test]
+fn architecture_facts_match_the_published_configs() {
+    let b32 = registry::lookup("ViT-B-32::openai").unwrap();
+    assert_eq!(b32.hub.repo, "openai/clip-vit-base-patch32");
+    assert_eq!(b32.layout, WeightsLayout::Transformers);
+    assert_eq!(b32.embed_dim, 512);
+    assert_eq!(
+        (b32.text.width, b32.text.layers, b32.text.heads),
+        (512, 12, 8)
+    );
+    assert_eq!(
+        (b32.vision.width, b32.vision.layers, b32.vision.heads),
+        (768, 12, 12)
+    );
+    assert_eq!((b32.vision.patch_size, b32.vision.image_size), (32, 224));
+    assert_eq!(b32.mean, clip_contract::defaults::IMAGE_MEAN);
+
+    let l336 = registry::lookup("ViT-L-14-336::openai").unwrap();
+    assert_eq!((l336.vision.patch_size, l336.vision.image_size), (14, 336));
+    assert_eq!(l336.embed_dim, 768);
+
+    let h14 = registry::lookup("ViT-H-14::laion2b-s32b-b79k").unwrap();
+    assert_eq!(h14.hub.repo, "laion/CLIP-ViT-H-14-laion2B-s32B-b79K");
+    assert_eq!(h14.embed_dim, 1024);
+    assert_eq!(
+        (h14.text.width, h14.text.layers, h14.text.heads),
+        (1024, 24, 16)
+    );
+    assert_eq!(
+        (h14.vision.width, h14.vision.layers, h14.vision.heads),
+        (1280, 32, 16)
+    );
+
+    let g14 = registry::lookup("ViT-g-14::laion2b-s12b-b42k").unwrap();
+    assert_eq!(
+        (g14.vision.width, g14.vision.layers, g14.vision.mlp_width),
+        (1408, 40, 6144)
+    );
+
+    let l14_laion = registry::lookup("ViT-L-14::laion2b-s32b-b82k").unwrap();
+    assert_eq!(l14_laion.mean, [0.5; 3]);
+    assert_eq!(l14_laion.std, [0.5; 3]);
+
+    let b16_400m = registry::lookup("ViT-B-16::laion400m_e32").unwrap();
+    assert_eq!(b16_400m.layout, WeightsLayout::OpenClip);
+    assert_eq!(b16_400m.hub.weights, "open_clip_model.safetensors");
+    assert_eq!(
+        b16_400m.hub.repo,
+        "timm/vit_base_patch16_clip_224.laion400m_e32"
+    );
+}
+
+#[test]
+fn lookup_forgives_case_and_dash_versus_underscore() {
+    let cases = [
+        ("vit-b-32::OpenAI", "ViT-B-32::openai"),
+        ("VIT-B-32::OPENAI", "ViT-B-32::openai"),
+        ("ViT-B-16::laion400m-e31", "ViT-B-16::laion400m_e31"),
+        ("vit_b_16::LAION400M_E32", "ViT-B-16::laion400m_e32"),
+        ("ViT-B-32::laion2b_s34b_b79k", "ViT-B-32::laion2b-s34b-b79k"),
+        ("vit-g-14::laion2b-s12b-b42k", "ViT-g-14::laion2b-s12b-b42k"),
+        ("  ViT-L-14::openai ", "ViT-L-14::openai"),
+    ];
+    for (query, expected) in cases {
+        let found = registry::lookup(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+        assert_eq!(found.name, expected, "{query}");
+    }
+}
+
+#[test]
+fn unknown_name_suggests_the_closest_models() {
+    let err = registry::lookup("ViT-B-32::openai2").unwrap_err();
+    let LookupError::Unknown { suggestions, .. } = &err else {
+        panic!("expected Unknown, got {err:?}");
+    };
+    assert_eq!(suggestions.first(), Some(&"ViT-B-32::openai"));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "unknown model \"ViT-B-32::openai2\"; did you mean {}? (`repo-gen models` lists all)",
+            suggestions.join(", ")
+        )
+    );
+
+    let err = registry::lookup("ViT-L-14::laion400m_e33").unwrap_err();
+    let LookupError::Unknown { suggestions, .. } = &err else {
+        panic!("expected Unknown, got {err:?}");
+    };
+    assert!(suggestions.contains(&"ViT-L-14::laion400m_e32"), "{err}");
+    assert!(suggestions.contains(&"ViT-L-14::laion400m_e31"), "{err}");
+    assert!(suggestions.len() <= 5);
+
+    let err = registry::lookup("ViT-H-14::laion2b").unwrap_err();
+    assert!(
+        err.to_string().contains("ViT-H-14::laion2b-s32b-b79k"),
+        "{err}"
+    );
+}
+
+#[test]
+fn far_off_name_points_to_the_list() {
+    let err = registry::lookup("resnet50").unwrap_err();
+    assert_eq!(
+        err,
+        LookupError::Unknown {
+            name: "resnet50".into(),
+            suggestions: vec![]
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "unknown model \"resnet50\"; run `repo-gen models` for the full list"
+    );
+}
+
+#[test]
+fn architecture_without_tag_lists_its_weights() {
+    let err = registry::lookup("vit-b-16").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "model name \"vit-b-16\" has no pretrained tag; write ARCH::PRETRAINED \
+         (known for this architecture: ViT-B-16::openai, ViT-B-16::laion400m_e31, \
+         ViT-B-16::laion400m_e32)"
+    );
+}
+
+#[test]
+fn folding_that_leaves_two_models_is_refused() {
+    let mut models = registry::all()[..1].to_vec();
+    let mut other = models[0];
+    other.name = "ViT-B-32::open_ai";
+    other.pretrained = "open_ai";
+    let mut third = models[0];
+    third.name = "ViT-B-32::open-ai";
+    third.pretrained = "open-ai";
+    models.push(other);
+    models.push(third);
+    // Exact spellings still win.
+    assert_eq!(
+        registry::lookup_in(&models, "ViT-B-32::open_ai")
+            .unwrap()
+            .name,
+        "ViT-B-32::open_ai"
+    );
+    let err = registry::lookup_in(&models, "vit-b-32::OPEN_AI").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "model name \"vit-b-32::OPEN_AI\" is ambiguous: it matches \
+         ViT-B-32::open_ai, ViT-B-32::open-ai; spell it exactly"
+    );
+}
