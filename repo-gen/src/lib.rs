@@ -9,7 +9,8 @@
 //! templates receive them as context variables.
 //!
 //! [`registry`] names the CLIP checkpoints repo-gen knows and their
-//! architecture facts.
+//! architecture facts; [`download`] gets their files from the Hugging Face
+//! hub (through its cache) or checks a local folder of them.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use clip_contract::{defaults, kind, param, tensor, BACKEND_NAME};
 use tera::{Context, Tera, Value};
 
+pub mod download;
 pub mod registry;
 
 const TEXT_TEMPLATE_NAME: &str = "text_preprocess.pbtxt.tera";
