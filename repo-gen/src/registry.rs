@@ -454,6 +454,53 @@ pub fn all() -> &'static [ModelSpec] {
     MODELS
 }
 
+/// `models` as an aligned text table: name, embedding size, image size,
+/// activation, weights layout and hub repository, one model a line.
+pub fn table(models: &[ModelSpec]) -> String {
+    let header = ["MODEL", "DIM", "IMAGE", "ACTIVATION", "WEIGHTS", "HUB REPO"];
+    let rows: Vec<[String; 6]> = models
+        .iter()
+        .map(|m| {
+            [
+                m.name.to_owned(),
+                m.embed_dim.to_string(),
+                m.vision.image_size.to_string(),
+                m.activation.to_string(),
+                m.layout.to_string(),
+                m.hub.repo.to_owned(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 6]| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            // Numbers right-aligned, text left-aligned.
+            if i == 1 || i == 2 {
+                text.push_str(&format!("{cell:>width$}"));
+            } else {
+                text.push_str(&format!("{cell:<width$}"));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(header);
+    for row in &rows {
+        line(row.each_ref().map(String::as_str));
+    }
+    out
+}
+
 /// Why a name names no model.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
