@@ -120,14 +120,14 @@ fn batched_images_match_the_library_in_fp32_and_fp16() {
             .unwrap_or_else(|f| panic!("{names:?}: {f:?}"));
         assert_eq!(fp16.shape, vec![batch.len() as i64, 3, size, size]);
         for ((got, want), name) in fp16
-            .as_f16_bits()
+            .as_f16_widened()
             .chunks_exact(pixels)
             .zip(&expected)
             .zip(&names)
         {
-            let want: Vec<u16> = want
+            let want: Vec<f32> = want
                 .iter()
-                .map(|v| half::f16::from_f32(*v).to_bits())
+                .map(|v| half::f16::from_f32(*v).to_f32())
                 .collect();
             assert!(
                 got == want.as_slice(),

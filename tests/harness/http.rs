@@ -15,43 +15,30 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    /// A `[n, 1]` BYTES tensor: each element prefixed by its 4-byte little-endian length.
+    /// A `[n, 1]` BYTES tensor in Triton's wire layout.
     pub fn bytes(name: &str, elements: &[&[u8]]) -> Tensor {
-        let mut data = Vec::new();
-        for element in elements {
-            data.extend_from_slice(&(element.len() as u32).to_le_bytes());
-            data.extend_from_slice(element);
-        }
         Tensor {
             name: name.into(),
             datatype: "BYTES".into(),
             shape: vec![elements.len() as i64, 1],
-            data,
+            data: clip_client::serialize_bytes_tensor(elements),
         }
     }
 
     pub fn as_i64(&self) -> Vec<i64> {
         assert_eq!(self.datatype, "INT64", "tensor {}", self.name);
-        self.data
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-            .collect()
+        clip_client::i64_from_raw(&self.data).expect("whole INT64 elements")
     }
 
     pub fn as_f32(&self) -> Vec<f32> {
         assert_eq!(self.datatype, "FP32", "tensor {}", self.name);
-        self.data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect()
+        clip_client::f32_from_raw(&self.data).expect("whole FP32 elements")
     }
 
-    pub fn as_f16_bits(&self) -> Vec<u16> {
+    /// FP16 values widened to f32 (exact).
+    pub fn as_f16_widened(&self) -> Vec<f32> {
         assert_eq!(self.datatype, "FP16", "tensor {}", self.name);
-        self.data
-            .chunks_exact(2)
-            .map(|b| u16::from_le_bytes(b.try_into().unwrap()))
-            .collect()
+        clip_client::f16_from_raw(&self.data).expect("whole FP16 elements")
     }
 }
 
@@ -78,19 +65,15 @@ const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
 
 /// GET a JSON endpoint; returns the status and the parsed body (Null if empty).
 pub fn get(base: &str, path: &str) -> Result<(u16, Value), ureq::Error> {
-    let mut response = agent().get(format!("{base}{path}")).call()?;
-    let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(BODY_LIMIT)
-        .read_to_vec()?;
-    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    json_reply(agent().get(format!("{base}{path}")).call()?)
 }
 
 /// POST a JSON body; returns the status and the parsed body.
 pub fn post_json(base: &str, path: &str, body: &Value) -> Result<(u16, Value), ureq::Error> {
-    let mut response = agent().post(format!("{base}{path}")).send_json(body)?;
+    json_reply(agent().post(format!("{base}{path}")).send_json(body)?)
+}
+
+fn json_reply(mut response: ureq::http::Response<ureq::Body>) -> Result<(u16, Value), ureq::Error> {
     let status = response.status().as_u16();
     let body = response
         .body_mut()
