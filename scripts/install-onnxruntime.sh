@@ -23,6 +23,17 @@ if [[ -f "$library" && -f "$dest/.complete" ]]; then
     exit 0
 fi
 
+# Test binaries may run this at the same time; one installs, the others wait.
+mkdir -p "$cache"
+if command -v flock >/dev/null; then
+    exec 9>"$cache/.onnxruntime-$VERSION.lock"
+    flock 9
+    if [[ -f "$library" && -f "$dest/.complete" ]]; then
+        echo "$library"
+        exit 0
+    fi
+fi
+
 python=$(command -v python3 || command -v python || true)
 if [[ -z "$python" ]]; then
     echo "install-onnxruntime: python3 with pip is needed to download the $WHEEL_SPEC wheel" >&2

@@ -1,0 +1,71 @@
+//! One error type for configs, weights, export and verification.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("config: {0}")]
+    Config(String),
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("safetensors: {0}")]
+    Safetensors(String),
+
+    #[error(
+        "weights match neither the transformers layout (text_model.*, vision_model.*) nor open_clip's \
+         (transformer.resblocks.*, visual.*); first keys: {first_keys}"
+    )]
+    UnknownLayout { first_keys: String },
+
+    #[error("weight {key}: expected shape {expected:?}, found {found:?}")]
+    ShapeMismatch {
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+
+    #[error("weight {key} is missing ({layout} layout)")]
+    MissingKey { key: String, layout: &'static str },
+
+    #[error("{count} weight(s) this architecture has no place for ({layout} layout): {keys}")]
+    UnexpectedKeys {
+        count: usize,
+        keys: String,
+        layout: &'static str,
+    },
+
+    #[error("weight {key} has dtype {dtype}; only F32, F16 and BF16 are supported")]
+    UnsupportedDtype { key: String, dtype: String },
+
+    #[error("weight {key} holds a non-finite value")]
+    NonFinite { key: String },
+
+    #[error(
+        "ONNX Runtime library not found: set ORT_DYLIB_PATH or pass its path; \
+         `bash scripts/install-onnxruntime.sh` installs libonnxruntime 1.31.1 and prints its path ({0})"
+    )]
+    OrtLibraryMissing(String),
+
+    #[error("ONNX Runtime: {0}")]
+    Ort(String),
+
+    #[error("verification of {model}: {message}")]
+    Verification { model: String, message: String },
+}
+
+pub type Result<T, E = ExportError> = std::result::Result<T, E>;
+
+impl ExportError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ExportError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

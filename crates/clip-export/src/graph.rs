@@ -1,0 +1,478 @@
+//! The textual and visual CLIP encoders as ONNX graphs (opset 17).
+//!
+//! Both follow transformers' `CLIPModel.get_text_features` and
+//! `get_image_features` operation for operation: pre-LayerNorm blocks,
+//! multi-head attention with the 1/sqrt(head_dim) scale folded into the
+//! query projection (exact for the power-of-two head sizes of published
+//! CLIPs), GELU from Erf or quick-GELU from Sigmoid.
+
+use clip_contract::tensor;
+
+use crate::arch::{Activation, ClipArchitecture, TextPooling};
+use crate::onnx::{attr_float, attr_int, attr_ints, value_info, Dim, GraphBuilder, WeightDtype};
+use crate::proto::{tensor_proto::DataType, GraphProto};
+use crate::weights::{Block, ClipWeights, LayerNorm, Linear, Tensor};
+
+/// The dynamic batch axis of every input and output.
+pub const BATCH_DIM: &str = "batch";
+
+/// `INPUT_IDS` int64 `[batch, context]` -> `EMBEDDING` float `[batch, embed_dim]`.
+pub(crate) fn textual(weights: &ClipWeights, dtype: WeightDtype) -> GraphProto {
+    let arch = &weights.arch;
+    let t = &arch.text;
+    let w = &weights.text;
+    let mut g = GraphBuilder::new(dtype);
+    g.reserve(tensor::INPUT_IDS);
+
+    let table = g.weight(
+        "text.token_embedding",
+        &w.token_embedding.shape,
+        &w.token_embedding.data,
+    );
+    let tokens = g.op(
+        "Gather",
+        &[&table, tensor::INPUT_IDS],
+        vec![attr_int("axis", 0)],
+        "text.tokens",
+    );
+    let positions = g.weight(
+        "text.position_embedding",
+        &w.position_embedding.shape,
+        &w.position_embedding.data,
+    );
+    let mut x = g.op("Add", &[&tokens, &positions], vec![], "text.embeddings");
+
+    // Causal mask: position i attends to 0..=i.
+    let n = t.context_length;
+    let mask_data: Vec<f32> = (0..n * n)
+        .map(|k| {
+            if k % n > k / n {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = g.weight("text.causal_mask", &[n, n], &mask_data);
+
+    for (i, block) in w.blocks.iter().enumerate() {
+        x = encoder_block(
+            &mut g,
+            arch,
+            &format!("text.layers.{i}"),
+            &x,
+            block,
+            t.heads,
+            Some(&mask),
+        );
+    }
+
+    // ArgMax runs on float32, which every execution provider has a kernel for.
+    // Pool first, then the final LayerNorm: it acts on each token alone, so
+    // this equals transformers' LN-then-pool on one row instead of all.
+    let index = match t.pooling {
+        TextPooling::FirstEos(eos) => {
+            let eos = g.int64("text.eos_id", &[], &[eos]);
+            let is_eos = g.op("Equal", &[tensor::INPUT_IDS, &eos], vec![], "text.is_eos");
+            let flags = g.op(
+                "Cast",
+                &[&is_eos],
+                vec![attr_int("to", DataType::Float as i64)],
+                "text.eos_flags",
+            );
+            // ArgMax returns the first maximum: the first end-of-text token.
+            g.op(
+                "ArgMax",
+                &[&flags],
+                vec![attr_int("axis", 1), attr_int("keepdims", 1)],
+                "text.pool_index",
+            )
+        }
+        TextPooling::ArgMax => {
+            // Ids are below 2^24, so float32 holds them exactly.
+            let ids = g.op(
+                "Cast",
+                &[tensor::INPUT_IDS],
+                vec![attr_int("to", DataType::Float as i64)],
+                "text.ids_f32",
+            );
+            g.op(
+                "ArgMax",
+                &[&ids],
+                vec![attr_int("axis", 1), attr_int("keepdims", 1)],
+                "text.pool_index",
+            )
+        }
+    };
+    let pooled = g.op(
+        "GatherND",
+        &[&x, &index],
+        vec![attr_int("batch_dims", 1)],
+        "text.pooled",
+    );
+    let pooled = layer_norm(&mut g, arch, "text.ln_final", &pooled, &w.ln_final);
+    let projection = matmul_weight(&mut g, "text.projection", &w.projection);
+    let out = g.op("MatMul", &[&pooled, &projection], vec![], "text.projected");
+    output(&mut g, &out);
+
+    g.finish(
+        "clip_textual",
+        vec![value_info(
+            tensor::INPUT_IDS,
+            DataType::Int64,
+            &[Dim::Named(BATCH_DIM), Dim::Fixed(t.context_length)],
+        )],
+        vec![embedding_info(arch)],
+    )
+}
+
+/// `PIXEL_VALUES` float `[batch, 3, S, S]` -> `EMBEDDING` float `[batch, embed_dim]`.
+pub(crate) fn visual(weights: &ClipWeights, dtype: WeightDtype) -> GraphProto {
+    let arch = &weights.arch;
+    let v = &arch.vision;
+    let w = &weights.vision;
+    let mut g = GraphBuilder::new(dtype);
+    g.reserve(tensor::PIXEL_VALUES);
+
+    let pixels = match dtype {
+        WeightDtype::F32 => tensor::PIXEL_VALUES.to_string(),
+        WeightDtype::F16 => g.op(
+            "Cast",
+            &[tensor::PIXEL_VALUES],
+            vec![attr_int("to", DataType::Float16 as i64)],
+            "vision.pixels_f16",
+        ),
+    };
+    let kernel = g.weight(
+        "vision.patch_embedding",
+        &w.patch_embedding.shape,
+        &w.patch_embedding.data,
+    );
+    let p = v.patch_size as i64;
+    let patches = g.op(
+        "Conv",
+        &[&pixels, &kernel],
+        vec![
+            attr_ints("kernel_shape", &[p, p]),
+            attr_ints("strides", &[p, p]),
+        ],
+        "vision.patches",
+    );
+    let patches_shape = g.int64(
+        "vision.patches_shape",
+        &[3],
+        &[0, v.width as i64, (v.grid() * v.grid()) as i64],
+    );
+    let patches = g.op(
+        "Reshape",
+        &[&patches, &patches_shape],
+        vec![],
+        "vision.patches_flat",
+    );
+    let patches = g.op(
+        "Transpose",
+        &[&patches],
+        vec![attr_ints("perm", &[0, 2, 1])],
+        "vision.patch_tokens",
+    );
+
+    // Position embeddings: row 0 goes with the class token, the rest with the
+    // patches. class + pos[0] is one f32 addition either way.
+    let width = v.width;
+    let pos = &w.position_embedding.data;
+    let class_row: Vec<f32> = (0..width)
+        .map(|c| w.class_embedding.data[c] + pos[c])
+        .collect();
+    let patch_pos = g.weight(
+        "vision.position_embedding.patches",
+        &[v.tokens() - 1, width],
+        &pos[width..],
+    );
+    let patches = g.op(
+        "Add",
+        &[&patches, &patch_pos],
+        vec![],
+        "vision.patch_embeddings",
+    );
+    let class_token = g.weight("vision.class_token", &[1, 1, width], &class_row);
+    let batch = g.op(
+        "Shape",
+        &[tensor::PIXEL_VALUES],
+        vec![attr_int("start", 0), attr_int("end", 1)],
+        "vision.batch",
+    );
+    let row_shape = g.int64("vision.class_row_shape", &[2], &[1, width as i64]);
+    let class_shape = g.op(
+        "Concat",
+        &[&batch, &row_shape],
+        vec![attr_int("axis", 0)],
+        "vision.class_shape",
+    );
+    let classes = g.op(
+        "Expand",
+        &[&class_token, &class_shape],
+        vec![],
+        "vision.class_tokens",
+    );
+    let x = g.op(
+        "Concat",
+        &[&classes, &patches],
+        vec![attr_int("axis", 1)],
+        "vision.embeddings",
+    );
+
+    let mut x = layer_norm(&mut g, arch, "vision.ln_pre", &x, &w.ln_pre);
+    for (i, block) in w.blocks.iter().enumerate() {
+        x = encoder_block(
+            &mut g,
+            arch,
+            &format!("vision.layers.{i}"),
+            &x,
+            block,
+            v.heads,
+            None,
+        );
+    }
+    let zero = g.int64("vision.class_index", &[], &[0]);
+    let pooled = g.op(
+        "Gather",
+        &[&x, &zero],
+        vec![attr_int("axis", 1)],
+        "vision.pooled",
+    );
+    let pooled = layer_norm(&mut g, arch, "vision.ln_post", &pooled, &w.ln_post);
+    let projection = matmul_weight(&mut g, "vision.projection", &w.projection);
+    let out = g.op(
+        "MatMul",
+        &[&pooled, &projection],
+        vec![],
+        "vision.projected",
+    );
+    output(&mut g, &out);
+
+    g.finish(
+        "clip_visual",
+        vec![value_info(
+            tensor::PIXEL_VALUES,
+            DataType::Float,
+            &[
+                Dim::Named(BATCH_DIM),
+                Dim::Fixed(3),
+                Dim::Fixed(v.image_size),
+                Dim::Fixed(v.image_size),
+            ],
+        )],
+        vec![embedding_info(arch)],
+    )
+}
+
+fn embedding_info(arch: &ClipArchitecture) -> crate::proto::ValueInfoProto {
+    value_info(
+        tensor::EMBEDDING,
+        DataType::Float,
+        &[Dim::Named(BATCH_DIM), Dim::Fixed(arch.embed_dim)],
+    )
+}
+
+/// Names the last value `EMBEDDING`, as float32.
+fn output(g: &mut GraphBuilder, value: &str) {
+    match g.dtype {
+        WeightDtype::F32 => g.op_named("Identity", &[value], vec![], tensor::EMBEDDING),
+        WeightDtype::F16 => g.op_named(
+            "Cast",
+            &[value],
+            vec![attr_int("to", DataType::Float as i64)],
+            tensor::EMBEDDING,
+        ),
+    }
+}
+
+/// A `[out, in]` matrix stored as `[in, out]` for `MatMul(x, W)`.
+fn matmul_weight(g: &mut GraphBuilder, name: &str, weight: &Tensor) -> String {
+    let t = weight.transposed();
+    g.weight(name, &t.shape, &t.data)
+}
+
+fn linear(g: &mut GraphBuilder, name: &str, x: &str, layer: &Linear) -> String {
+    let w = matmul_weight(g, &format!("{name}.weight"), &layer.weight);
+    let b = g.weight(&format!("{name}.bias"), &layer.bias.shape, &layer.bias.data);
+    let y = g.op("MatMul", &[x, &w], vec![], &format!("{name}.matmul"));
+    g.op("Add", &[&y, &b], vec![], name)
+}
+
+fn layer_norm(
+    g: &mut GraphBuilder,
+    arch: &ClipArchitecture,
+    name: &str,
+    x: &str,
+    ln: &LayerNorm,
+) -> String {
+    let scale = g.weight(&format!("{name}.weight"), &ln.weight.shape, &ln.weight.data);
+    let bias = g.weight(&format!("{name}.bias"), &ln.bias.shape, &ln.bias.data);
+    g.op(
+        "LayerNormalization",
+        &[x, &scale, &bias],
+        vec![
+            attr_int("axis", -1),
+            attr_float("epsilon", arch.layer_norm_eps),
+        ],
+        name,
+    )
+}
+
+/// `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+fn encoder_block(
+    g: &mut GraphBuilder,
+    arch: &ClipArchitecture,
+    name: &str,
+    x: &str,
+    block: &Block,
+    heads: usize,
+    mask: Option<&str>,
+) -> String {
+    let width = block.q.weight.shape[0];
+    let head_dim = width / heads;
+    let scale = (head_dim as f32).powf(-0.5);
+
+    // One [width, 3 * width] projection for q|k|v; the attention scale goes
+    // into q's weights and bias.
+    let mut fused_w = vec![0.0f32; width * 3 * width];
+    let mut fused_b = vec![0.0f32; 3 * width];
+    for (part, (layer, factor)) in [(&block.q, scale), (&block.k, 1.0), (&block.v, 1.0)]
+        .into_iter()
+        .enumerate()
+    {
+        // layer.weight is [out, in]; fused is [in, 3 * out].
+        for o in 0..width {
+            for i in 0..width {
+                fused_w[i * 3 * width + part * width + o] =
+                    layer.weight.data[o * width + i] * factor;
+            }
+            fused_b[part * width + o] = layer.bias.data[o] * factor;
+        }
+    }
+
+    let h = layer_norm(g, arch, &format!("{name}.ln_1"), x, &block.ln_1);
+    let qkv_w = g.weight(
+        &format!("{name}.attn.qkv.weight"),
+        &[width, 3 * width],
+        &fused_w,
+    );
+    let qkv_b = g.weight(&format!("{name}.attn.qkv.bias"), &[3 * width], &fused_b);
+    let qkv = g.op(
+        "MatMul",
+        &[&h, &qkv_w],
+        vec![],
+        &format!("{name}.attn.qkv.matmul"),
+    );
+    let qkv = g.op("Add", &[&qkv, &qkv_b], vec![], &format!("{name}.attn.qkv"));
+    // [B, L, 3W] -> [B, L, 3, H, D] -> [3, B, H, L, D]
+    let split_shape = g.int64(
+        &format!("{name}.attn.split_shape"),
+        &[5],
+        &[0, 0, 3, heads as i64, head_dim as i64],
+    );
+    let qkv = g.op(
+        "Reshape",
+        &[&qkv, &split_shape],
+        vec![],
+        &format!("{name}.attn.qkv_heads"),
+    );
+    let qkv = g.op(
+        "Transpose",
+        &[&qkv],
+        vec![attr_ints("perm", &[2, 0, 3, 1, 4])],
+        &format!("{name}.attn.qkv_t"),
+    );
+    let mut parts = Vec::new();
+    for (i, part) in ["q", "k", "v"].into_iter().enumerate() {
+        let index = g.int64(&format!("{name}.attn.{part}_index"), &[], &[i as i64]);
+        parts.push(g.op(
+            "Gather",
+            &[&qkv, &index],
+            vec![attr_int("axis", 0)],
+            &format!("{name}.attn.{part}"),
+        ));
+    }
+    let k_t = g.op(
+        "Transpose",
+        &[&parts[1]],
+        vec![attr_ints("perm", &[0, 1, 3, 2])],
+        &format!("{name}.attn.k_t"),
+    );
+    let mut scores = g.op(
+        "MatMul",
+        &[&parts[0], &k_t],
+        vec![],
+        &format!("{name}.attn.scores"),
+    );
+    if let Some(mask) = mask {
+        scores = g.op(
+            "Add",
+            &[&scores, mask],
+            vec![],
+            &format!("{name}.attn.masked"),
+        );
+    }
+    let probs = g.op(
+        "Softmax",
+        &[&scores],
+        vec![attr_int("axis", -1)],
+        &format!("{name}.attn.probs"),
+    );
+    let ctx = g.op(
+        "MatMul",
+        &[&probs, &parts[2]],
+        vec![],
+        &format!("{name}.attn.context"),
+    );
+    let ctx = g.op(
+        "Transpose",
+        &[&ctx],
+        vec![attr_ints("perm", &[0, 2, 1, 3])],
+        &format!("{name}.attn.context_t"),
+    );
+    let merge_shape = g.int64(
+        &format!("{name}.attn.merge_shape"),
+        &[3],
+        &[0, 0, width as i64],
+    );
+    let ctx = g.op(
+        "Reshape",
+        &[&ctx, &merge_shape],
+        vec![],
+        &format!("{name}.attn.merged"),
+    );
+    let attn = linear(g, &format!("{name}.attn.out"), &ctx, &block.out);
+    let x = g.op("Add", &[x, &attn], vec![], &format!("{name}.attn_residual"));
+
+    let h = layer_norm(g, arch, &format!("{name}.ln_2"), &x, &block.ln_2);
+    let h = linear(g, &format!("{name}.mlp.fc_1"), &h, &block.fc_1);
+    let h = activation(g, arch.activation, &format!("{name}.mlp.act"), &h);
+    let h = linear(g, &format!("{name}.mlp.fc_2"), &h, &block.fc_2);
+    g.op("Add", &[&x, &h], vec![], &format!("{name}.mlp_residual"))
+}
+
+fn activation(g: &mut GraphBuilder, act: Activation, name: &str, x: &str) -> String {
+    match act {
+        Activation::QuickGelu => {
+            let k = g.scalar(&format!("{name}.quick_gelu_k"), 1.702);
+            let scaled = g.op("Mul", &[x, &k], vec![], &format!("{name}.scaled"));
+            let gate = g.op("Sigmoid", &[&scaled], vec![], &format!("{name}.gate"));
+            g.op("Mul", &[x, &gate], vec![], name)
+        }
+        Activation::Gelu => {
+            let inv_sqrt2 = g.scalar(
+                &format!("{name}.inv_sqrt2"),
+                std::f32::consts::FRAC_1_SQRT_2,
+            );
+            let one = g.scalar(&format!("{name}.one"), 1.0);
+            let half = g.scalar(&format!("{name}.half"), 0.5);
+            let scaled = g.op("Mul", &[x, &inv_sqrt2], vec![], &format!("{name}.scaled"));
+            let erf = g.op("Erf", &[&scaled], vec![], &format!("{name}.erf"));
+            let cdf = g.op("Add", &[&erf, &one], vec![], &format!("{name}.cdf2"));
+            let y = g.op("Mul", &[x, &cdf], vec![], &format!("{name}.x_cdf2"));
+            g.op("Mul", &[&y, &half], vec![], name)
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! CLIP safetensors weights to ONNX, in Rust.
+//!
+//! ```no_run
+//! use clip_export::{ClipArchitecture, ClipWeights, ExportOptions, OrtRuntime};
+//! # fn main() -> Result<(), clip_export::ExportError> {
+//! let config = std::fs::read_to_string("config.json").unwrap();
+//! let arch = ClipArchitecture::from_config_json(&config)?;
+//! let weights = ClipWeights::load("model.safetensors", &arch)?;
+//! let options = ExportOptions::default();
+//! let textual = clip_export::export_textual(&weights, &options)?;
+//! let visual = clip_export::export_visual(&weights, &options)?;
+//!
+//! // Probe both with ONNX Runtime before writing anything.
+//! let runtime = OrtRuntime::load(None)?; // ORT_DYLIB_PATH
+//! clip_export::verify_textual(&runtime, &textual, &arch)?;
+//! clip_export::verify_visual(&runtime, &visual, &arch)?;
+//! textual.write("repo/clip_text_encoder/1".as_ref(), "model.onnx")?;
+//! visual.write("repo/clip_image_encoder/1".as_ref(), "model.onnx")?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! - [`ClipArchitecture`] comes from a transformers `config.json` or an
+//!   open_clip `open_clip_config.json`.
+//! - [`ClipWeights`] reads either key layout (detected from the names) and
+//!   checks every tensor's shape.
+//! - The textual model maps `INPUT_IDS` int64 `[batch, context]` to
+//!   `EMBEDDING` float `[batch, embed_dim]`; the visual model maps
+//!   `PIXEL_VALUES` float `[batch, 3, S, S]` to `EMBEDDING`. Opset 17, weights
+//!   as initializers, dynamic batch. The embeddings are the unnormalised
+//!   projections, as `get_text_features`/`get_image_features` return them.
+//! - [`OrtRuntime`] loads libonnxruntime at run time (`ORT_DYLIB_PATH`;
+//!   `scripts/install-onnxruntime.sh` installs 1.31.1).
+
+pub mod arch;
+pub mod error;
+mod graph;
+pub mod onnx;
+pub mod verify;
+pub mod weights;
+
+/// The ONNX protobuf types (this crate's subset of onnx.proto).
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
+
+pub use arch::{Activation, ClipArchitecture, TextPooling, TextTower, VisionTower, CLIP_EOT_ID};
+pub use error::{ExportError, Result};
+pub use graph::BATCH_DIM;
+pub use onnx::{ExternalData, ExternalDataPolicy, OnnxModel, WeightDtype, OPSET};
+pub use verify::{
+    ort_library_path, verify_textual, verify_visual, Embeddings, LoadedModel, OrtRuntime,
+    ProbeReport, ORT_DYLIB_ENV,
+};
+pub use weights::{ClipWeights, WeightLayout};
+
+/// How the models are written.
+#[derive(Clone, Debug, Default)]
+pub struct ExportOptions {
+    pub dtype: WeightDtype,
+    pub external_data: ExternalDataPolicy,
+}
+
+/// The text encoder: `INPUT_IDS` -> `EMBEDDING`.
+pub fn export_textual(weights: &ClipWeights, options: &ExportOptions) -> Result<OnnxModel> {
+    weights.arch.validate()?;
+    let graph = graph::textual(weights, options.dtype);
+    Ok(onnx::encode_model(
+        graph,
+        metadata(weights, options, "textual"),
+        "CLIP text encoder: token ids to the projected text embedding (get_text_features).",
+        &options.external_data,
+    ))
+}
+
+/// The image encoder: `PIXEL_VALUES` -> `EMBEDDING`.
+pub fn export_visual(weights: &ClipWeights, options: &ExportOptions) -> Result<OnnxModel> {
+    weights.arch.validate()?;
+    let graph = graph::visual(weights, options.dtype);
+    Ok(onnx::encode_model(
+        graph,
+        metadata(weights, options, "visual"),
+        "CLIP image encoder: normalised pixels to the projected image embedding (get_image_features).",
+        &options.external_data,
+    ))
+}
+
+fn metadata(weights: &ClipWeights, options: &ExportOptions, tower: &str) -> Vec<(String, String)> {
+    let arch = &weights.arch;
+    let mut entries = vec![
+        ("clip.tower", tower.to_string()),
+        ("clip.embed_dim", arch.embed_dim.to_string()),
+        ("clip.activation", arch.activation.name().to_string()),
+        ("clip.weight_layout", weights.layout.name().to_string()),
+        ("clip.dtype", options.dtype.name().to_string()),
+    ];
+    if let Some(scale) = weights.logit_scale {
+        entries.push(("clip.logit_scale", scale.to_string()));
+    }
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
