@@ -33,6 +33,8 @@ pub mod model {
 pub mod kind {
     pub const TEXT_PREPROCESS: &str = "text_preprocess";
     pub const IMAGE_PREPROCESS: &str = "image_preprocess";
+    /// An ONNX encoder (`model.onnx` in the version folder) run through ONNX Runtime.
+    pub const ONNX_ENCODER: &str = "onnx_encoder";
 }
 
 /// Keys of `parameters { key: ... }` entries in config.pbtxt.
@@ -54,6 +56,15 @@ pub mod param {
     pub const MAX_PIXELS: &str = "max_pixels";
     /// `true` lets JPEG decode at 1/2, 1/4 or 1/8 scale when the photo is large.
     pub const REDUCED_SCALE_DECODE: &str = "reduced_scale_decode";
+    /// Path of `libonnxruntime.so` for `onnx_encoder` models (else `ORT_DYLIB_PATH`).
+    pub const ORT_LIBRARY: &str = "ort_library";
+    /// ONNX Runtime thread counts per instance (default: cores / instances, and 1).
+    pub const INTRA_OP_THREADS: &str = "intra_op_threads";
+    pub const INTER_OP_THREADS: &str = "inter_op_threads";
+    /// Facts every generated model carries so clients can discover them.
+    pub const MODEL_NAME: &str = "model_name";
+    pub const EMBEDDING_DIM: &str = "embedding_dim";
+    pub const LOGIT_SCALE: &str = "logit_scale";
 }
 
 /// Defaults every published CLIP shares.
