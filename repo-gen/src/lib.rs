@@ -20,12 +20,24 @@ use clip_contract::{defaults, kind, param, tensor, BACKEND_NAME};
 use tera::{Context, Tera, Value};
 
 pub mod download;
+pub mod encoder;
+pub mod generate;
+pub mod onnx_io;
+pub mod placement;
 pub mod registry;
+pub mod tensorrt;
+
+pub use encoder::{DataType, EncoderModel, EnsembleModel, Facts, Runtime, TensorSpec, Tower};
+pub use placement::{GpuChoice, InstanceGroup, InstanceKind};
 
 const TEXT_TEMPLATE_NAME: &str = "text_preprocess.pbtxt.tera";
 const TEXT_TEMPLATE: &str = include_str!("../../templates/text_preprocess.pbtxt.tera");
 const IMAGE_TEMPLATE_NAME: &str = "image_preprocess.pbtxt.tera";
 const IMAGE_TEMPLATE: &str = include_str!("../../templates/image_preprocess.pbtxt.tera");
+pub(crate) const ENCODER_TEMPLATE_NAME: &str = "encoder.pbtxt.tera";
+const ENCODER_TEMPLATE: &str = include_str!("../../templates/encoder.pbtxt.tera");
+pub(crate) const ENSEMBLE_TEMPLATE_NAME: &str = "ensemble.pbtxt.tera";
+const ENSEMBLE_TEMPLATE: &str = include_str!("../../templates/ensemble.pbtxt.tera");
 
 /// Name of the tokenizer's own settings file, copied beside the tokenizer when present.
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
@@ -260,22 +272,22 @@ impl ImagePreprocessModel {
     }
 }
 
-/// What every `clip` backend model has.
-struct Common<'a> {
-    name: &'a str,
-    batching: &'a Batching,
-    instances: u32,
+/// What every batched model has.
+pub(crate) struct Common<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) batching: &'a Batching,
+    pub(crate) instances: u32,
 }
 
 impl Common<'_> {
-    fn invalid(&self, message: impl Into<String>) -> RenderError {
+    pub(crate) fn invalid(&self, message: impl Into<String>) -> RenderError {
         RenderError::InvalidValue {
             model: self.name.to_owned(),
             message: message.into(),
         }
     }
 
-    fn validate(&self) -> Result<(), RenderError> {
+    pub(crate) fn validate(&self) -> Result<(), RenderError> {
         check_name(self.name)?;
         let max = self.batching.max_batch_size;
         if max == 0 {
@@ -302,7 +314,7 @@ impl Common<'_> {
 
     /// The context both templates share. `extra` entries replace generated
     /// parameters with the same key in place, and the rest follow in order.
-    fn context(
+    pub(crate) fn context(
         &self,
         generated: &[(&str, String)],
         extra: &[(String, String)],
@@ -413,6 +425,8 @@ fn templates() -> Result<Tera, RenderError> {
     for (name, source) in [
         (TEXT_TEMPLATE_NAME, TEXT_TEMPLATE),
         (IMAGE_TEMPLATE_NAME, IMAGE_TEMPLATE),
+        (ENCODER_TEMPLATE_NAME, ENCODER_TEMPLATE),
+        (ENSEMBLE_TEMPLATE_NAME, ENSEMBLE_TEMPLATE),
     ] {
         tera.add_raw_template(name, source)
             .map_err(|e| template_error(name, &e))?;
@@ -420,7 +434,7 @@ fn templates() -> Result<Tera, RenderError> {
     Ok(tera)
 }
 
-fn render(template: &'static str, context: &Context) -> Result<String, RenderError> {
+pub(crate) fn render(template: &'static str, context: &Context) -> Result<String, RenderError> {
     templates()?
         .render(template, context)
         .map_err(|e| template_error(template, &e))
@@ -437,7 +451,7 @@ fn template_error(template: &'static str, error: &tera::Error) -> RenderError {
     RenderError::Template { template, message }
 }
 
-fn write_model(
+pub(crate) fn write_model(
     repository: &Path,
     name: &str,
     config: &str,

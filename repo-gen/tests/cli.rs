@@ -84,7 +84,25 @@ fn help_says_what_repo_gen_is() {
     assert!(text.contains("Triton model repositories"), "{text}");
     assert!(text.contains("CLIP"), "{text}");
     assert!(text.contains("models"), "{text}");
-    assert!(text.contains("not implemented yet"), "{text}");
+    for flag in [
+        "--weights",
+        "--model",
+        "--onnx-dir",
+        "--out",
+        "--runtime",
+        "--dtype",
+        "--name-prefix",
+        "--max-batch-size",
+        "--preferred-batch-size",
+        "--max-queue-delay-us",
+        "--instances",
+        "--gpus",
+        "--trt-accelerator",
+        "--ort-library",
+        "--force",
+    ] {
+        assert!(text.contains(flag), "{flag} missing from --help:\n{text}");
+    }
 }
 
 #[test]

@@ -67,6 +67,30 @@ pub mod param {
     pub const LOGIT_SCALE: &str = "logit_scale";
 }
 
+/// File names inside a model's version folder, and of ONNX folders repo-gen reads.
+pub mod file {
+    /// The ONNX model an `onnx_encoder` or `onnxruntime_onnx` model loads.
+    pub const ONNX_MODEL: &str = "model.onnx";
+    /// The serialized TensorRT engine a `tensorrt_plan` model loads.
+    pub const PLAN_MODEL: &str = "model.plan";
+    /// CLIP-as-service's ONNX folder layout (`--onnx-dir`).
+    pub const TEXTUAL_ONNX: &str = "textual.onnx";
+    pub const VISUAL_ONNX: &str = "visual.onnx";
+    /// The trtexec commands repo-gen writes at the root of a `tensorrt` repository.
+    pub const TRTEXEC_SCRIPT: &str = "build_tensorrt_plans.sh";
+}
+
+/// Triton's own names that generated configs use.
+pub mod triton {
+    pub const PLATFORM_ENSEMBLE: &str = "ensemble";
+    pub const PLATFORM_ONNXRUNTIME: &str = "onnxruntime_onnx";
+    pub const PLATFORM_TENSORRT: &str = "tensorrt_plan";
+    /// The ONNX Runtime backend's TensorRT execution accelerator and its keys.
+    pub const ACCELERATOR_TENSORRT: &str = "tensorrt";
+    pub const ACCELERATOR_PRECISION_MODE: &str = "precision_mode";
+    pub const ACCELERATOR_MAX_WORKSPACE: &str = "max_workspace_size_bytes";
+}
+
 /// Defaults every published CLIP shares.
 pub mod defaults {
     pub const TOKENIZER_FILE: &str = "tokenizer.json";

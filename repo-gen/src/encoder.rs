@@ -1,0 +1,415 @@
+//! The encoders (`clip_text_encoder`, `clip_image_encoder`) on the three
+//! runtimes, and the ensembles (`clip_text`, `clip_image`) that chain
+//! preprocessing and encoder.
+//!
+//! An encoder's inputs and outputs are those its ONNX file declares (see
+//! [`crate::onnx_io`]), so the config can never disagree with the model.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use clip_contract::{kind, param, triton};
+use serde::Serialize;
+
+use crate::placement::InstanceGroup;
+use crate::{render, Batching, Common, RenderError, ENCODER_TEMPLATE_NAME, ENSEMBLE_TEMPLATE_NAME};
+
+/// Which runtime serves the encoders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Runtime {
+    /// This project's `clip` backend, `kind: onnx_encoder` (ONNX Runtime through `ort`).
+    Ort,
+    /// Triton's ONNX Runtime backend (`platform: "onnxruntime_onnx"`).
+    OnnxRuntime,
+    /// Triton's TensorRT backend (`platform: "tensorrt_plan"`); the plan is built with trtexec.
+    TensorRt,
+}
+
+impl Runtime {
+    pub const ALL: [Runtime; 3] = [Runtime::Ort, Runtime::OnnxRuntime, Runtime::TensorRt];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Ort => "ort",
+            Runtime::OnnxRuntime => "onnxruntime",
+            Runtime::TensorRt => "tensorrt",
+        }
+    }
+
+    /// Whether instances must run on a GPU (TensorRT engines do).
+    pub fn needs_gpu(self) -> bool {
+        self == Runtime::TensorRt
+    }
+}
+
+impl fmt::Display for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Runtime {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Runtime::ALL
+            .into_iter()
+            .find(|r| r.as_str() == text)
+            .ok_or_else(|| {
+                format!("unknown runtime {text:?}; expected ort, onnxruntime or tensorrt")
+            })
+    }
+}
+
+/// The two towers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tower {
+    Text,
+    Image,
+}
+
+impl Tower {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tower::Text => "text",
+            Tower::Image => "image",
+        }
+    }
+}
+
+/// Triton's tensor data types that CLIP models use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DataType {
+    Fp32,
+    Fp16,
+    Int64,
+    Int32,
+    String,
+}
+
+impl DataType {
+    /// As config.pbtxt spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataType::Fp32 => "TYPE_FP32",
+            DataType::Fp16 => "TYPE_FP16",
+            DataType::Int64 => "TYPE_INT64",
+            DataType::Int32 => "TYPE_INT32",
+            DataType::String => "TYPE_STRING",
+        }
+    }
+}
+
+/// One input or output: name, type and the dims after the batch dimension
+/// (-1 for a variable one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub data_type: DataType,
+    pub dims: Vec<i64>,
+}
+
+impl TensorSpec {
+    pub fn new(name: impl Into<String>, data_type: DataType, dims: Vec<i64>) -> Self {
+        TensorSpec {
+            name: name.into(),
+            data_type,
+            dims,
+        }
+    }
+
+    fn context(&self) -> TensorContext<'_> {
+        TensorContext {
+            name: &self.name,
+            data_type: self.data_type.as_str(),
+            dims: &self.dims,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TensorContext<'a> {
+    name: &'a str,
+    data_type: &'static str,
+    dims: &'a [i64],
+}
+
+/// What a client needs to know about the model, carried by every model of a
+/// repository as parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Facts {
+    /// `ARCH::PRETRAINED`, or the folder the weights came from.
+    pub model_name: String,
+    pub embedding_dim: usize,
+    pub image_size: usize,
+    pub context_length: usize,
+    /// The checkpoint's `logit_scale` (a logarithm: similarity logits are
+    /// `exp(logit_scale) * cosine`); `None` when the files do not say.
+    pub logit_scale: Option<f32>,
+}
+
+impl Facts {
+    /// The facts as `parameters` entries.
+    pub fn parameters(&self) -> Vec<(String, String)> {
+        let mut entries = vec![
+            (param::MODEL_NAME.to_owned(), self.model_name.clone()),
+            (
+                param::EMBEDDING_DIM.to_owned(),
+                self.embedding_dim.to_string(),
+            ),
+            (param::IMAGE_SIZE.to_owned(), self.image_size.to_string()),
+            (
+                param::CONTEXT_LENGTH.to_owned(),
+                self.context_length.to_string(),
+            ),
+        ];
+        if let Some(scale) = self.logit_scale {
+            entries.push((param::LOGIT_SCALE.to_owned(), scale.to_string()));
+        }
+        entries
+    }
+}
+
+/// An encoder model on one of the [`Runtime`]s.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncoderModel {
+    pub name: String,
+    pub tower: Tower,
+    pub runtime: Runtime,
+    pub batching: Batching,
+    pub instance_groups: Vec<InstanceGroup>,
+    /// As the ONNX file declares them, batch dimension left out.
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    pub facts: Facts,
+    /// FP16 weights: the TensorRT accelerator and plans build in FP16.
+    pub half_precision: bool,
+    /// `onnxruntime` only: ONNX Runtime's TensorRT execution accelerator.
+    pub trt_accelerator: bool,
+    /// `ort` only: `libonnxruntime.so` the backend loads (else its `ORT_DYLIB_PATH`).
+    pub ort_library: Option<String>,
+    /// `ort` only: ONNX Runtime threads per instance.
+    pub intra_op_threads: Option<u32>,
+    pub inter_op_threads: Option<u32>,
+    /// Written after the parameters above; a key already written replaces its value.
+    pub extra_parameters: Vec<(String, String)>,
+}
+
+/// Workspace the TensorRT accelerator may use: 1 GiB.
+pub const TRT_ACCELERATOR_WORKSPACE_BYTES: u64 = 1 << 30;
+
+#[derive(Serialize)]
+struct Accelerator {
+    name: &'static str,
+    parameters: Vec<HashMap<&'static str, String>>,
+}
+
+impl EncoderModel {
+    /// The model's config.pbtxt.
+    pub fn render(&self) -> Result<String, RenderError> {
+        let common = Common {
+            name: &self.name,
+            batching: &self.batching,
+            instances: self.instance_groups.iter().map(|g| g.count).sum(),
+        };
+        common.validate()?;
+        if self.instance_groups.iter().any(|g| g.count == 0) {
+            return Err(common.invalid("every instance group needs a count of at least 1"));
+        }
+        for (what, tensors) in [("input", &self.inputs), ("output", &self.outputs)] {
+            if tensors.is_empty() {
+                return Err(common.invalid(format!("an encoder needs at least one {what}")));
+            }
+            if let Some(bad) = tensors.iter().find(|t| t.name.is_empty()) {
+                return Err(common.invalid(format!("an {what} has no name ({bad:?})")));
+            }
+        }
+        if self.trt_accelerator && self.runtime != Runtime::OnnxRuntime {
+            return Err(common.invalid(format!(
+                "the TensorRT accelerator is an option of the onnxruntime runtime, not {}",
+                self.runtime
+            )));
+        }
+        if self.runtime.needs_gpu()
+            && self
+                .instance_groups
+                .iter()
+                .any(|g| g.kind == crate::InstanceKind::Cpu)
+        {
+            return Err(
+                common.invalid("TensorRT plans run on the GPU only; use KIND_GPU instances")
+            );
+        }
+
+        let mut parameters = Vec::new();
+        if self.runtime == Runtime::Ort {
+            parameters.push((param::KIND, kind::ONNX_ENCODER.to_owned()));
+            if let Some(library) = &self.ort_library {
+                parameters.push((param::ORT_LIBRARY, library.clone()));
+            }
+            if let Some(threads) = self.intra_op_threads {
+                parameters.push((param::INTRA_OP_THREADS, threads.to_string()));
+            }
+            if let Some(threads) = self.inter_op_threads {
+                parameters.push((param::INTER_OP_THREADS, threads.to_string()));
+            }
+        }
+        let facts = self.facts.parameters();
+        let mut extra: Vec<(String, String)> = facts;
+        extra.extend(self.extra_parameters.iter().cloned());
+        let mut context = common.context(&parameters, &extra)?;
+        match self.runtime {
+            Runtime::Ort => {}
+            Runtime::OnnxRuntime => {
+                context.remove("backend");
+                context.insert("platform", triton::PLATFORM_ONNXRUNTIME);
+            }
+            Runtime::TensorRt => {
+                context.remove("backend");
+                context.insert("platform", triton::PLATFORM_TENSORRT);
+            }
+        }
+        context.insert("tower", self.tower.as_str());
+        context.insert(
+            "runtime_note",
+            match self.runtime {
+                Runtime::Ort => "ONNX Runtime inside the clip backend (model.onnx)",
+                Runtime::OnnxRuntime => "Triton's ONNX Runtime backend (model.onnx)",
+                Runtime::TensorRt => {
+                    "Triton's TensorRT backend (model.plan, built from model.onnx by trtexec)"
+                }
+            },
+        );
+        context.insert(
+            "input_note",
+            match self.tower {
+                Tower::Text => "token ids, one row per sentence",
+                Tower::Image => "normalised RGB pixels, CHW",
+            },
+        );
+        context.insert("embedding_dim", &self.facts.embedding_dim);
+        let inputs: Vec<_> = self.inputs.iter().map(TensorSpec::context).collect();
+        let outputs: Vec<_> = self.outputs.iter().map(TensorSpec::context).collect();
+        context.insert("inputs", &inputs);
+        context.insert("outputs", &outputs);
+        let groups: Vec<_> = self
+            .instance_groups
+            .iter()
+            .map(InstanceGroup::context)
+            .collect();
+        context.insert("instance_groups", &groups);
+        if self.trt_accelerator {
+            let precision = if self.half_precision { "FP16" } else { "FP32" };
+            context.insert(
+                "accelerator",
+                &Accelerator {
+                    name: triton::ACCELERATOR_TENSORRT,
+                    parameters: vec![
+                        HashMap::from([
+                            ("key", triton::ACCELERATOR_PRECISION_MODE.to_owned()),
+                            ("value", precision.to_owned()),
+                        ]),
+                        HashMap::from([
+                            ("key", triton::ACCELERATOR_MAX_WORKSPACE.to_owned()),
+                            ("value", TRT_ACCELERATOR_WORKSPACE_BYTES.to_string()),
+                        ]),
+                    ],
+                },
+            );
+        }
+        render(ENCODER_TEMPLATE_NAME, &context)
+    }
+}
+
+/// One step of an ensemble: which model, and how its tensors map onto the
+/// ensemble's (model tensor name -> ensemble tensor name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnsembleStep {
+    pub model_name: String,
+    pub input_map: Vec<(String, String)>,
+    pub output_map: Vec<(String, String)>,
+}
+
+/// `platform: "ensemble"`: preprocessing then encoder, in one request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnsembleModel {
+    pub name: String,
+    pub tower: Tower,
+    pub max_batch_size: u32,
+    pub input: TensorSpec,
+    pub output: TensorSpec,
+    pub steps: Vec<EnsembleStep>,
+    pub facts: Facts,
+}
+
+#[derive(Serialize)]
+struct StepContext<'a> {
+    model_name: &'a str,
+    input_map: Vec<HashMap<&'static str, &'a str>>,
+    output_map: Vec<HashMap<&'static str, &'a str>>,
+}
+
+impl EnsembleModel {
+    /// The model's config.pbtxt.
+    pub fn render(&self) -> Result<String, RenderError> {
+        let batching = Batching {
+            max_batch_size: self.max_batch_size,
+            dynamic: None,
+        };
+        let common = Common {
+            name: &self.name,
+            batching: &batching,
+            instances: 1,
+        };
+        common.validate()?;
+        if self.steps.is_empty() {
+            return Err(common.invalid("an ensemble needs at least one step"));
+        }
+        for step in &self.steps {
+            crate::check_name(&step.model_name)?;
+        }
+        let mut context = common.context(&[], &self.facts.parameters())?;
+        context.remove("backend");
+        context.insert("platform", triton::PLATFORM_ENSEMBLE);
+        context.insert("tower", self.tower.as_str());
+        context.insert("input_name", &self.input.name);
+        context.insert("output_name", &self.output.name);
+        context.insert("input", &self.input.context());
+        context.insert("output", &self.output.context());
+        let names: Vec<&str> = self.steps.iter().map(|s| s.model_name.as_str()).collect();
+        context.insert("step_names", &names);
+        fn map(pairs: &[(String, String)]) -> Vec<HashMap<&'static str, &str>> {
+            pairs
+                .iter()
+                .map(|(k, v)| HashMap::from([("key", k.as_str()), ("value", v.as_str())]))
+                .collect()
+        }
+        let steps: Vec<StepContext<'_>> = self
+            .steps
+            .iter()
+            .map(|s| StepContext {
+                model_name: &s.model_name,
+                input_map: map(&s.input_map),
+                output_map: map(&s.output_map),
+            })
+            .collect();
+        context.insert("steps", &steps);
+        render(ENSEMBLE_TEMPLATE_NAME, &context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtimes_parse_back() {
+        for runtime in Runtime::ALL {
+            assert_eq!(runtime.as_str().parse::<Runtime>().unwrap(), runtime);
+        }
+        assert!("onnx"
+            .parse::<Runtime>()
+            .unwrap_err()
+            .contains("onnxruntime"));
+    }
+}

@@ -1,0 +1,94 @@
+//! Shared by the integration tests: running the binary, the ONNX Runtime
+//! library, the tiny-clip fixtures.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn tiny_clip() -> PathBuf {
+    workspace_root().join("tests/fixtures/tiny-clip")
+}
+
+/// libonnxruntime from scripts/install-onnxruntime.sh (run once per test binary).
+pub fn ort_library() -> &'static Path {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        let output = Command::new("bash")
+            .arg(workspace_root().join("scripts/install-onnxruntime.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/install-onnxruntime.sh");
+        assert!(
+            output.status.success(),
+            "scripts/install-onnxruntime.sh failed"
+        );
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        PathBuf::from(stdout.lines().last().expect("a path").trim())
+    })
+}
+
+/// Runs repo-gen with `args`, without ORT_DYLIB_PATH from the environment.
+pub fn repo_gen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_repo-gen"))
+        .args(args)
+        .env_remove("ORT_DYLIB_PATH")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("run repo-gen")
+}
+
+/// repo-gen with `--ort-library` added; panics with its stderr when it fails.
+pub fn repo_gen_ok(args: &[&str]) -> Output {
+    let library = ort_library().to_str().unwrap().to_owned();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--ort-library", &library]);
+    let output = repo_gen(&all);
+    assert!(
+        output.status.success(),
+        "repo-gen {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every file and folder under `root`, relative, sorted, folders ending in '/'.
+pub fn tree(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if path.is_dir() {
+                out.push(format!("{rel}/"));
+                walk(root, &path, out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// All config.pbtxt files under `root`.
+pub fn configs(root: &Path) -> Vec<PathBuf> {
+    tree(root)
+        .into_iter()
+        .filter(|p| p.ends_with("config.pbtxt"))
+        .map(|p| root.join(p))
+        .collect()
+}
