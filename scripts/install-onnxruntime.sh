@@ -13,53 +13,31 @@ set -euo pipefail
 
 readonly VERSION="1.31.1"
 readonly WHEEL_SPEC="onnxruntime==$VERSION"
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cache=${CLIP_CACHE_DIR:-$root/.cache}
-dest="$cache/onnxruntime-$VERSION"
+WHEEL_TOOL=install-onnxruntime
+source "$(dirname "${BASH_SOURCE[0]}")/lib/wheel.sh"
+dest="$wheel_cache/onnxruntime-$VERSION"
 library="$dest/libonnxruntime.so.$VERSION"
 
-if [[ -f "$library" && -f "$dest/.complete" ]]; then
+installed() { [[ -f "$library" && -f "$dest/.complete" ]]; }
+if ! installed; then
+    wheel_lock "onnxruntime-$VERSION"
+fi
+if installed; then
     echo "$library"
     exit 0
 fi
 
-# Test binaries may run this at the same time; one installs, the others wait.
-mkdir -p "$cache"
-if command -v flock >/dev/null; then
-    exec 9>"$cache/.onnxruntime-$VERSION.lock"
-    flock 9
-    if [[ -f "$library" && -f "$dest/.complete" ]]; then
-        echo "$library"
-        exit 0
-    fi
-fi
-
-python=$(command -v python3 || command -v python || true)
-if [[ -z "$python" ]]; then
-    echo "install-onnxruntime: python3 with pip is needed to download the $WHEEL_SPEC wheel" >&2
-    exit 1
-fi
-
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-echo "install-onnxruntime: downloading $WHEEL_SPEC ..." >&2
-# pip does not widen an explicit --platform to older manylinux tags, so name
-# the ones the x86_64 wheel has been published under.
-if ! "$python" -m pip download --quiet --no-deps --only-binary=:all: \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
-        --platform manylinux_2_17_x86_64 --python-version 3.11 \
-        "$WHEEL_SPEC" -d "$work" >&2; then
-    echo "install-onnxruntime: pip could not download $WHEEL_SPEC; check that PyPI is reachable" >&2
-    exit 1
-fi
-wheel=$(ls "$work"/onnxruntime-*.whl)
+wheel=$(wheel_download "$WHEEL_SPEC" "$work" \
+    manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64)
 
 # The library links only glibc and libstdc++; its RUNPATH is $ORIGIN, where
 # libonnxruntime_providers_shared.so (needed by any execution-provider
 # plug-in) is kept beside it. The Python extension module is left behind.
 rm -rf "$dest"
 mkdir -p "$dest"
-"$python" - "$wheel" "$dest" "$VERSION" <<'PY'
+"$wheel_python" - "$wheel" "$dest" "$VERSION" <<'PY'
 import os, sys, zipfile
 wheel, dest, version = sys.argv[1:4]
 wanted = {

@@ -11,38 +11,29 @@ set -euo pipefail
 
 readonly WHEEL_SPEC="nvidia-pytriton==0.7.0"
 readonly SERVER_VERSION="2.51.0"
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cache=${CLIP_CACHE_DIR:-$root/.cache}
-dest="$cache/triton-$SERVER_VERSION"
+WHEEL_TOOL=install-triton
+source "$(dirname "${BASH_SOURCE[0]}")/lib/wheel.sh"
+dest="$wheel_cache/triton-$SERVER_VERSION"
 binary="$dest/pytriton/tritonserver/bin/tritonserver"
 
-if [[ -x "$binary" && -f "$dest/.complete" ]]; then
+installed() { [[ -x "$binary" && -f "$dest/.complete" ]]; }
+if ! installed; then
+    wheel_lock "triton-$SERVER_VERSION"
+fi
+if installed; then
     echo "$binary"
     exit 0
 fi
 
-python=$(command -v python3 || command -v python || true)
-if [[ -z "$python" ]]; then
-    echo "install-triton: python3 with pip is needed to download the $WHEEL_SPEC wheel" >&2
-    exit 1
-fi
-
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-echo "install-triton: downloading $WHEEL_SPEC (tritonserver $SERVER_VERSION) ..." >&2
-if ! "$python" -m pip download --quiet --no-deps --only-binary=:all: \
-        --platform manylinux_2_35_x86_64 --python-version 3.11 \
-        "$WHEEL_SPEC" -d "$work" >&2; then
-    echo "install-triton: pip could not download $WHEEL_SPEC; check that PyPI is reachable" >&2
-    exit 1
-fi
-wheel=$(ls "$work"/nvidia_pytriton-*.whl)
+wheel=$(wheel_download "$WHEEL_SPEC" "$work" manylinux_2_35_x86_64)
 
 # Keep the wheel's layout: the binary finds its libraries through an RPATH
 # relative to itself ($ORIGIN/../../../nvidia_pytriton.libs).
 rm -rf "$dest"
 mkdir -p "$dest"
-"$python" - "$wheel" "$dest" <<'PY'
+"$wheel_python" - "$wheel" "$dest" <<'PY'
 import sys, zipfile, os
 wheel, dest = sys.argv[1], sys.argv[2]
 keep = ("pytriton/tritonserver/", "nvidia_pytriton.libs/")
