@@ -176,6 +176,13 @@ fn print(text: &str) -> ExitCode {
 }
 
 fn run(args: ExportArgs) -> ExitCode {
+    if args.tokenizer.is_some() && args.onnx_dir.is_none() {
+        eprintln!(
+            "repo-gen: error: --tokenizer goes with --onnx-dir; --weights and --model folders \
+             bring their own tokenizer.json"
+        );
+        return ExitCode::FAILURE;
+    }
     let source = match (args.model, args.weights, args.onnx_dir) {
         (Some(name), _, _) => Source::Model(name),
         (_, Some(dir), _) => Source::Weights(dir),

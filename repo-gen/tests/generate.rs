@@ -522,3 +522,122 @@ fn an_out_that_is_a_file_is_refused() {
         stderr(&output)
     );
 }
+
+// ---- --onnx-dir --------------------------------------------------------------
+
+/// textual.onnx and visual.onnx as CLIP-as-service lays them out, made from
+/// an exported repository.
+fn onnx_folder(with_tokenizer: bool) -> (tempfile::TempDir, tempfile::TempDir) {
+    let exported = tempfile::tempdir().unwrap();
+    let repo = exported.path().join("r");
+    let weights = weights_arg();
+    repo_gen_ok(&[
+        "--weights",
+        &weights,
+        "--out",
+        repo.to_str().unwrap(),
+        "--gpus",
+        "none",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    for (model, name) in [
+        (model::TEXT_ENCODER, file::TEXTUAL_ONNX),
+        (model::IMAGE_ENCODER, file::VISUAL_ONNX),
+    ] {
+        std::fs::copy(
+            repo.join(model).join("1").join(file::ONNX_MODEL),
+            dir.path().join(name),
+        )
+        .unwrap();
+    }
+    if with_tokenizer {
+        std::fs::copy(
+            tiny_clip().join("quick_gelu/tokenizer.json"),
+            dir.path().join("tokenizer.json"),
+        )
+        .unwrap();
+    }
+    (exported, dir)
+}
+
+#[test]
+fn onnx_dir_goes_into_the_repository_as_it_is() {
+    let (_exported, dir) = onnx_folder(true);
+    let out = tempfile::tempdir().unwrap();
+    let repo = out.path().join("r");
+    let output = repo_gen(&[
+        "--onnx-dir",
+        dir.path().to_str().unwrap(),
+        "--out",
+        repo.to_str().unwrap(),
+        "--runtime",
+        "onnxruntime",
+        "--gpus",
+        "none",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(tree(&repo), expected_tree("", file::ONNX_MODEL, &[]));
+    assert_eq!(
+        std::fs::read(
+            repo.join(model::TEXT_ENCODER)
+                .join("1")
+                .join(file::ONNX_MODEL)
+        )
+        .unwrap(),
+        std::fs::read(dir.path().join(file::TEXTUAL_ONNX)).unwrap()
+    );
+    let encoder = read(&repo, model::TEXT_ENCODER);
+    assert!(encoder.contains("dims: [ 77 ]"), "{encoder}");
+    assert!(encoder.contains(&parameter(param::EMBEDDING_DIM, "24")));
+    // clip-export's metadata carries logit_scale.
+    assert!(
+        encoder.contains(&parameter(param::LOGIT_SCALE, "2.65926")),
+        "{encoder}"
+    );
+    assert!(read(&repo, model::IMAGE_ENCODER).contains("dims: [ 3, 224, 224 ]"));
+    check_parity(&repo, "", "quick_gelu");
+}
+
+#[test]
+fn onnx_dir_needs_a_tokenizer() {
+    let (_exported, dir) = onnx_folder(false);
+    let path = dir.path().to_str().unwrap();
+    fails_without_writing(
+        &["--onnx-dir", path],
+        &["tokenizer.json", "--tokenizer FILE"],
+    );
+    fails_without_writing(
+        &[
+            "--onnx-dir",
+            path,
+            "--tokenizer",
+            "/nonexistent/tokenizer.json",
+        ],
+        &["--tokenizer /nonexistent/tokenizer.json is not a file"],
+    );
+    let tokenizer = tiny_clip().join("quick_gelu/tokenizer.json");
+    let out = tempfile::tempdir().unwrap();
+    let repo = out.path().join("r");
+    let output = repo_gen(&[
+        "--onnx-dir",
+        path,
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--out",
+        repo.to_str().unwrap(),
+        "--gpus",
+        "none",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(repo.join("clip_text_preprocess/1/tokenizer.json").is_file());
+
+    let empty = tempfile::tempdir().unwrap();
+    fails_without_writing(
+        &["--onnx-dir", empty.path().to_str().unwrap()],
+        &["textual.onnx", "visual.onnx"],
+    );
+    fails_without_writing(
+        &["--tokenizer", "x.json", "--weights", "y"],
+        &["--onnx-dir"],
+    );
+}
