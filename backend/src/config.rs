@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
-use clip_contract::{defaults, kind, param, tensor};
+use clip_contract::{defaults, file, kind, param, tensor};
 use serde::Deserialize;
+
+use crate::request::DataType;
 
 #[derive(Debug, thiserror::Error)]
 #[error("model '{model}': {message}")]
@@ -19,6 +21,7 @@ pub struct ConfigError {
 pub enum KindSpec {
     TextPreprocess(TextSpec),
     ImagePreprocess(ImageSpec),
+    OnnxEncoder(EncoderSpec),
 }
 
 #[derive(Debug, PartialEq)]
@@ -39,6 +42,28 @@ pub struct ImageSpec {
     pub half_precision: bool,
 }
 
+/// A tensor as the config declares it; `dims` exclude the batch axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorSpec {
+    pub name: &'static str,
+    pub data_type: DataType,
+    pub dims: Vec<i64>,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct EncoderSpec {
+    /// The ONNX file, relative to the model's version folder.
+    pub model_file: PathBuf,
+    /// The `ort_library` parameter, if set (else `ORT_DYLIB_PATH` applies).
+    pub ort_library: Option<PathBuf>,
+    pub intra_op_threads: Option<usize>,
+    pub inter_op_threads: Option<usize>,
+    /// Instances of this model across all its instance groups.
+    pub instance_count: u32,
+    pub input: TensorSpec,
+    pub output: TensorSpec,
+}
+
 #[derive(Deserialize)]
 struct RawConfig {
     name: String,
@@ -50,6 +75,18 @@ struct RawConfig {
     output: Vec<RawTensor>,
     #[serde(default)]
     parameters: HashMap<String, RawParameter>,
+    #[serde(default)]
+    instance_group: Vec<RawInstanceGroup>,
+}
+
+#[derive(Deserialize)]
+struct RawInstanceGroup {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    count: Option<Dim>,
+    #[serde(default)]
+    gpus: Vec<i64>,
 }
 
 #[derive(Deserialize)]
@@ -101,10 +138,16 @@ impl Reader<'_> {
                 "max_batch_size must be at least 1: the clip backend serves batched models only",
             ));
         }
-        let known = [kind::TEXT_PREPROCESS, kind::IMAGE_PREPROCESS].join(", ");
+        let known = [
+            kind::TEXT_PREPROCESS,
+            kind::IMAGE_PREPROCESS,
+            kind::ONNX_ENCODER,
+        ]
+        .join(", ");
         match self.parameter(param::KIND) {
             Some(kind::TEXT_PREPROCESS) => self.text().map(KindSpec::TextPreprocess),
             Some(kind::IMAGE_PREPROCESS) => self.image().map(KindSpec::ImagePreprocess),
+            Some(kind::ONNX_ENCODER) => self.encoder().map(KindSpec::OnnxEncoder),
             Some(other) => Err(self.error(format!(
                 "unknown parameter {}='{other}'; expected one of: {known}",
                 param::KIND
@@ -184,6 +227,111 @@ impl Reader<'_> {
             reduced_scale_decode: self.flag(param::REDUCED_SCALE_DECODE)?.unwrap_or(true),
             half_precision,
         })
+    }
+
+    /// The tensors are checked here for what the contract fixes (names and
+    /// allowed types); whether they match the ONNX file is checked when the
+    /// model is loaded.
+    fn encoder(&self) -> Result<EncoderSpec, ConfigError> {
+        let input = match self.raw.input.as_slice() {
+            [only] if only.name == tensor::INPUT_IDS => {
+                self.typed(only, "input", tensor::INPUT_IDS, &["TYPE_INT64"])?
+            }
+            [only] if only.name == tensor::PIXEL_VALUES => self.typed(
+                only,
+                "input",
+                tensor::PIXEL_VALUES,
+                &["TYPE_FP32", "TYPE_FP16"],
+            )?,
+            tensors => {
+                let names: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
+                return Err(self.error(format!(
+                    "needs exactly one input named '{}' or '{}', config has {names:?}",
+                    tensor::INPUT_IDS,
+                    tensor::PIXEL_VALUES
+                )));
+            }
+        };
+        let output = self.single_tensor_of("output", &self.raw.output, tensor::EMBEDDING)?;
+        let output = self.typed(
+            output,
+            "output",
+            tensor::EMBEDDING,
+            &["TYPE_FP32", "TYPE_FP16"],
+        )?;
+        let threads = |key: &str| -> Result<Option<usize>, ConfigError> {
+            match self.number::<usize>(key)? {
+                Some(0) => Err(self.error(format!("parameter '{key}' must be at least 1"))),
+                n => Ok(n),
+            }
+        };
+        let ort_library = self
+            .parameter(param::ORT_LIBRARY)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        Ok(EncoderSpec {
+            model_file: PathBuf::from(file::ONNX_MODEL),
+            ort_library,
+            intra_op_threads: threads(param::INTRA_OP_THREADS)?,
+            inter_op_threads: threads(param::INTER_OP_THREADS)?,
+            instance_count: self.instance_count()?,
+            input,
+            output,
+        })
+    }
+
+    fn typed(
+        &self,
+        found: &RawTensor,
+        what: &str,
+        name: &'static str,
+        allowed: &[&str],
+    ) -> Result<TensorSpec, ConfigError> {
+        let data_type = match found.data_type.as_str() {
+            t if !allowed.contains(&t) => None,
+            "TYPE_INT64" => Some(DataType::Int64),
+            "TYPE_FP32" => Some(DataType::Fp32),
+            "TYPE_FP16" => Some(DataType::Fp16),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            self.error(format!(
+                "{what} '{name}' must be {}, got {}",
+                allowed.join(" or "),
+                found.data_type
+            ))
+        })?;
+        let dims = self.dims(found)?;
+        if dims.is_empty() || dims.iter().any(|d| *d < 1) {
+            return Err(self.error(format!(
+                "{what} '{name}' needs fixed positive dims after the batch axis, got {dims:?}"
+            )));
+        }
+        Ok(TensorSpec {
+            name,
+            data_type,
+            dims,
+        })
+    }
+
+    /// Every instance Triton will create: `count` per group, per GPU for KIND_GPU.
+    fn instance_count(&self) -> Result<u32, ConfigError> {
+        let mut total = 0u32;
+        for group in &self.raw.instance_group {
+            let count = match &group.count {
+                None => 1,
+                Some(Dim::Number(n)) => *n,
+                Some(Dim::Text(t)) => t.parse().unwrap_or(1),
+            }
+            .max(1) as u32;
+            let devices = if group.kind == "KIND_GPU" {
+                group.gpus.len().max(1) as u32
+            } else {
+                1
+            };
+            total = total.saturating_add(count.saturating_mul(devices));
+        }
+        Ok(total.max(1))
     }
 
     fn parameter(&self, key: &str) -> Option<&str> {
@@ -422,6 +570,124 @@ mod tests {
         };
         assert_eq!((spec.mean, spec.std), ([0.5; 3], [0.25; 3]));
         assert_eq!((spec.max_pixels, spec.reduced_scale_decode), (1000, false));
+    }
+
+    fn encoder_config(extra: serde_json::Value) -> serde_json::Value {
+        let mut config = json!({
+            "name": "clip_text_encoder",
+            "max_batch_size": 8,
+            "input": [{"name": "INPUT_IDS", "data_type": "TYPE_INT64", "dims": ["77"]}],
+            "output": [{"name": "EMBEDDING", "data_type": "TYPE_FP32", "dims": ["512"]}],
+            "instance_group": [{"name": "g0", "kind": "KIND_CPU", "count": 2, "gpus": []}],
+            "parameters": {"kind": {"string_value": "onnx_encoder"}}
+        });
+        merge(&mut config, extra);
+        config
+    }
+
+    #[test]
+    fn encoder_defaults_and_parameters() {
+        let KindSpec::OnnxEncoder(spec) = parse_value(encoder_config(json!({}))).unwrap() else {
+            panic!("not an encoder")
+        };
+        assert_eq!(
+            spec,
+            EncoderSpec {
+                model_file: file::ONNX_MODEL.into(),
+                ort_library: None,
+                intra_op_threads: None,
+                inter_op_threads: None,
+                instance_count: 2,
+                input: TensorSpec {
+                    name: tensor::INPUT_IDS,
+                    data_type: DataType::Int64,
+                    dims: vec![77]
+                },
+                output: TensorSpec {
+                    name: tensor::EMBEDDING,
+                    data_type: DataType::Fp32,
+                    dims: vec![512]
+                },
+            }
+        );
+        let config = encoder_config(json!({
+            "input": [{"name": "PIXEL_VALUES", "data_type": "TYPE_FP16", "dims": [3, 336, 336]}],
+            "output": [{"name": "EMBEDDING", "data_type": "TYPE_FP16", "dims": [768]}],
+            "instance_group": [
+                {"kind": "KIND_GPU", "count": 2, "gpus": [0, 1]},
+                {"kind": "KIND_CPU", "count": "1"}
+            ],
+            "parameters": {
+                "ort_library": string("/opt/ort/libonnxruntime.so"),
+                "intra_op_threads": string("4"), "inter_op_threads": string("2")
+            }
+        }));
+        let KindSpec::OnnxEncoder(spec) = parse_value(config).unwrap() else {
+            panic!("not an encoder")
+        };
+        assert_eq!(spec.input.data_type, DataType::Fp16);
+        assert_eq!(spec.input.dims, vec![3, 336, 336]);
+        assert_eq!(spec.output.data_type, DataType::Fp16);
+        assert_eq!(
+            spec.instance_count, 5,
+            "two per GPU on two GPUs, and one on the CPU"
+        );
+        assert_eq!(
+            spec.ort_library,
+            Some(PathBuf::from("/opt/ort/libonnxruntime.so"))
+        );
+        assert_eq!(
+            (spec.intra_op_threads, spec.inter_op_threads),
+            (Some(4), Some(2))
+        );
+    }
+
+    #[test]
+    fn encoder_refusals() {
+        let cases = [
+            (
+                encoder_config(
+                    json!({"input": [{"name": "INPUT_IDS", "data_type": "TYPE_INT32", "dims": [77]}]}),
+                ),
+                "input 'INPUT_IDS' must be TYPE_INT64, got TYPE_INT32",
+            ),
+            (
+                encoder_config(
+                    json!({"input": [{"name": "PIXEL_VALUES", "data_type": "TYPE_INT64", "dims": [3, 224, 224]}]}),
+                ),
+                "input 'PIXEL_VALUES' must be TYPE_FP32 or TYPE_FP16",
+            ),
+            (
+                encoder_config(
+                    json!({"input": [{"name": "TEXT", "data_type": "TYPE_STRING", "dims": [1]}]}),
+                ),
+                "exactly one input named 'INPUT_IDS' or 'PIXEL_VALUES'",
+            ),
+            (
+                encoder_config(
+                    json!({"output": [{"name": "FEATURES", "data_type": "TYPE_FP32", "dims": [512]}]}),
+                ),
+                "exactly one output named 'EMBEDDING'",
+            ),
+            (
+                encoder_config(
+                    json!({"output": [{"name": "EMBEDDING", "data_type": "TYPE_FP32", "dims": [-1]}]}),
+                ),
+                "fixed positive dims",
+            ),
+            (
+                encoder_config(json!({"parameters": {"intra_op_threads": string("0")}})),
+                "'intra_op_threads' must be at least 1",
+            ),
+            (
+                encoder_config(json!({"parameters": {"inter_op_threads": string("many")}})),
+                "'inter_op_threads' must be a whole number",
+            ),
+        ];
+        for (config, expected) in cases {
+            let message = error_of(config);
+            assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+        }
     }
 
     fn error_of(config: serde_json::Value) -> String {

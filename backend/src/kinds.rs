@@ -1,34 +1,93 @@
 //! What each model kind does with a batch of requests: the one narrow trait
 //! between the Triton plumbing and the CLIP logic.
+//!
+//! A [`Kind`] is loaded once per model; it makes one [`Runner`] per model
+//! instance, which answers that instance's batches. The preprocessing kinds
+//! keep no per-instance state, so their instances share the model's copy;
+//! an encoder instance owns its own ONNX Runtime session.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use clip_contract::{param, tensor};
 use clip_image::{ImageOptions, ImagePreprocessor};
 use clip_text::{TextError, TextOptions, Tokenizer};
 
 use crate::config::{ImageSpec, KindSpec, TextSpec};
+use crate::encoder::OnnxEncoder;
 use crate::request::{bytes_elements, Input, Output, OutputData, RequestError};
+
+/// Where Triton placed a model instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    /// KIND_GPU, with the CUDA device id.
+    Gpu(i32),
+}
+
+/// One model instance, as Triton describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    pub name: String,
+    pub device: Device,
+}
 
 /// One model kind of the `clip` backend.
 pub trait Kind: Send + Sync {
     /// The input tensor read from every request.
     fn input_name(&self) -> &'static str;
 
+    /// What one instance of the model runs its batches with; called once
+    /// per instance. An `Err` fails that instance's, and so the model's, load.
+    fn runner(self: Arc<Self>, instance: &Instance) -> Result<Box<dyn Runner>, String>;
+}
+
+/// Answers the batches of one model instance. Triton calls an instance from
+/// one thread at a time, hence `&mut self`.
+pub trait Runner: Send {
+    /// Where the work really runs.
+    fn device(&self) -> Device;
+
     /// One result per request, in order. An `Err` fails that request alone;
     /// a request whose input could not even be read arrives as an `Err`.
+    fn execute(
+        &mut self,
+        batch: &[Result<Input<'_>, RequestError>],
+    ) -> Vec<Result<Output, RequestError>>;
+}
+
+/// Builds the kind a model config asks for; `version_dir` holds its files.
+pub fn load(spec: KindSpec, version_dir: &Path) -> Result<Arc<dyn Kind>, String> {
+    Ok(match spec {
+        KindSpec::TextPreprocess(spec) => Arc::new(TextPreprocess::load(spec, version_dir)?),
+        KindSpec::ImagePreprocess(spec) => Arc::new(ImagePreprocess::new(spec)?),
+        KindSpec::OnnxEncoder(spec) => Arc::new(OnnxEncoder::load(spec, version_dir)?),
+    })
+}
+
+/// A preprocessing step: stateless per batch, so every instance shares it.
+trait Preprocess: Send + Sync {
     fn execute(
         &self,
         batch: &[Result<Input<'_>, RequestError>],
     ) -> Vec<Result<Output, RequestError>>;
 }
 
-/// Builds the kind a model config asks for; `version_dir` holds its files.
-pub fn load(spec: KindSpec, version_dir: &Path) -> Result<Box<dyn Kind>, String> {
-    Ok(match spec {
-        KindSpec::TextPreprocess(spec) => Box::new(TextPreprocess::load(spec, version_dir)?),
-        KindSpec::ImagePreprocess(spec) => Box::new(ImagePreprocess::new(spec)?),
-    })
+/// The runner of a preprocessing model's instances: the model's one copy.
+/// Preprocessing always runs on the CPU, whatever the instance group says.
+struct Shared<P: ?Sized>(Arc<P>);
+
+impl<P: Preprocess + ?Sized> Runner for Shared<P> {
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+
+    fn execute(
+        &mut self,
+        batch: &[Result<Input<'_>, RequestError>],
+    ) -> Vec<Result<Output, RequestError>> {
+        self.0.execute(batch)
+    }
 }
 
 pub struct TextPreprocess {
@@ -83,6 +142,12 @@ impl Kind for TextPreprocess {
         tensor::TEXT
     }
 
+    fn runner(self: Arc<Self>, _instance: &Instance) -> Result<Box<dyn Runner>, String> {
+        Ok(Box::new(Shared(self)))
+    }
+}
+
+impl Preprocess for TextPreprocess {
     fn execute(
         &self,
         batch: &[Result<Input<'_>, RequestError>],
@@ -128,6 +193,12 @@ impl Kind for ImagePreprocess {
         tensor::IMAGE
     }
 
+    fn runner(self: Arc<Self>, _instance: &Instance) -> Result<Box<dyn Runner>, String> {
+        Ok(Box::new(Shared(self)))
+    }
+}
+
+impl Preprocess for ImagePreprocess {
     /// Decodes the images of all requests together, so one large request and
     /// many small ones spread over the cores alike.
     fn execute(
@@ -183,7 +254,7 @@ impl Kind for ImagePreprocess {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::borrow::Cow;
     use std::path::PathBuf;
 
@@ -204,7 +275,14 @@ mod tests {
         })
     }
 
-    fn text_kind(pad_id: Option<u32>) -> Box<dyn Kind> {
+    pub(crate) fn cpu_instance() -> Instance {
+        Instance {
+            name: "test_0".into(),
+            device: Device::Cpu,
+        }
+    }
+
+    fn text_kind(pad_id: Option<u32>) -> Arc<dyn Kind> {
         let spec = KindSpec::TextPreprocess(TextSpec {
             tokenizer_file: defaults::TOKENIZER_FILE.into(),
             context_length: defaults::CONTEXT_LENGTH,
@@ -228,6 +306,8 @@ mod tests {
     fn text_batch_fails_per_request() {
         let kind = text_kind(Some(0));
         assert_eq!(kind.input_name(), tensor::TEXT);
+        let mut kind = kind.runner(&cpu_instance()).unwrap();
+        assert_eq!(kind.device(), Device::Cpu);
         let batch = vec![
             bytes_request(&[b"a photo of a cat", b""]),
             Err(RequestError::invalid("input 'TEXT' is missing")),
@@ -268,7 +348,9 @@ mod tests {
 
     #[test]
     fn text_pads_as_the_tokenizer_files_say_unless_overridden() {
-        let run = |kind: Box<dyn Kind>| match kind
+        let run = |kind: Arc<dyn Kind>| match kind
+            .runner(&cpu_instance())
+            .unwrap()
             .execute(&[bytes_request(&[b"cat"])])
             .remove(0)
             .unwrap()
@@ -310,6 +392,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(kind.input_name(), tensor::IMAGE);
+        // Preprocessing ignores KIND_GPU and shares one copy between instances.
+        let gpu = Instance {
+            name: "gpu_0".into(),
+            device: Device::Gpu(0),
+        };
+        let mut kind = kind.runner(&gpu).unwrap();
+        assert_eq!(kind.device(), Device::Cpu);
         let (jpeg, png) = (image("rocket.jpg"), image("astronaut.png"));
         let batch = vec![
             bytes_request(&[&png, &jpeg]),
@@ -318,7 +407,7 @@ mod tests {
         ];
         let results = kind.execute(&batch);
 
-        let alone = |bytes: &[u8]| match kind
+        let mut alone = |bytes: &[u8]| match kind
             .execute(&[bytes_request(&[bytes])])
             .remove(0)
             .unwrap()

@@ -7,11 +7,12 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::ptr::{null, null_mut};
+use std::sync::Arc;
 
 use triton_sys as sys;
 
 use crate::config;
-use crate::kinds::{self, Kind};
+use crate::kinds::{self, Device, Instance, Kind, Runner};
 use crate::request::{DataType, ErrorKind, Input, Output, OutputData, RequestError};
 
 type RawError = *mut sys::TRITONSERVER_Error;
@@ -140,7 +141,14 @@ unsafe fn owned(text: *const c_char) -> String {
 
 struct ModelState {
     name: String,
-    kind: Box<dyn Kind>,
+    kind: Arc<dyn Kind>,
+}
+
+/// What one model instance answers its batches with.
+struct InstanceState {
+    name: String,
+    input_name: &'static str,
+    runner: Box<dyn Runner>,
 }
 
 #[no_mangle]
@@ -257,24 +265,90 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInstanceInitialize(
         let mut name = null();
         check(sys::TRITONBACKEND_ModelInstanceName(instance, &mut name))
             .map_err(Failure::internal)?;
+        let name = owned(name);
         let mut kind = 0;
         check(sys::TRITONBACKEND_ModelInstanceKind(instance, &mut kind))
             .map_err(Failure::internal)?;
-        if kind == sys::TRITONSERVER_instancegroupkind_enum_TRITONSERVER_INSTANCEGROUPKIND_GPU {
-            log(
+        let device = if kind
+            == sys::TRITONSERVER_instancegroupkind_enum_TRITONSERVER_INSTANCEGROUPKIND_GPU
+        {
+            let mut device_id = 0;
+            check(sys::TRITONBACKEND_ModelInstanceDeviceId(
+                instance,
+                &mut device_id,
+            ))
+            .map_err(Failure::internal)?;
+            Device::Gpu(device_id)
+        } else {
+            Device::Cpu
+        };
+        let mut model = null_mut();
+        check(sys::TRITONBACKEND_ModelInstanceModel(instance, &mut model))
+            .map_err(Failure::internal)?;
+        let model = model_state(model)?;
+
+        let placement = Instance {
+            name: name.clone(),
+            device,
+        };
+        let runner = Arc::clone(&model.kind).runner(&placement).map_err(|e| {
+            Failure::invalid(format!("model '{}' instance '{name}': {e}", model.name))
+        })?;
+        match (device, runner.device()) {
+            (Device::Gpu(_), Device::Cpu) => log(
                 sys::TRITONSERVER_loglevel_enum_TRITONSERVER_LOG_WARN,
-                &format!("instance '{}': preprocessing runs on the CPU; KIND_GPU only pins it to a GPU's NUMA node", owned(name)),
-            );
+                &format!("instance '{name}': preprocessing runs on the CPU; KIND_GPU only pins it to a GPU's NUMA node"),
+            ),
+            (_, Device::Gpu(id)) => log_info(&format!("instance '{name}': runs on CUDA device {id}")),
+            _ => {}
         }
-        Ok(())
+        let state = Box::new(InstanceState {
+            name,
+            input_name: model.kind.input_name(),
+            runner,
+        });
+        let raw = Box::into_raw(state);
+        check(sys::TRITONBACKEND_ModelInstanceSetState(
+            instance,
+            raw.cast(),
+        ))
+        .map_err(|e| {
+            // Triton did not take it; FINALIZE will not see it either.
+            drop(Box::from_raw(raw));
+            Failure::internal(e)
+        })
     })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn TRITONBACKEND_ModelInstanceFinalize(
-    _instance: *mut sys::TRITONBACKEND_ModelInstance,
+    instance: *mut sys::TRITONBACKEND_ModelInstance,
 ) -> RawError {
-    null_mut()
+    guarded("TRITONBACKEND_ModelInstanceFinalize", || {
+        let mut state = null_mut();
+        check(sys::TRITONBACKEND_ModelInstanceState(instance, &mut state))
+            .map_err(Failure::internal)?;
+        if !state.is_null() {
+            let state = Box::from_raw(state.cast::<InstanceState>());
+            log_info(&format!("instance '{}': finalized", state.name));
+        }
+        Ok(())
+    })
+}
+
+/// SAFETY: `instance` must be a valid instance handle whose state we set,
+/// and the caller must be the only one using that state (Triton calls an
+/// instance's Execute from one thread at a time).
+unsafe fn instance_state<'i>(
+    instance: *mut sys::TRITONBACKEND_ModelInstance,
+) -> Result<&'i mut InstanceState, RequestError> {
+    let mut state = null_mut();
+    check(sys::TRITONBACKEND_ModelInstanceState(instance, &mut state))
+        .map_err(RequestError::internal)?;
+    state
+        .cast::<InstanceState>()
+        .as_mut()
+        .ok_or_else(|| RequestError::internal("model instance has no state"))
 }
 
 #[no_mangle]
@@ -311,11 +385,8 @@ unsafe fn execute(
     // Whatever happens below, every request gets exactly one response and is released.
     let mut stats = (exec_start, exec_start, 0u64);
     let outcomes = catch_unwind(AssertUnwindSafe(|| {
-        let mut model = null_mut();
-        check(sys::TRITONBACKEND_ModelInstanceModel(instance, &mut model))
-            .map_err(RequestError::internal)?;
-        let state = model_state(model).map_err(|f| RequestError::internal(f.message))?;
-        let name = state.kind.input_name();
+        let state = instance_state(instance)?;
+        let name = state.input_name;
         let inputs: Vec<Result<Input<'_>, RequestError>> =
             requests.iter().map(|&r| read_input(r, name)).collect();
         stats.2 = inputs
@@ -324,7 +395,7 @@ unsafe fn execute(
             .map(|i| i.shape.first().copied().unwrap_or(0).max(0) as u64)
             .sum();
         stats.0 = now_ns();
-        let outcomes = state.kind.execute(&inputs);
+        let outcomes = state.runner.execute(&inputs);
         stats.1 = now_ns();
         Ok::<_, RequestError>(outcomes)
     }));
