@@ -103,3 +103,78 @@ impl Repository {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// One tensor of an encoder's config: name, Triton data type, dims after the batch axis.
+#[derive(Clone, Debug)]
+pub struct ConfigTensor {
+    pub name: String,
+    pub data_type: String,
+    pub dims: Vec<i64>,
+}
+
+impl ConfigTensor {
+    pub fn new(name: &str, data_type: &str, dims: &[i64]) -> ConfigTensor {
+        ConfigTensor {
+            name: name.into(),
+            data_type: data_type.into(),
+            dims: dims.to_vec(),
+        }
+    }
+
+    fn render(&self) -> String {
+        let dims: Vec<String> = self.dims.iter().map(i64::to_string).collect();
+        format!(
+            "{{ name: \"{}\" data_type: {} dims: [ {} ] }}",
+            self.name,
+            self.data_type,
+            dims.join(", ")
+        )
+    }
+}
+
+impl Repository {
+    /// An `onnx_encoder` model: `onnx` becomes `1/model.onnx`, and the
+    /// config.pbtxt says what the test wants, right or deliberately wrong.
+    ///
+    /// The config is rendered here for now; repo-gen's encoder template
+    /// will take over once it is in.
+    pub fn add_encoder(
+        &self,
+        name: &str,
+        serving: &Serving,
+        onnx: &[u8],
+        input: &ConfigTensor,
+        output: &ConfigTensor,
+        parameters: &[(&str, &str)],
+    ) {
+        let dir = self.path().join(name);
+        std::fs::create_dir_all(dir.join("1")).expect("model folder");
+        std::fs::write(dir.join("1").join(clip_contract::file::ONNX_MODEL), onnx)
+            .expect("model.onnx");
+        let mut config = format!(
+            "name: \"{name}\"\nbackend: \"{}\"\nmax_batch_size: {}\n",
+            clip_contract::BACKEND_NAME,
+            serving.max_batch_size
+        );
+        if let Some(delay) = serving.queue_delay_us {
+            config += &format!("dynamic_batching {{ max_queue_delay_microseconds: {delay} }}\n");
+        }
+        config += &format!(
+            "input [ {} ]\noutput [ {} ]\ninstance_group [ {{ kind: KIND_CPU count: {} }} ]\n",
+            input.render(),
+            output.render(),
+            serving.instances
+        );
+        let mut all = vec![(
+            clip_contract::param::KIND,
+            clip_contract::kind::ONNX_ENCODER,
+        )];
+        all.extend_from_slice(parameters);
+        for (key, value) in all {
+            config += &format!(
+                "parameters {{ key: \"{key}\" value: {{ string_value: \"{value}\" }} }}\n"
+            );
+        }
+        std::fs::write(dir.join("config.pbtxt"), config).expect("config.pbtxt");
+    }
+}

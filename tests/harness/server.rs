@@ -158,3 +158,28 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Installs ONNX Runtime 1.31.1 (once) through the project's script and
+/// returns the library's path, for the `ort_library` parameter.
+pub fn onnxruntime_library() -> &'static Path {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        let output = Command::new("bash")
+            .arg(workspace_root().join("scripts/install-onnxruntime.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/install-onnxruntime.sh");
+        assert!(
+            output.status.success(),
+            "scripts/install-onnxruntime.sh failed"
+        );
+        let stdout = String::from_utf8(output.stdout).expect("utf-8 path");
+        PathBuf::from(
+            stdout
+                .lines()
+                .last()
+                .expect("install-onnxruntime.sh prints the library path")
+                .trim(),
+        )
+    })
+}
