@@ -195,10 +195,49 @@ struct Prepared {
     textual: EncoderFile,
     visual: EncoderFile,
     tokenizer: PathBuf,
+    /// How the weights' own tokenizer pads, for tokenizer files that do not say.
+    padding: Padding,
     model_name: String,
     logit_scale: Option<f32>,
     mean: [f32; 3],
     std: [f32; 3],
+}
+
+/// Padding conventions of the CLIP families. Embeddings do not depend on it
+/// (the text tower is causal and pools at the end token), but the backend
+/// needs a definite pad id.
+#[derive(Clone, Copy, Debug)]
+enum Padding {
+    /// Hugging Face's CLIP tokenizer pads with the end token.
+    EndToken,
+    /// open_clip's tokenizer, and CLIP-as-service's with it, pads with 0.
+    Zero,
+}
+
+/// The pad id to write into the text preprocessing config: none when the
+/// tokenizer files name a pad token (the backend reads them), else the
+/// weights' convention. Loading the tokenizer here also proves, before
+/// anything is written, that the backend will load it.
+fn pad_token_id(
+    tokenizer: &Path,
+    context_length: usize,
+    padding: Padding,
+) -> Result<Option<u32>, GenerateError> {
+    let options = clip_text::TextOptions {
+        context_length,
+        pad_id: None,
+    };
+    match clip_text::Tokenizer::from_file(tokenizer, options) {
+        Ok(_) => Ok(None),
+        Err(clip_text::TextError::NoPadId { end_id, .. }) => Ok(Some(match padding {
+            Padding::EndToken => end_id,
+            Padding::Zero => 0,
+        })),
+        Err(e) => Err(GenerateError::Invalid(format!(
+            "the tokenizer {} cannot serve: {e}",
+            tokenizer.display()
+        ))),
+    }
 }
 
 /// An encoder to copy into the repository: exported in memory, or an ONNX file on disk.
@@ -311,6 +350,7 @@ pub fn generate(options: &Options, log: &mut dyn FnMut(&str)) -> Result<Generate
         groups: &groups,
         mean: prepared.mean,
         std: prepared.std,
+        pad_token_id: pad_token_id(&prepared.tokenizer, text.size as usize, prepared.padding)?,
     };
     let configs = repo.configs(&text, &image)?;
     let commands = if options.runtime == Runtime::TensorRt {
@@ -503,6 +543,10 @@ fn export(
         textual: EncoderFile::Exported(textual),
         visual: EncoderFile::Exported(visual),
         tokenizer: files.tokenizer.clone(),
+        padding: match files.layout {
+            WeightsLayout::Transformers => Padding::EndToken,
+            WeightsLayout::OpenClip => Padding::Zero,
+        },
         model_name,
         logit_scale: weights.logit_scale,
         mean,
@@ -671,6 +715,7 @@ fn onnx_dir(dir: &Path, tokenizer: Option<&Path>) -> Result<Prepared, GenerateEr
         textual,
         visual,
         tokenizer,
+        padding: Padding::Zero,
         model_name,
         logit_scale,
         mean: defaults::IMAGE_MEAN,
@@ -800,6 +845,7 @@ struct Repository<'a> {
     groups: &'a [InstanceGroup],
     mean: [f32; 3],
     std: [f32; 3],
+    pad_token_id: Option<u32>,
 }
 
 impl Repository<'_> {
@@ -841,6 +887,7 @@ impl Repository<'_> {
 
         let mut text_pre = TextPreprocessModel::new(&names.text_preprocess, batching.clone());
         text_pre.context_length = text.size as usize;
+        text_pre.pad_token_id = self.pad_token_id;
         text_pre.extra_parameters = facts.clone();
 
         let mut image_pre = ImagePreprocessModel::new(&names.image_preprocess, batching.clone());

@@ -155,6 +155,13 @@ fn quick_gelu_with_the_ort_runtime() {
     assert!(image
         .contains("name: \"PIXEL_VALUES\"\n    data_type: TYPE_FP32\n    dims: [ 3, 224, 224 ]"));
     assert!(image.contains("name: \"EMBEDDING\"\n    data_type: TYPE_FP32\n    dims: [ 24 ]"));
+    // The fixture folder has no tokenizer_config.json to name a pad token, so
+    // the config carries the transformers convention: pad with the end token.
+    let text_preprocess = read(&repo, model::TEXT_PREPROCESS);
+    assert!(
+        text_preprocess.contains(&parameter(param::PAD_TOKEN_ID, "49407")),
+        "{text_preprocess}"
+    );
     let ensemble = read(&repo, model::TEXT_ENSEMBLE);
     assert!(ensemble.contains("platform: \"ensemble\""));
     assert!(ensemble.contains("model_name: \"clip_text_preprocess\""));
@@ -278,6 +285,12 @@ fn open_clip_layout_with_the_tensorrt_runtime() {
     assert_eq!(
         tree(&repo),
         expected_tree("", file::ONNX_MODEL, &[file::TRTEXEC_SCRIPT])
+    );
+    // open_clip's tokenizer pads with 0.
+    let text_preprocess = read(&repo, model::TEXT_PREPROCESS);
+    assert!(
+        text_preprocess.contains(&parameter(param::PAD_TOKEN_ID, "0")),
+        "{text_preprocess}"
     );
     let encoder = read(&repo, model::TEXT_ENCODER);
     assert!(encoder.contains(&format!("platform: \"{}\"", triton::PLATFORM_TENSORRT)));
