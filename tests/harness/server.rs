@@ -9,58 +9,70 @@ use std::time::{Duration, Instant};
 
 use crate::{http, workspace_root};
 
-/// Builds the backend with the profile these tests were built with, into
-/// the same target folder, and returns the library's path.
-pub fn backend_library() -> &'static Path {
-    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
-    LIBRARY.get_or_init(|| {
-        // The test binary sits in <target>/<profile>/deps/.
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("target folder");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .current_dir(workspace_root())
-            .args(["build", "-p", "clip-backend", "--target-dir"])
-            .arg(target_dir);
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build -p clip-backend failed");
-        let library = profile_dir.join("libtriton_clip.so");
-        assert!(
-            library.is_file(),
-            "no backend library at {}",
-            library.display()
-        );
-        library
-    })
+/// Builds `package` with the profile these tests were built with, into the
+/// same target folder, and returns `<target>/<profile>/<artifact>`.
+fn build(package: &str, artifact: &str) -> PathBuf {
+    // The test binary sits in <target>/<profile>/deps/.
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("target folder");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(workspace_root())
+        .args(["build", "-p", package, "--target-dir"])
+        .arg(target_dir);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "cargo build -p {package} failed");
+    let path = profile_dir.join(artifact);
+    assert!(
+        path.is_file(),
+        "cargo build -p {package} left no {}",
+        path.display()
+    );
+    path
 }
 
-/// Installs the server (once) through the project's own script.
+/// `libtriton_clip.so`, built once per test binary.
+pub fn backend_library() -> &'static Path {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY.get_or_init(|| build("clip-backend", "libtriton_clip.so"))
+}
+
+/// The `repo-gen` binary, built once per test binary.
+pub fn repo_gen() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build("repo-gen", "repo-gen"))
+}
+
+/// Runs one of the project's install scripts; they print the installed path last.
+fn install(script: &str) -> PathBuf {
+    let output = Command::new("bash")
+        .arg(workspace_root().join("scripts").join(script))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{script}: {e}"));
+    assert!(output.status.success(), "scripts/{script} failed");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 path");
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .unwrap_or_else(|| panic!("scripts/{script} printed no path"))
+            .trim(),
+    )
+}
+
+/// The local tritonserver binary, installed once by the project's own script.
 pub fn tritonserver() -> &'static Path {
     static SERVER: OnceLock<PathBuf> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let output = Command::new("bash")
-            .arg(workspace_root().join("scripts/install-triton.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/install-triton.sh");
-        assert!(output.status.success(), "scripts/install-triton.sh failed");
-        let stdout = String::from_utf8(output.stdout).expect("utf-8 path");
-        PathBuf::from(
-            stdout
-                .lines()
-                .last()
-                .expect("install-triton.sh prints the binary path")
-                .trim(),
-        )
-    })
+    SERVER.get_or_init(|| install("install-triton.sh"))
 }
 
 fn free_port() -> u16 {
@@ -159,27 +171,8 @@ impl Drop for Server {
     }
 }
 
-/// Installs ONNX Runtime 1.31.1 (once) through the project's script and
-/// returns the library's path, for the `ort_library` parameter.
+/// `libonnxruntime.so` for the `onnx_encoder` kind, installed once by the project's own script.
 pub fn onnxruntime_library() -> &'static Path {
     static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
-    LIBRARY.get_or_init(|| {
-        let output = Command::new("bash")
-            .arg(workspace_root().join("scripts/install-onnxruntime.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/install-onnxruntime.sh");
-        assert!(
-            output.status.success(),
-            "scripts/install-onnxruntime.sh failed"
-        );
-        let stdout = String::from_utf8(output.stdout).expect("utf-8 path");
-        PathBuf::from(
-            stdout
-                .lines()
-                .last()
-                .expect("install-onnxruntime.sh prints the library path")
-                .trim(),
-        )
-    })
+    LIBRARY.get_or_init(|| install("install-onnxruntime.sh"))
 }

@@ -1,0 +1,261 @@
+//! The whole product on one machine: repo-gen turns the tiny CLIP fixture
+//! into a model repository (`--runtime ort`), the real tritonserver serves
+//! it with the `clip` backend, and raw sentences and raw image files sent to
+//! the `clip_text` and `clip_image` ensembles over gRPC come back as the
+//! embeddings Hugging Face's own pipeline computes
+//! (tests/fixtures/end-to-end, made by scripts/fixtures/end_to_end.py).
+
+use std::process::Command;
+
+use clip_client::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
+use clip_client::proto::ModelInferRequest;
+use clip_client::{f32_from_raw, serialize_bytes_tensor, Error, Triton};
+use clip_contract::{model, tensor};
+use harness::fixture;
+use harness::server::{onnxruntime_library, repo_gen, Server};
+use serde_json::Value;
+
+const TEXT_COSINE: f32 = 0.9999;
+const IMAGE_COSINE: f32 = 0.999;
+
+struct Reference {
+    sentences: Vec<String>,
+    text: Vec<Vec<f32>>,
+    images: Vec<(String, Vec<u8>)>,
+    image: Vec<Vec<f32>>,
+    ranking: Vec<Vec<usize>>,
+}
+
+fn rows(value: &Value) -> Vec<Vec<f32>> {
+    let rows = value.as_array().expect("rows");
+    rows.iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect()
+}
+
+fn reference() -> Reference {
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("end-to-end/reference.json")).unwrap(),
+    )
+    .unwrap();
+    let names: Vec<String> = json["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().into())
+        .collect();
+    Reference {
+        sentences: json["sentences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().into())
+            .collect(),
+        text: rows(&json["text_embeddings"]),
+        images: names
+            .into_iter()
+            .map(|name| {
+                let bytes = std::fs::read(fixture(&format!("images/inputs/{name}"))).unwrap();
+                (name, bytes)
+            })
+            .collect(),
+        image: rows(&json["image_embeddings"]),
+        ranking: json["ranking_of_sentences_per_image"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as usize)
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+fn request(model: &str, input: &str, items: &[&[u8]]) -> ModelInferRequest {
+    ModelInferRequest {
+        model_name: model.into(),
+        inputs: vec![InferInputTensor {
+            name: input.into(),
+            datatype: "BYTES".into(),
+            shape: vec![items.len() as i64, 1],
+            ..Default::default()
+        }],
+        outputs: vec![InferRequestedOutputTensor {
+            name: tensor::EMBEDDING.into(),
+            ..Default::default()
+        }],
+        raw_input_contents: vec![serialize_bytes_tensor(items)],
+        ..Default::default()
+    }
+}
+
+async fn embed(
+    client: &Triton,
+    model: &str,
+    input: &str,
+    items: &[&[u8]],
+) -> Result<Vec<Vec<f32>>, Error> {
+    let response = client.infer(request(model, input, items)).await?;
+    let values = f32_from_raw(&response.raw_output_contents[0])?;
+    let width = values.len() / items.len();
+    Ok(values.chunks_exact(width).map(<[f32]>::to_vec).collect())
+}
+
+#[test]
+fn generated_repository_serves_embeddings_like_transformers() {
+    let reference = reference();
+    let out = tempfile::tempdir().unwrap();
+    let repository = out.path().join("repository");
+    let status = Command::new(repo_gen())
+        .arg("--weights")
+        .arg(fixture("tiny-clip/quick_gelu"))
+        .arg("--out")
+        .arg(&repository)
+        .args([
+            "--runtime",
+            "ort",
+            "--gpus",
+            "none",
+            "--max-queue-delay-us",
+            "50000",
+        ])
+        .arg("--ort-library")
+        .arg(onnxruntime_library())
+        .status()
+        .expect("run repo-gen");
+    assert!(status.success(), "repo-gen failed");
+    let server = Server::start(&repository);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = Triton::connect(&server.grpc_url)
+            .await
+            .expect("connect over gRPC");
+
+        // All sentences in one request, then each on its own.
+        let sentences: Vec<&[u8]> = reference.sentences.iter().map(|s| s.as_bytes()).collect();
+        let text = embed(&client, model::TEXT_ENSEMBLE, tensor::TEXT, &sentences)
+            .await
+            .unwrap();
+        for ((got, want), sentence) in text.iter().zip(&reference.text).zip(&reference.sentences) {
+            let similarity = cosine(got, want);
+            assert!(
+                similarity >= TEXT_COSINE,
+                "{sentence:?}: cosine {similarity}"
+            );
+        }
+        for (index, sentence) in sentences.iter().enumerate() {
+            let alone = embed(&client, model::TEXT_ENSEMBLE, tensor::TEXT, &[sentence])
+                .await
+                .unwrap();
+            assert!(
+                cosine(&alone[0], &text[index]) > 0.999_999,
+                "batching changed {:?}",
+                reference.sentences[index]
+            );
+        }
+
+        // Every image in its own request, all at once, so the batcher groups them;
+        // a corrupt image sent in the same burst fails alone.
+        let mut burst = tokio::task::JoinSet::new();
+        for (index, (_, bytes)) in reference.images.iter().enumerate() {
+            let (client, bytes) = (client.clone(), bytes.clone());
+            burst.spawn(async move {
+                (
+                    Some(index),
+                    embed(&client, model::IMAGE_ENSEMBLE, tensor::IMAGE, &[&bytes]).await,
+                )
+            });
+        }
+        let corrupt = reference.images[0].1[..2000].to_vec();
+        let broken_client = client.clone();
+        burst.spawn(async move {
+            (
+                None,
+                embed(
+                    &broken_client,
+                    model::IMAGE_ENSEMBLE,
+                    tensor::IMAGE,
+                    &[&corrupt],
+                )
+                .await,
+            )
+        });
+        let mut image = vec![Vec::new(); reference.images.len()];
+        while let Some(joined) = burst.join_next().await {
+            match joined.expect("request task") {
+                (Some(index), outcome) => {
+                    image[index] = outcome.expect("a good image failed").remove(0)
+                }
+                (None, Err(Error::Status { code, message, .. })) => {
+                    assert_eq!(code, tonic::Code::InvalidArgument, "{message}");
+                    assert!(message.contains("truncated JPEG"), "{message}");
+                }
+                (None, other) => panic!("the truncated image did not fail as it should: {other:?}"),
+            }
+        }
+        for ((got, want), (name, _)) in image.iter().zip(&reference.image).zip(&reference.images) {
+            let similarity = cosine(got, want);
+            assert!(similarity >= IMAGE_COSINE, "{name}: cosine {similarity}");
+        }
+
+        let worst = |got: &[Vec<f32>], want: &[Vec<f32>]| {
+            got.iter()
+                .zip(want)
+                .map(|(g, w)| cosine(g, w))
+                .fold(f32::INFINITY, f32::min)
+        };
+        eprintln!(
+            "worst cosine to the reference: text {:.7}, images {:.7}",
+            worst(&text, &reference.text),
+            worst(&image, &reference.image)
+        );
+
+        // Zero-shot ranking: for every image, the sentences in the reference's order.
+        for ((embedding, want), (name, _)) in
+            image.iter().zip(&reference.ranking).zip(&reference.images)
+        {
+            let mut order: Vec<usize> = (0..text.len()).collect();
+            order.sort_by(|&a, &b| {
+                cosine(embedding, &text[b]).total_cmp(&cosine(embedding, &text[a]))
+            });
+            assert_eq!(&order, want, "{name}: sentences ranked differently");
+        }
+
+        // The dynamic batcher really grouped the burst somewhere in the pipeline.
+        let mut largest = 0;
+        for name in [model::IMAGE_PREPROCESS, model::IMAGE_ENCODER] {
+            for stats in client.model_statistics(name).await.unwrap() {
+                largest = stats
+                    .batch_stats
+                    .iter()
+                    .map(|b| b.batch_size)
+                    .max()
+                    .unwrap_or(0)
+                    .max(largest);
+            }
+        }
+        assert!(largest > 1, "no batch of more than one image formed");
+        assert!(client.server_live().await.unwrap());
+    });
+}
