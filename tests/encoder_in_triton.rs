@@ -11,8 +11,9 @@ use std::sync::{Arc, Barrier};
 use clip_contract::{model, param, tensor};
 use clip_export::{ClipArchitecture, ClipWeights, ExportOptions};
 use harness::http::{self, Tensor};
-use harness::repository::{ConfigTensor, Repository, Serving};
+use harness::repository::{Repository, Serving};
 use harness::server::{onnxruntime_library, Server};
+use repo_gen::{DataType, TensorSpec};
 use serde_json::Value;
 
 const TOLERANCE: f32 = 1e-4;
@@ -83,20 +84,20 @@ fn exported() -> (Vec<u8>, Vec<u8>) {
     )
 }
 
-fn ids_tensor() -> ConfigTensor {
-    ConfigTensor::new(tensor::INPUT_IDS, "TYPE_INT64", &[CONTEXT])
+fn ids_tensor() -> TensorSpec {
+    TensorSpec::new(tensor::INPUT_IDS, DataType::Int64, vec![CONTEXT])
 }
 
-fn pixels_tensor() -> ConfigTensor {
-    ConfigTensor::new(
+fn pixels_tensor() -> TensorSpec {
+    TensorSpec::new(
         tensor::PIXEL_VALUES,
-        "TYPE_FP32",
-        &[3, IMAGE_SIZE, IMAGE_SIZE],
+        DataType::Fp32,
+        vec![3, IMAGE_SIZE, IMAGE_SIZE],
     )
 }
 
-fn embedding_tensor() -> ConfigTensor {
-    ConfigTensor::new(tensor::EMBEDDING, "TYPE_FP32", &[EMBED_DIM])
+fn embedding_tensor() -> TensorSpec {
+    TensorSpec::new(tensor::EMBEDDING, DataType::Fp32, vec![EMBED_DIM])
 }
 
 fn library() -> String {
@@ -332,7 +333,7 @@ fn encoders_whose_config_disagrees_fail_alone_and_say_why() {
         "wrong_dims",
         &serving,
         &visual,
-        &ConfigTensor::new(tensor::PIXEL_VALUES, "TYPE_FP32", &[3, 256, 256]),
+        &TensorSpec::new(tensor::PIXEL_VALUES, DataType::Fp32, vec![3, 256, 256]),
         &embedding_tensor(),
         &ort,
     );
@@ -340,10 +341,10 @@ fn encoders_whose_config_disagrees_fail_alone_and_say_why() {
         "wrong_type",
         &serving,
         &visual,
-        &ConfigTensor::new(
+        &TensorSpec::new(
             tensor::PIXEL_VALUES,
-            "TYPE_FP16",
-            &[3, IMAGE_SIZE, IMAGE_SIZE],
+            DataType::Fp16,
+            vec![3, IMAGE_SIZE, IMAGE_SIZE],
         ),
         &embedding_tensor(),
         &ort,
@@ -353,7 +354,7 @@ fn encoders_whose_config_disagrees_fail_alone_and_say_why() {
         &serving,
         &textual,
         &ids_tensor(),
-        &ConfigTensor::new(tensor::EMBEDDING, "TYPE_FP32", &[512]),
+        &TensorSpec::new(tensor::EMBEDDING, DataType::Fp32, vec![512]),
         &ort,
     );
     repository.add_encoder(

@@ -2,7 +2,11 @@
 
 use std::path::Path;
 
-use repo_gen::{Batching, DynamicBatching, ImagePreprocessModel, TextPreprocessModel};
+use clip_contract::{defaults, file, tensor};
+use repo_gen::{
+    Batching, DynamicBatching, EncoderModel, Facts, ImagePreprocessModel, InstanceGroup,
+    InstanceKind, Runtime, TensorSpec, TextPreprocessModel, Tower,
+};
 
 /// How the test wants a model served.
 #[derive(Clone, Debug)]
@@ -102,79 +106,53 @@ impl Repository {
             .write_into(self.path())
             .unwrap_or_else(|e| panic!("{e}"));
     }
-}
 
-/// One tensor of an encoder's config: name, Triton data type, dims after the batch axis.
-#[derive(Clone, Debug)]
-pub struct ConfigTensor {
-    pub name: String,
-    pub data_type: String,
-    pub dims: Vec<i64>,
-}
-
-impl ConfigTensor {
-    pub fn new(name: &str, data_type: &str, dims: &[i64]) -> ConfigTensor {
-        ConfigTensor {
-            name: name.into(),
-            data_type: data_type.into(),
-            dims: dims.to_vec(),
-        }
-    }
-
-    fn render(&self) -> String {
-        let dims: Vec<String> = self.dims.iter().map(i64::to_string).collect();
-        format!(
-            "{{ name: \"{}\" data_type: {} dims: [ {} ] }}",
-            self.name,
-            self.data_type,
-            dims.join(", ")
-        )
-    }
-}
-
-impl Repository {
-    /// An `onnx_encoder` model: `onnx` becomes `1/model.onnx`, and the
-    /// config.pbtxt says what the test wants, right or deliberately wrong.
-    ///
-    /// The config is rendered here for now; repo-gen's encoder template
-    /// will take over once it is in.
+    /// An `onnx_encoder` model holding `onnx`, with the config repo-gen's
+    /// encoder template writes for these tensors (dims after the batch axis).
     pub fn add_encoder(
         &self,
         name: &str,
         serving: &Serving,
         onnx: &[u8],
-        input: &ConfigTensor,
-        output: &ConfigTensor,
+        input: &TensorSpec,
+        output: &TensorSpec,
         parameters: &[(&str, &str)],
     ) {
-        let dir = self.path().join(name);
-        std::fs::create_dir_all(dir.join("1")).expect("model folder");
-        std::fs::write(dir.join("1").join(clip_contract::file::ONNX_MODEL), onnx)
-            .expect("model.onnx");
-        let mut config = format!(
-            "name: \"{name}\"\nbackend: \"{}\"\nmax_batch_size: {}\n",
-            clip_contract::BACKEND_NAME,
-            serving.max_batch_size
-        );
-        if let Some(delay) = serving.queue_delay_us {
-            config += &format!("dynamic_batching {{ max_queue_delay_microseconds: {delay} }}\n");
-        }
-        config += &format!(
-            "input [ {} ]\noutput [ {} ]\ninstance_group [ {{ kind: KIND_CPU count: {} }} ]\n",
-            input.render(),
-            output.render(),
-            serving.instances
-        );
-        let mut all = vec![(
-            clip_contract::param::KIND,
-            clip_contract::kind::ONNX_ENCODER,
-        )];
-        all.extend_from_slice(parameters);
-        for (key, value) in all {
-            config += &format!(
-                "parameters {{ key: \"{key}\" value: {{ string_value: \"{value}\" }} }}\n"
-            );
-        }
-        std::fs::write(dir.join("config.pbtxt"), config).expect("config.pbtxt");
+        let tower = if input.name == tensor::INPUT_IDS {
+            Tower::Text
+        } else {
+            Tower::Image
+        };
+        let model = EncoderModel {
+            name: name.to_owned(),
+            tower,
+            runtime: Runtime::Ort,
+            batching: serving.batching(),
+            instance_groups: vec![InstanceGroup {
+                count: serving.instances,
+                kind: InstanceKind::Cpu,
+                gpus: Vec::new(),
+            }],
+            inputs: vec![input.clone()],
+            outputs: vec![output.clone()],
+            facts: Facts {
+                model_name: name.to_owned(),
+                embedding_dim: output.dims.first().copied().unwrap_or(0) as usize,
+                image_size: defaults::IMAGE_SIZE as usize,
+                context_length: defaults::CONTEXT_LENGTH,
+                logit_scale: None,
+            },
+            half_precision: false,
+            trt_accelerator: false,
+            ort_library: None,
+            intra_op_threads: None,
+            inter_op_threads: None,
+            extra_parameters: extra(parameters),
+        };
+        let config = model.render().unwrap_or_else(|e| panic!("{e}"));
+        let version = self.path().join(name).join(repo_gen::VERSION);
+        std::fs::create_dir_all(&version).expect("model folder");
+        std::fs::write(self.path().join(name).join("config.pbtxt"), config).expect("config.pbtxt");
+        std::fs::write(version.join(file::ONNX_MODEL), onnx).expect("model.onnx");
     }
 }
