@@ -144,10 +144,10 @@ enum Expect {
 #[test]
 fn concurrent_batches_match_the_reference_embeddings() {
     let (textual, visual) = exported();
-    // A long queue delay so that the concurrent burst lands in shared batches.
+    // A long queue delay so that the concurrent burst lands in shared batches, even on a loaded machine.
     let serving = Serving {
         max_batch_size: 16,
-        queue_delay_us: Some(200_000),
+        queue_delay_us: Some(1_000_000),
         instances: 1,
     };
     let repository = Repository::new();
@@ -366,29 +366,8 @@ fn encoders_whose_config_disagrees_fail_alone_and_say_why() {
         &[(param::ORT_LIBRARY, "/nowhere/libonnxruntime.so")],
     );
 
-    let server = Server::start_with(
-        repository.path(),
-        &["--exit-on-error=false", "--strict-readiness=false"],
-    );
-    let (status, index) = http::post_json(
-        &server.http_url,
-        "/v2/repository/index",
-        &serde_json::json!({}),
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{index}");
-    let state_of = |name: &str| {
-        let entry = index
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == name)
-            .unwrap_or_else(|| panic!("{name} in {index}"));
-        (
-            entry["state"].as_str().unwrap_or_default().to_owned(),
-            entry["reason"].as_str().unwrap_or_default().to_owned(),
-        )
-    };
+    let server = Server::start_tolerant(repository.path());
+    let state_of = |name: &str| server.model_state(name);
     assert_eq!(state_of(model::TEXT_ENCODER).0, "READY");
     for (name, says) in [
         (

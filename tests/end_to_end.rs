@@ -7,11 +7,10 @@
 
 use std::process::Command;
 
-use clip_client::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
-use clip_client::proto::ModelInferRequest;
-use clip_client::{f32_from_raw, serialize_bytes_tensor, Error, Triton};
+use clip_client::{f32_from_raw, Error, Triton};
 use clip_contract::{model, tensor};
 use harness::fixture;
+use harness::grpc::bytes_request;
 use harness::server::{onnxruntime_library, repo_gen, Server};
 use serde_json::Value;
 
@@ -87,31 +86,15 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (norm(a) * norm(b))
 }
 
-fn request(model: &str, input: &str, items: &[&[u8]]) -> ModelInferRequest {
-    ModelInferRequest {
-        model_name: model.into(),
-        inputs: vec![InferInputTensor {
-            name: input.into(),
-            datatype: "BYTES".into(),
-            shape: vec![items.len() as i64, 1],
-            ..Default::default()
-        }],
-        outputs: vec![InferRequestedOutputTensor {
-            name: tensor::EMBEDDING.into(),
-            ..Default::default()
-        }],
-        raw_input_contents: vec![serialize_bytes_tensor(items)],
-        ..Default::default()
-    }
-}
-
 async fn embed(
     client: &Triton,
     model: &str,
     input: &str,
     items: &[&[u8]],
 ) -> Result<Vec<Vec<f32>>, Error> {
-    let response = client.infer(request(model, input, items)).await?;
+    let response = client
+        .infer(bytes_request(model, input, tensor::EMBEDDING, items))
+        .await?;
     let values = f32_from_raw(&response.raw_output_contents[0])?;
     let width = values.len() / items.len();
     Ok(values.chunks_exact(width).map(<[f32]>::to_vec).collect())
@@ -132,8 +115,9 @@ fn generated_repository_serves_embeddings_like_transformers() {
             "ort",
             "--gpus",
             "none",
+            // A long batching window, so the burst below forms batches even on a loaded machine.
             "--max-queue-delay-us",
-            "50000",
+            "1000000",
         ])
         .arg("--ort-library")
         .arg(onnxruntime_library())

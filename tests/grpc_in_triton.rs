@@ -1,37 +1,16 @@
 //! The same preprocessing models over Triton's gRPC API, through the
 //! project's own tonic-generated client.
 
-use clip_client::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
-use clip_client::proto::ModelInferRequest;
-use clip_client::{
-    f16_from_raw, f32_from_raw, i64_from_raw, serialize_bytes_tensor, Error, Triton,
-};
+use clip_client::{f16_from_raw, f32_from_raw, i64_from_raw, Error, Triton};
 use clip_contract::{defaults, kind, model, param, tensor};
 use harness::fixtures::{image, library_pixels, sentences, tokenizer_dir};
+use harness::grpc::bytes_request;
 use harness::repository::{Repository, Serving};
 use harness::server::Server;
 
 const TEXT_MODEL: &str = model::TEXT_PREPROCESS;
 const IMAGE_MODEL: &str = model::IMAGE_PREPROCESS;
 const IMAGE_MODEL_FP16: &str = "clip_image_preprocess_fp16";
-
-fn request(model: &str, input: &str, output: &str, items: &[&[u8]]) -> ModelInferRequest {
-    ModelInferRequest {
-        model_name: model.into(),
-        inputs: vec![InferInputTensor {
-            name: input.into(),
-            datatype: "BYTES".into(),
-            shape: vec![items.len() as i64, 1],
-            ..Default::default()
-        }],
-        outputs: vec![InferRequestedOutputTensor {
-            name: output.into(),
-            ..Default::default()
-        }],
-        raw_input_contents: vec![serialize_bytes_tensor(items)],
-        ..Default::default()
-    }
-}
 
 #[test]
 fn grpc_batches_errors_and_config() {
@@ -71,7 +50,12 @@ fn grpc_batches_errors_and_config() {
         let batch = &sentences[..12];
         let texts: Vec<&[u8]> = batch.iter().map(|s| s.text.as_bytes()).collect();
         let response = client
-            .infer(request(TEXT_MODEL, tensor::TEXT, tensor::INPUT_IDS, &texts))
+            .infer(bytes_request(
+                TEXT_MODEL,
+                tensor::TEXT,
+                tensor::INPUT_IDS,
+                &texts,
+            ))
             .await
             .unwrap();
         assert_eq!(
@@ -92,7 +76,7 @@ fn grpc_batches_errors_and_config() {
         let items: Vec<&[u8]> = photos.iter().map(Vec::as_slice).collect();
         let expected: Vec<f32> = photos.iter().flat_map(|p| library_pixels(p)).collect();
         let response = client
-            .infer(request(
+            .infer(bytes_request(
                 IMAGE_MODEL,
                 tensor::IMAGE,
                 tensor::PIXEL_VALUES,
@@ -103,7 +87,7 @@ fn grpc_batches_errors_and_config() {
         assert_eq!(response.outputs[0].datatype, "FP32");
         assert!(f32_from_raw(&response.raw_output_contents[0]).unwrap() == expected);
         let response = client
-            .infer(request(
+            .infer(bytes_request(
                 IMAGE_MODEL_FP16,
                 tensor::IMAGE,
                 tensor::PIXEL_VALUES,
@@ -122,7 +106,7 @@ fn grpc_batches_errors_and_config() {
         // A corrupt image is an INVALID_ARGUMENT for its request, and the next request is fine.
         let broken: &[u8] = b"\xff\xd8\xff\xe0 not really a JPEG";
         let failure = client
-            .infer(request(
+            .infer(bytes_request(
                 IMAGE_MODEL,
                 tensor::IMAGE,
                 tensor::PIXEL_VALUES,
@@ -141,7 +125,7 @@ fn grpc_batches_errors_and_config() {
             other => panic!("expected a gRPC status, got {other}"),
         }
         let response = client
-            .infer(request(
+            .infer(bytes_request(
                 IMAGE_MODEL,
                 tensor::IMAGE,
                 tensor::PIXEL_VALUES,

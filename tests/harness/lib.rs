@@ -3,6 +3,7 @@
 //! Triton's HTTP/REST protocol.
 
 pub mod fixtures;
+pub mod grpc;
 pub mod http;
 pub mod repository;
 pub mod server;

@@ -152,6 +152,33 @@ impl Server {
         }
     }
 
+    /// Starts a server that keeps serving when some models fail to load,
+    /// for tests of models that must fail alone.
+    pub fn start_tolerant(repository: &Path) -> Server {
+        Server::start_with(
+            repository,
+            &["--exit-on-error=false", "--strict-readiness=false"],
+        )
+    }
+
+    /// The state of a model in the repository index ("READY", "UNAVAILABLE", ...)
+    /// and the reason Triton gives for it.
+    pub fn model_state(&self, name: &str) -> (String, String) {
+        let (status, index) = http::post_json(
+            &self.http_url,
+            "/v2/repository/index",
+            &serde_json::json!({}),
+        )
+        .expect("repository index");
+        assert_eq!(status, 200, "{index}");
+        let entry = index
+            .as_array()
+            .and_then(|models| models.iter().find(|m| m["name"] == name))
+            .unwrap_or_else(|| panic!("no model {name} in {index}"));
+        let text = |key: &str| entry[key].as_str().unwrap_or_default().to_owned();
+        (text("state"), text("reason"))
+    }
+
     /// Everything the server printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
