@@ -1,6 +1,6 @@
 //! Every config.pbtxt repo-gen writes parses as protobuf text format against
 //! Triton's model configuration schema (`inference.ModelConfig`, this
-//! test's subset of model_config.proto in tests/schema/): the golden files,
+//! project's subset of model_config.proto, in client/proto/): the golden files,
 //! and whole repositories for every runtime, with and without a name
 //! prefix, with and without preferred batch sizes. An unknown field or a
 //! bad enum value fails the parse; the negative tests show it.
@@ -16,7 +16,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMe
 fn model_config() -> MessageDescriptor {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
     let pool = POOL.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schema");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../client/proto");
         protox::Compiler::new([dir])
             .unwrap()
             .include_imports(true)
