@@ -118,19 +118,10 @@ fn parameter(key: &str, value: &str) -> String {
 
 #[test]
 fn quick_gelu_with_the_ort_runtime() {
-    let out = tempfile::tempdir().unwrap();
-    let repo = out.path().join("r");
-    let weights = tiny_clip().join("quick_gelu");
-    let output = repo_gen_ok(&[
-        "--weights",
-        weights.to_str().unwrap(),
-        "--out",
-        repo.to_str().unwrap(),
-        "--runtime",
-        "ort",
-        "--gpus",
-        "none",
-    ]);
+    let Generated { out, repo, output } = generate(
+        &tiny_clip().join("quick_gelu"),
+        &["--runtime", "ort", "--gpus", "none"],
+    );
     assert_eq!(tree(&repo), expected_tree("", file::ONNX_MODEL, &[]));
     // Nothing but the repository is left beside it.
     assert!(tree(out.path()).iter().all(|p| p.starts_with("r/")));
@@ -186,29 +177,27 @@ fn quick_gelu_with_the_ort_runtime() {
 
 #[test]
 fn gelu_with_the_onnxruntime_backend_and_a_prefix() {
-    let out = tempfile::tempdir().unwrap();
-    let repo = out.path().join("r");
-    let weights = tiny_clip().join("gelu");
-    repo_gen_ok(&[
-        "--weights",
-        weights.to_str().unwrap(),
-        "--out",
-        repo.to_str().unwrap(),
-        "--runtime",
-        "onnxruntime",
-        "--trt-accelerator",
-        "--name-prefix",
-        "tiny_",
-        "--gpus",
-        "0,1",
-        "--instances",
-        "3",
-        "--max-batch-size",
-        "16",
-        "--preferred-batch-size",
-        "4",
-        "8",
-    ]);
+    let Generated {
+        repo, out: _out, ..
+    } = generate(
+        &tiny_clip().join("gelu"),
+        &[
+            "--runtime",
+            "onnxruntime",
+            "--trt-accelerator",
+            "--name-prefix",
+            "tiny_",
+            "--gpus",
+            "0,1",
+            "--instances",
+            "3",
+            "--max-batch-size",
+            "16",
+            "--preferred-batch-size",
+            "4",
+            "8",
+        ],
+    );
     assert_eq!(tree(&repo), expected_tree("tiny_", file::ONNX_MODEL, &[]));
     let encoder = read(&repo, "tiny_clip_image_encoder");
     assert!(encoder.contains(&format!("platform: \"{}\"", triton::PLATFORM_ONNXRUNTIME)));
@@ -255,22 +244,23 @@ fn open_clip_folder() -> tempfile::TempDir {
 #[test]
 fn open_clip_layout_with_the_tensorrt_runtime() {
     let weights = open_clip_folder();
-    let out = tempfile::tempdir().unwrap();
-    let repo = out.path().join("r");
-    let output = repo_gen_ok(&[
-        "--weights",
-        weights.path().to_str().unwrap(),
-        "--out",
-        repo.to_str().unwrap(),
-        "--runtime",
-        "tensorrt",
-        "--gpus",
-        "none",
-        "--max-batch-size",
-        "8",
-        "--preferred-batch-size",
-        "2,4",
-    ]);
+    let Generated {
+        repo,
+        output,
+        out: _out,
+    } = generate(
+        weights.path(),
+        &[
+            "--runtime",
+            "tensorrt",
+            "--gpus",
+            "none",
+            "--max-batch-size",
+            "8",
+            "--preferred-batch-size",
+            "2,4",
+        ],
+    );
     assert!(stderr(&output).contains("loading"), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("open_clip layout"),
@@ -314,21 +304,12 @@ fn open_clip_layout_with_the_tensorrt_runtime() {
 
 #[test]
 fn fp16_plans_and_accelerator_say_fp16() {
-    let out = tempfile::tempdir().unwrap();
-    let repo = out.path().join("r");
-    let weights = tiny_clip().join("quick_gelu");
-    repo_gen_ok(&[
-        "--weights",
-        weights.to_str().unwrap(),
-        "--out",
-        repo.to_str().unwrap(),
-        "--runtime",
-        "tensorrt",
-        "--dtype",
-        "fp16",
-        "--gpus",
-        "0",
-    ]);
+    let Generated {
+        repo, out: _out, ..
+    } = generate(
+        &tiny_clip().join("quick_gelu"),
+        &["--runtime", "tensorrt", "--dtype", "fp16", "--gpus", "0"],
+    );
     let script = std::fs::read_to_string(repo.join(file::TRTEXEC_SCRIPT)).unwrap();
     assert_eq!(script.matches("--fp16").count(), 2, "{script}");
     // Inputs and outputs stay FP32 (the exporter casts inside the graph).

@@ -81,7 +81,6 @@ fn golden_files_parse() {
 #[test]
 fn every_generated_repository_parses() {
     let weights = tiny_clip().join("quick_gelu");
-    let weights = weights.to_str().unwrap();
     let variants: &[&[&str]] = &[
         &["--runtime", "ort", "--gpus", "none"],
         &[
@@ -136,30 +135,21 @@ fn every_generated_repository_parses() {
         &["--runtime", "ort", "--gpus", "auto"],
     ];
     for variant in variants {
-        let out = tempfile::tempdir().unwrap();
-        let repo = out.path().join("r");
-        let mut args = vec!["--weights", weights, "--out", repo.to_str().unwrap()];
-        args.extend_from_slice(variant);
-        repo_gen_ok(&args);
+        let Generated {
+            repo, out: _out, ..
+        } = generate(&weights, variant);
         assert_eq!(check_repository(&repo), 6, "{variant:?}");
     }
 }
 
 #[test]
 fn ensembles_and_groups_parse_into_the_right_fields() {
-    let out = tempfile::tempdir().unwrap();
-    let repo = out.path().join("r");
-    let weights = tiny_clip().join("gelu");
-    repo_gen_ok(&[
-        "--weights",
-        weights.to_str().unwrap(),
-        "--out",
-        repo.to_str().unwrap(),
-        "--gpus",
-        "0,1,2",
-        "--instances",
-        "5",
-    ]);
+    let Generated {
+        repo, out: _out, ..
+    } = generate(
+        &tiny_clip().join("gelu"),
+        &["--gpus", "0,1,2", "--instances", "5"],
+    );
     let ensemble = parse_file(&repo.join("clip_text/config.pbtxt"));
     let scheduling = ensemble.get_field_by_name("ensemble_scheduling").unwrap();
     let steps = scheduling

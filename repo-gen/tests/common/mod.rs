@@ -56,6 +56,29 @@ pub fn repo_gen_ok(args: &[&str]) -> Output {
     output
 }
 
+/// A repository repo-gen wrote into a fresh temporary folder.
+pub struct Generated {
+    /// The temporary folder, deleted on drop (keep it bound); the repository is its `r/`.
+    pub out: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub output: Output,
+}
+
+/// Runs [`repo_gen_ok`] on the `weights` folder with `--out <tmp>/r` and `args`.
+pub fn generate(weights: &Path, args: &[&str]) -> Generated {
+    let out = tempfile::tempdir().unwrap();
+    let repo = out.path().join("r");
+    let mut all = vec![
+        "--weights",
+        weights.to_str().unwrap(),
+        "--out",
+        repo.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let output = repo_gen_ok(&all);
+    Generated { out, repo, output }
+}
+
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
