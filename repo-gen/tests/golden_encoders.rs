@@ -1,29 +1,15 @@
 //! The encoder and ensemble configs of each runtime, compared byte for byte
 //! with committed golden files (`REPO_GEN_BLESS=1` rewrites them; review the diff).
 
-use std::path::Path;
+mod common;
 
 use clip_contract::{model, tensor};
+use common::golden;
 use repo_gen::encoder::EnsembleStep;
 use repo_gen::{
     Batching, DataType, DynamicBatching, EncoderModel, EnsembleModel, Facts, InstanceGroup,
     InstanceKind, RenderError, Runtime, TensorSpec, Tower,
 };
-
-fn golden(file: &str, rendered: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(file);
-    if std::env::var_os("REPO_GEN_BLESS").is_some() {
-        std::fs::write(&path, rendered).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (REPO_GEN_BLESS=1 writes it)", path.display()));
-    assert!(
-        rendered == expected,
-        "{file} differs from the golden file; rendered:\n{rendered}"
-    );
-}
 
 fn facts() -> Facts {
     Facts {

@@ -3,27 +3,15 @@
 //!
 //! `REPO_GEN_BLESS=1 cargo test -p repo-gen` rewrites the golden files; review the diff.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use clip_contract::{defaults, model, param};
+use common::golden;
 use repo_gen::{
     pbtxt_string, Batching, DynamicBatching, ImagePreprocessModel, RenderError, TextPreprocessModel,
 };
-
-fn golden(file: &str, rendered: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(file);
-    if std::env::var_os("REPO_GEN_BLESS").is_some() {
-        std::fs::write(&path, rendered).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (REPO_GEN_BLESS=1 writes it)", path.display()));
-    assert!(
-        rendered == expected,
-        "{file} differs from the golden file; rendered:\n{rendered}"
-    );
-}
 
 fn dynamic(max_batch_size: u32, preferred: &[u32], delay_us: Option<u64>) -> Batching {
     Batching {

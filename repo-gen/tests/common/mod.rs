@@ -115,3 +115,19 @@ pub fn configs(root: &Path) -> Vec<PathBuf> {
         .map(|p| root.join(p))
         .collect()
 }
+
+/// Compares `rendered` with tests/golden/`file`; `REPO_GEN_BLESS=1` rewrites the file instead.
+pub fn golden(file: &str, rendered: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(file);
+    if std::env::var_os("REPO_GEN_BLESS").is_some() {
+        std::fs::write(&path, rendered).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (REPO_GEN_BLESS=1 writes it)", path.display()));
+    assert!(
+        rendered == expected,
+        "{file} differs from the golden file; rendered:\n{rendered}"
+    );
+}
