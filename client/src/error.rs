@@ -1,0 +1,124 @@
+//! Errors of the whole job ([`Error`]) and of one input ([`ItemError`]).
+//! A job error stops the job; an item error is reported for that input
+//! and the others go on.
+
+/// Everything that stops a call or a job.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server address could not be used.
+    #[error("invalid Triton address {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+
+    /// A metadata header that gRPC cannot carry.
+    #[error("invalid request header: {0}")]
+    InvalidHeader(String),
+
+    /// The TLS settings could not be used (unreadable certificate or key).
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+
+    /// No gRPC connection could be opened to the server.
+    #[error(
+        "cannot reach Triton at {url}: {detail} \
+         (is tritonserver running, and is this its gRPC port, 8001 by default?)"
+    )]
+    Unreachable { url: String, detail: String },
+
+    /// The server answered a call with a non-OK gRPC status (after
+    /// `retries` further tries when the failure looked transient).
+    #[error("Triton {rpc} failed: {code:?}: {message}{}", retried(*.retries))]
+    Status {
+        rpc: &'static str,
+        code: tonic::Code,
+        message: String,
+        retries: u32,
+    },
+
+    /// The server answered OK but left out a field it must send.
+    #[error("Triton {rpc} response has no {field}")]
+    MissingField {
+        rpc: &'static str,
+        field: &'static str,
+    },
+
+    /// A raw tensor buffer does not hold a whole number of elements.
+    #[error(
+        "raw {datatype} tensor has {len} bytes, not a multiple of the \
+         {elem_size}-byte element size (wrong datatype or truncated output?)"
+    )]
+    RawLength {
+        datatype: &'static str,
+        len: usize,
+        elem_size: usize,
+    },
+
+    /// A CLIP model this call needs is missing, not ready, or was not
+    /// written by repo-gen (its config lacks the facts the client reads).
+    #[error("model {model} cannot be used: {reason}")]
+    Model { model: String, reason: String },
+
+    /// The server's answer does not fit the model's contract.
+    #[error("unexpected response from {model}: {reason}")]
+    Response { model: String, reason: String },
+
+    /// An input that a call needs every item of (rank, search) failed.
+    #[error(transparent)]
+    Item(#[from] ItemError),
+
+    /// Reading or writing a local file of the job (not an input).
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn retried(retries: u32) -> String {
+    match retries {
+        0 => String::new(),
+        n => format!(" (after {n} retries)"),
+    }
+}
+
+impl Error {
+    pub(crate) fn status(rpc: &'static str, status: tonic::Status, retries: u32) -> Self {
+        Error::Status {
+            rpc,
+            code: status.code(),
+            message: status.message().to_owned(),
+            retries,
+        }
+    }
+
+    /// The gRPC status code, when the server (or the transport) gave one.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            Error::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Why one input produced no embedding.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ItemFailure {
+    /// The client could not read or fetch it (missing file, HTTP error,
+    /// malformed `data:` URI).
+    #[error("cannot read: {0}")]
+    Read(String),
+    /// The server rejected it (corrupt or unsupported image, too large).
+    #[error("rejected by the server: {0}")]
+    Rejected(String),
+}
+
+/// One input that failed, with its position in the input sequence.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("input #{index} ({source_text}): {failure}")]
+pub struct ItemError {
+    /// Position of the input, counting from 0.
+    pub index: usize,
+    /// The input as given (a sentence, path or URI; shortened for display).
+    pub source_text: String,
+    pub failure: ItemFailure,
+}

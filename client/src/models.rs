@@ -1,0 +1,174 @@
+//! What the client learns about a served CLIP model from its Triton config:
+//! the parameters repo-gen writes into every model (see `clip_contract::param`)
+//! and the ensemble's steps.
+
+use std::collections::HashMap;
+
+use clip_contract::param;
+
+use crate::input::Modality;
+use crate::proto::model_config::SchedulingChoice;
+use crate::{proto, Error};
+
+/// One CLIP ensemble (`clip_text` or `clip_image`, with any name prefix) as
+/// the server describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// Triton model name, e.g. `clip_text`.
+    pub name: String,
+    pub modality: Modality,
+    /// The CLIP checkpoint, e.g. `ViT-B-32::openai`.
+    pub clip_model: String,
+    /// Length of each embedding.
+    pub embedding_dim: usize,
+    /// The checkpoint's logit scale, as stored (its natural log); see
+    /// [`ModelInfo::logit_scale`].
+    pub log_logit_scale: Option<f32>,
+    /// Largest batch one request may carry.
+    pub max_batch_size: usize,
+    /// The models the ensemble runs, in order (preprocessing, encoder).
+    pub steps: Vec<String>,
+}
+
+/// CLIP clamps the learned scale at 100 (OpenAI's training code does so
+/// after each step; the released checkpoints sit at the clamp).
+const MAX_LOGIT_SCALE: f32 = 100.0;
+
+impl ModelInfo {
+    /// Reads the facts repo-gen writes into an ensemble's config.
+    pub fn from_config(
+        modality: Modality,
+        config: &proto::ModelConfig,
+    ) -> Result<ModelInfo, Error> {
+        let params: HashMap<&str, &str> = config
+            .parameters
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.string_value.as_str()))
+            .collect();
+        let missing = |key: &str| Error::Model {
+            model: config.name.clone(),
+            reason: format!(
+                "its config has no {key:?} parameter; was the repository written by repo-gen?"
+            ),
+        };
+        let embedding_dim = params
+            .get(param::EMBEDDING_DIM)
+            .ok_or_else(|| missing(param::EMBEDDING_DIM))?
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|d| *d > 0)
+            .ok_or_else(|| Error::Model {
+                model: config.name.clone(),
+                reason: format!("{} is not a positive integer", param::EMBEDDING_DIM),
+            })?;
+        let log_logit_scale = params
+            .get(param::LOGIT_SCALE)
+            .and_then(|v| v.trim().parse::<f32>().ok())
+            .filter(|v| v.is_finite());
+        let steps = match &config.scheduling_choice {
+            Some(SchedulingChoice::EnsembleScheduling(e)) => {
+                e.step.iter().map(|s| s.model_name.clone()).collect()
+            }
+            _ => Vec::new(),
+        };
+        Ok(ModelInfo {
+            name: config.name.clone(),
+            modality,
+            clip_model: params
+                .get(param::MODEL_NAME)
+                .map_or_else(String::new, |v| v.to_string()),
+            embedding_dim,
+            log_logit_scale,
+            // 0 means the model takes no batch dimension; send one item at a time.
+            max_batch_size: usize::try_from(config.max_batch_size).unwrap_or(0).max(1),
+            steps,
+        })
+    }
+
+    /// The multiplier of cosine similarities before the softmax:
+    /// `exp(log_logit_scale)` clamped at 100, or 100 when the config does
+    /// not say.
+    pub fn logit_scale(&self) -> f32 {
+        self.log_logit_scale
+            .map_or(MAX_LOGIT_SCALE, |log| log.exp().min(MAX_LOGIT_SCALE))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(params: &[(&str, &str)]) -> proto::ModelConfig {
+        proto::ModelConfig {
+            name: "clip_text".into(),
+            max_batch_size: 64,
+            parameters: params
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        proto::ModelParameter {
+                            string_value: v.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+            scheduling_choice: Some(SchedulingChoice::EnsembleScheduling(
+                proto::ModelEnsembling {
+                    step: ["clip_text_preprocess", "clip_text_encoder"]
+                        .iter()
+                        .map(|name| proto::model_ensembling::Step {
+                            model_name: name.to_string(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reads_repo_gen_parameters_and_steps() {
+        let info = ModelInfo::from_config(
+            Modality::Text,
+            &config(&[
+                (param::EMBEDDING_DIM, "512"),
+                (param::MODEL_NAME, "ViT-B-32::openai"),
+                (param::LOGIT_SCALE, "4.6052"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(info.embedding_dim, 512);
+        assert_eq!(info.clip_model, "ViT-B-32::openai");
+        assert_eq!(info.max_batch_size, 64);
+        assert_eq!(info.steps, ["clip_text_preprocess", "clip_text_encoder"]);
+        assert!((info.logit_scale() - 100.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn logit_scale_is_exponentiated_and_clamped() {
+        let with = |v: &str| {
+            ModelInfo::from_config(
+                Modality::Image,
+                &config(&[(param::EMBEDDING_DIM, "8"), (param::LOGIT_SCALE, v)]),
+            )
+            .unwrap()
+            .logit_scale()
+        };
+        assert!((with("2.6593") - 14.285).abs() < 0.01);
+        assert_eq!(with("9"), 100.0);
+        assert_eq!(with("nan"), 100.0);
+    }
+
+    #[test]
+    fn a_config_without_repo_gen_facts_is_refused_with_the_reason() {
+        let err = ModelInfo::from_config(Modality::Text, &config(&[])).unwrap_err();
+        assert!(err.to_string().contains("repo-gen"), "{err}");
+        let err = ModelInfo::from_config(Modality::Text, &config(&[(param::EMBEDDING_DIM, "0")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("positive"), "{err}");
+    }
+}
