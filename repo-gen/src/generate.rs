@@ -44,7 +44,21 @@ pub enum Source {
         dir: PathBuf,
         tokenizer: Option<PathBuf>,
     },
+    /// `--random-init --model ARCH::PRETRAINED`: the registry's architecture
+    /// with seeded random weights, nothing downloaded. For benchmarks: the
+    /// compute is the real model's, the embeddings mean nothing.
+    RandomInit {
+        model: String,
+        seed: u64,
+        /// The CLIP tokenizer.json for the text preprocessing model.
+        tokenizer: PathBuf,
+    },
 }
+
+/// What `--random-init` prints (and notes) so nobody mistakes its embeddings for real ones.
+pub const RANDOM_INIT_WARNING: &str =
+    "--random-init: the encoders have RANDOM weights; their embeddings are meaningless \
+     (for benchmarks only: the architecture and compute are the real model's)";
 
 /// Everything `repo-gen` was asked for.
 #[derive(Clone, Debug)]
@@ -312,6 +326,11 @@ pub fn generate(options: &Options, log: &mut dyn FnMut(&str)) -> Result<Generate
             export(options, &files, None, name, log)?
         }
         Source::OnnxDir { dir, tokenizer } => onnx_dir(dir, tokenizer.as_deref())?,
+        Source::RandomInit {
+            model,
+            seed,
+            tokenizer,
+        } => random_init(options, model, *seed, tokenizer, log)?,
     };
 
     let text_io = prepared.textual.io(file::TEXTUAL_ONNX)?;
@@ -334,6 +353,9 @@ pub fn generate(options: &Options, log: &mut dyn FnMut(&str)) -> Result<Generate
     };
 
     let mut notes = Vec::new();
+    if let Source::RandomInit { .. } = options.source {
+        notes.push(RANDOM_INIT_WARNING.to_owned());
+    }
     if facts.logit_scale.is_none() {
         notes.push(format!(
             "the model files do not give logit_scale; the configs carry no {} parameter",
@@ -510,6 +532,109 @@ fn export(
     ));
     let weights = ClipWeights::load(&files.weights, &arch)
         .map_err(context(&format!("reading {}", files.weights.display())))?;
+    let (mean, std) = match spec {
+        Some(spec) => (spec.mean, spec.std),
+        None => normalisation(files),
+    };
+    let padding = match files.layout {
+        WeightsLayout::Transformers => Padding::EndToken,
+        WeightsLayout::OpenClip => Padding::Zero,
+    };
+    export_weights(
+        options,
+        &weights,
+        files.tokenizer.clone(),
+        padding,
+        model_name,
+        (mean, std),
+        log,
+    )
+}
+
+/// `--random-init`: the registry model's architecture, seeded random weights.
+fn random_init(
+    options: &Options,
+    name: &str,
+    seed: u64,
+    tokenizer: &Path,
+    log: &mut dyn FnMut(&str),
+) -> Result<Prepared, GenerateError> {
+    let spec = registry::lookup(name)?;
+    if !tokenizer.is_file() {
+        return Err(GenerateError::Invalid(format!(
+            "--tokenizer {} is not a file; --random-init needs a CLIP tokenizer.json \
+             (this repository has one at tests/fixtures/text/tokenizer.json)",
+            tokenizer.display()
+        )));
+    }
+    log(RANDOM_INIT_WARNING);
+    log(&format!(
+        "random weights of {} ({}), seed {seed}",
+        spec.name, spec.arch
+    ));
+    let arch = architecture(spec);
+    let weights = ClipWeights::random(&arch, seed).map_err(|source| GenerateError::Export {
+        context: format!("random weights for {}", spec.name),
+        source,
+    })?;
+    export_weights(
+        options,
+        &weights,
+        tokenizer.to_path_buf(),
+        Padding::EndToken,
+        format!("{} (random-init, seed {seed})", spec.name),
+        (spec.mean, spec.std),
+        log,
+    )
+}
+
+/// The exporter's architecture of a registry model.
+pub fn architecture(spec: &ModelSpec) -> ClipArchitecture {
+    ClipArchitecture {
+        text: clip_export::TextTower {
+            width: spec.text.width as usize,
+            layers: spec.text.layers as usize,
+            heads: spec.text.heads as usize,
+            mlp_width: spec.text.mlp_width as usize,
+            context_length: spec.text.context_length as usize,
+            vocab_size: spec.text.vocab_size as usize,
+            pooling: clip_export::default_text_pooling(),
+        },
+        vision: clip_export::VisionTower {
+            width: spec.vision.width as usize,
+            layers: spec.vision.layers as usize,
+            heads: spec.vision.heads as usize,
+            mlp_width: spec.vision.mlp_width as usize,
+            patch_size: spec.vision.patch_size as usize,
+            image_size: spec.vision.image_size as usize,
+        },
+        embed_dim: spec.embed_dim as usize,
+        activation: match spec.activation {
+            registry::Activation::QuickGelu => clip_export::Activation::QuickGelu,
+            registry::Activation::Gelu => clip_export::Activation::Gelu,
+        },
+        layer_norm_eps: 1e-5,
+    }
+}
+
+/// Exports both towers of `weights` and runs each once in ONNX Runtime.
+fn export_weights(
+    options: &Options,
+    weights: &ClipWeights,
+    tokenizer: PathBuf,
+    padding: Padding,
+    model_name: String,
+    (mean, std): ([f32; 3], [f32; 3]),
+    log: &mut dyn FnMut(&str),
+) -> Result<Prepared, GenerateError> {
+    let arch = &weights.arch;
+    let context = |what: &str| {
+        let what = what.to_owned();
+        move |source| GenerateError::Export {
+            context: what,
+            source,
+        }
+    };
     let export_options = ExportOptions {
         dtype: options.dtype,
         ..ExportOptions::default()
@@ -518,9 +643,9 @@ fn export(
         "exporting both towers to ONNX ({})",
         options.dtype.name()
     ));
-    let textual = clip_export::export_textual(&weights, &export_options)
+    let textual = clip_export::export_textual(weights, &export_options)
         .map_err(context("exporting the text encoder"))?;
-    let visual = clip_export::export_visual(&weights, &export_options)
+    let visual = clip_export::export_visual(weights, &export_options)
         .map_err(context("exporting the image encoder"))?;
 
     let runtime = OrtRuntime::load(options.ort_library.as_deref()).map_err(context(
@@ -530,23 +655,16 @@ fn export(
         "verifying both encoders with ONNX Runtime ({})",
         runtime.library().display()
     ));
-    clip_export::verify_textual(&runtime, &textual, &arch)
+    clip_export::verify_textual(&runtime, &textual, arch)
         .map_err(context("checking the text encoder"))?;
-    clip_export::verify_visual(&runtime, &visual, &arch)
+    clip_export::verify_visual(&runtime, &visual, arch)
         .map_err(context("checking the image encoder"))?;
 
-    let (mean, std) = match spec {
-        Some(spec) => (spec.mean, spec.std),
-        None => normalisation(files),
-    };
     Ok(Prepared {
         textual: EncoderFile::Exported(textual),
         visual: EncoderFile::Exported(visual),
-        tokenizer: files.tokenizer.clone(),
-        padding: match files.layout {
-            WeightsLayout::Transformers => Padding::EndToken,
-            WeightsLayout::OpenClip => Padding::Zero,
-        },
+        tokenizer,
+        padding,
         model_name,
         logit_scale: weights.logit_scale,
         mean,

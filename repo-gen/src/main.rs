@@ -33,6 +33,8 @@ use repo_gen::{registry, Batching, DynamicBatching, GpuChoice, Runtime};
                   repo-gen --model ViT-L-14::openai --runtime tensorrt --gpus 0,1 --instances 4 \
                   --preferred-batch-size 8 16\n  \
                   repo-gen --onnx-dir ./clip-as-service/ViT-B-32 --tokenizer tokenizer.json\n  \
+                  repo-gen --model ViT-B-32::openai --random-init --seed 0 \
+                  --tokenizer tests/fixtures/text/tokenizer.json   (benchmarks: random weights)\n  \
                   repo-gen models",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
@@ -81,14 +83,29 @@ struct ExportArgs {
     /// A folder with textual.onnx and visual.onnx (CLIP-as-service's layout), used as they are.
     #[arg(long, value_name = "DIR", help_heading = "Model (one of)")]
     onnx_dir: Option<PathBuf>,
-    /// tokenizer.json for --onnx-dir (default: tokenizer.json in that folder).
+    /// tokenizer.json for --onnx-dir (default: tokenizer.json in that folder) or
+    /// --random-init (required there: a CLIP tokenizer.json such as this repository's
+    /// tests/fixtures/text/tokenizer.json).
+    #[arg(long, value_name = "FILE", help_heading = "Model (one of)")]
+    tokenizer: Option<PathBuf>,
+    /// With --model: the model's real architecture with seeded RANDOM weights, nothing
+    /// downloaded. For benchmarks only: the embeddings are meaningless.
     #[arg(
         long,
-        value_name = "FILE",
-        requires = "onnx_dir",
+        requires = "model",
+        requires = "tokenizer",
         help_heading = "Model (one of)"
     )]
-    tokenizer: Option<PathBuf>,
+    random_init: bool,
+    /// Seed of --random-init's weights; the same seed gives the same weights.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        requires = "random_init",
+        help_heading = "Model (one of)"
+    )]
+    seed: u64,
 
     /// The repository folder to write; must be new or empty unless --force.
     #[arg(long, value_name = "DIR", default_value = "model_repository")]
@@ -176,14 +193,21 @@ fn print(text: &str) -> ExitCode {
 }
 
 fn run(args: ExportArgs) -> ExitCode {
-    if args.tokenizer.is_some() && args.onnx_dir.is_none() {
+    if args.tokenizer.is_some() && args.onnx_dir.is_none() && !args.random_init {
         eprintln!(
-            "repo-gen: error: --tokenizer goes with --onnx-dir; --weights and --model folders \
-             bring their own tokenizer.json"
+            "repo-gen: error: --tokenizer goes with --onnx-dir or --random-init; --weights and \
+             --model folders bring their own tokenizer.json"
         );
         return ExitCode::FAILURE;
     }
     let source = match (args.model, args.weights, args.onnx_dir) {
+        (Some(model), _, _) if args.random_init => Source::RandomInit {
+            model,
+            seed: args.seed,
+            tokenizer: args
+                .tokenizer
+                .expect("clap requires --tokenizer with --random-init"),
+        },
         (Some(name), _, _) => Source::Model(name),
         (_, Some(dir), _) => Source::Weights(dir),
         (_, _, Some(dir)) => Source::OnnxDir {

@@ -36,6 +36,7 @@ pub mod arch;
 pub mod error;
 mod graph;
 pub mod onnx;
+pub mod random;
 pub mod verify;
 pub mod weights;
 
@@ -48,6 +49,7 @@ pub use arch::{Activation, ClipArchitecture, TextPooling, TextTower, VisionTower
 pub use error::{ExportError, Result};
 pub use graph::BATCH_DIM;
 pub use onnx::{ExternalData, ExternalDataPolicy, OnnxModel, WeightDtype, OPSET};
+pub use random::{default_text_pooling, RANDOM_INIT_STD};
 pub use verify::{
     ort_library_path, verify_textual, verify_visual, Embeddings, LoadedModel, OrtRuntime,
     ProbeReport, ORT_DYLIB_ENV,

@@ -1,0 +1,143 @@
+//! `repo-gen --random-init`: a registry model's real architecture with
+//! seeded random weights, exported, verified and written with no download.
+
+mod common;
+
+use clip_contract::{file, model, param};
+use clip_export::{ClipWeights, OnnxModel, OrtRuntime};
+use common::*;
+use repo_gen::generate::architecture;
+use repo_gen::registry;
+
+fn tokenizer() -> String {
+    workspace_root()
+        .join("tests/fixtures/text/tokenizer.json")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn every_registry_model_has_a_valid_architecture() {
+    for spec in registry::all() {
+        let arch = architecture(spec);
+        arch.validate()
+            .unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+        assert_eq!(arch.embed_dim, spec.embed_dim as usize, "{}", spec.name);
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_weights() {
+    // A registry model's architecture made small enough for a debug build;
+    // ClipWeights::random's own tests cover the statistics.
+    let mut arch = architecture(registry::lookup("ViT-B-32::openai").unwrap());
+    arch.text.layers = 1;
+    arch.vision.layers = 1;
+    let a = ClipWeights::random(&arch, 11).unwrap();
+    assert_eq!(a, ClipWeights::random(&arch, 11).unwrap());
+    assert_ne!(
+        a.vision.blocks,
+        ClipWeights::random(&arch, 12).unwrap().vision.blocks
+    );
+}
+
+/// ViT-B-32 at full size: 150M random parameters exported, run once in ONNX
+/// Runtime by repo-gen, then again here on a batch of two.
+#[test]
+fn vit_b_32_random_init_serves_the_real_shapes_and_warns() {
+    let out = tempfile::tempdir().unwrap();
+    let repo = out.path().join("r");
+    let tokenizer = tokenizer();
+    let output = repo_gen_ok(&[
+        "--model",
+        "ViT-B-32::openai",
+        "--random-init",
+        "--seed",
+        "3",
+        "--tokenizer",
+        &tokenizer,
+        "--out",
+        repo.to_str().unwrap(),
+        "--gpus",
+        "none",
+    ]);
+    let text = stderr(&output);
+    assert!(
+        text.contains("RANDOM weights") && text.contains("meaningless"),
+        "{text}"
+    );
+
+    let config =
+        std::fs::read_to_string(repo.join(model::IMAGE_ENCODER).join("config.pbtxt")).unwrap();
+    for (key, value) in [
+        (param::EMBEDDING_DIM, "512"),
+        (param::IMAGE_SIZE, "224"),
+        (param::CONTEXT_LENGTH, "77"),
+    ] {
+        let line = format!("key: \"{key}\"\n  value: {{ string_value: \"{value}\" }}");
+        assert!(config.contains(&line), "{line} not in\n{config}");
+    }
+    assert!(config.contains("random-init, seed 3"), "{config}");
+    assert!(repo
+        .join(model::TEXT_PREPROCESS)
+        .join("1")
+        .join("tokenizer.json")
+        .is_file());
+
+    let runtime = OrtRuntime::load(Some(ort_library())).unwrap();
+    let onnx = OnnxModel {
+        model: std::fs::read(
+            repo.join(model::IMAGE_ENCODER)
+                .join("1")
+                .join(file::ONNX_MODEL),
+        )
+        .unwrap(),
+        external_data: None,
+    };
+    let mut visual = runtime.session(&onnx).unwrap();
+    let pixels = vec![0.25f32; 2 * 3 * 224 * 224];
+    let embeddings = visual.embed_images(&pixels, 2, 224).unwrap();
+    assert_eq!(embeddings.shape, [2, 512]);
+    assert!(embeddings.data.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn random_init_needs_a_model_and_a_tokenizer() {
+    let out = tempfile::tempdir().unwrap();
+    let repo = out.path().join("r");
+    let repo = repo.to_str().unwrap();
+    let output = repo_gen(&[
+        "--model",
+        "ViT-B-32::openai",
+        "--random-init",
+        "--out",
+        repo,
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("--tokenizer"),
+        "{}",
+        stderr(&output)
+    );
+    let tokenizer = tokenizer();
+    let output = repo_gen(&["--random-init", "--tokenizer", &tokenizer, "--out", repo]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--model"), "{}", stderr(&output));
+    let output = repo_gen(&[
+        "--model",
+        "ViT-B-32::openai",
+        "--random-init",
+        "--tokenizer",
+        "/nonexistent/tokenizer.json",
+        "--out",
+        repo,
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("tests/fixtures/text/tokenizer.json"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.path().join("r").exists());
+}
