@@ -7,7 +7,10 @@ use crate::input::{Input, Modality};
 use crate::models::ModelInfo;
 use crate::profile::Profile;
 use crate::rank::Ranked;
-use crate::{Error, ItemError};
+use std::path::Path;
+
+use crate::index::IndexSummary;
+use crate::{Error, Hit, ItemError};
 
 /// A blocking [`crate::Client`].
 #[derive(Debug)]
@@ -42,9 +45,7 @@ impl Client {
     }
 
     pub fn model(&self, modality: Modality) -> Result<ModelInfo, Error> {
-        self.runtime
-            .block_on(self.inner.model(modality))
-            .cloned()
+        self.runtime.block_on(self.inner.model(modality)).cloned()
     }
 
     pub fn health(&self) -> Result<Health, Error> {
@@ -115,5 +116,36 @@ impl Client {
     /// See [`crate::Client::profile`].
     pub fn profile(&self, input: impl Into<Input>, requests: u64) -> Result<Profile, Error> {
         self.runtime.block_on(self.inner.profile(input, requests))
+    }
+
+    /// See [`crate::Client::index`].
+    pub fn index<I, W, E>(
+        &self,
+        path: &Path,
+        inputs: I,
+        options: &EncodeOptions,
+        on_written: W,
+        on_error: E,
+    ) -> Result<IndexSummary, Error>
+    where
+        I: IntoIterator,
+        I::Item: Into<Input>,
+        W: FnMut(u64),
+        E: FnMut(&ItemError),
+    {
+        self.runtime.block_on(
+            self.inner
+                .index(path, inputs, options, on_written, on_error),
+        )
+    }
+
+    /// See [`crate::Client::search`].
+    pub fn search(
+        &self,
+        path: &Path,
+        query: impl Into<Input>,
+        limit: usize,
+    ) -> Result<Vec<Hit>, Error> {
+        self.runtime.block_on(self.inner.search(path, query, limit))
     }
 }

@@ -51,17 +51,21 @@ impl Health {
 impl std::fmt::Display for Health {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let yes_no = |b: bool| if b { "yes" } else { "no" };
-        writeln!(f, "server   {} (Triton {})", self.url, self.server_version)?;
-        writeln!(f, "live     {}", yes_no(self.live))?;
-        writeln!(f, "ready    {}", yes_no(self.ready))?;
+        writeln!(
+            f,
+            "server       {} (Triton {})",
+            self.url, self.server_version
+        )?;
+        writeln!(f, "live         {}", yes_no(self.live))?;
+        writeln!(f, "ready        {}", yes_no(self.ready))?;
         for (name, model) in &self.models {
             match model {
                 Ok(info) => writeln!(
                     f,
-                    "{name:<8} ready: {} {}-d, max batch {}",
+                    "{name:<12} ready: {} {}-d, max batch {}",
                     info.clip_model, info.embedding_dim, info.max_batch_size
                 )?,
-                Err(reason) => writeln!(f, "{name:<8} NOT USABLE: {reason}")?,
+                Err(reason) => writeln!(f, "{name:<12} NOT USABLE: {reason}")?,
             }
         }
         Ok(())

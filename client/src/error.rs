@@ -72,6 +72,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// The on-disk index failed.
+    #[error(transparent)]
+    Index(#[from] clip_index::Error),
 }
 
 fn retried(retries: u32) -> String {

@@ -17,6 +17,14 @@ const IMAGE_EXTENSIONS: &[&str] = &[
     "jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "jfif",
 ];
 
+/// Whether `path` has an image file extension (`.jpg`, `.png`, `.webp`,
+/// ...), the rule `encode` and directory walks use to spot images.
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
 /// Text or image: which ensemble an input goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Modality {
@@ -73,10 +81,7 @@ impl Input {
             return Input::Image(ImageSource::Path(path));
         }
         let one_line = !value.contains('\n');
-        let image_extension = Path::new(&value)
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        let image_extension = has_image_extension(Path::new(&value));
         if one_line && (image_extension || (value.contains('/') && Path::new(&value).is_file())) {
             return Input::Image(ImageSource::Path(PathBuf::from(value)));
         }

@@ -26,13 +26,15 @@
 //! - [`Triton`]: the transport: plaintext or TLS, request metadata,
 //!   deadlines, bounded retries of transient failures.
 //! - [`Client`]: CLIP: finds the `clip_text` / `clip_image` ensembles and
-//!   their facts, then `encode`, `rank`, `profile` and `health`.
+//!   their facts, then `encode`, `rank`, `index` / `search` (on-disk, via
+//!   `clip-index`), `profile` and `health`.
 //! - [`blocking::Client`]: the same without async.
 
 pub mod blocking;
 mod client;
 mod encode;
 mod error;
+mod index;
 mod input;
 mod models;
 mod profile;
@@ -54,9 +56,11 @@ pub mod proto {
 }
 
 pub use client::{Client, ClientOptions, Health};
+pub use clip_index::{Hit, ItemKind};
 pub use encode::{l2_normalize, EncodeOptions, Encoded, Summary};
 pub use error::{Error, ItemError, ItemFailure};
-pub use input::{ImageSource, Input, Modality};
+pub use index::IndexSummary;
+pub use input::{has_image_extension, ImageSource, Input, Modality};
 pub use models::ModelInfo;
 pub use profile::{ModelTiming, Profile};
 pub use rank::{clip_scores, cosine, Ranked};
