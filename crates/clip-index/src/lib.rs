@@ -707,3 +707,23 @@ fn build_graph(
         .build::<M, M0>(wtxn)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Index>();
+    }
+
+    #[test]
+    fn item_kind_names_round_trip() {
+        for kind in [ItemKind::Text, ItemKind::Image] {
+            assert_eq!(kind.to_string().parse::<ItemKind>(), Ok(kind));
+            assert_eq!(ItemKind::from_tag(kind.tag()), Some(kind));
+        }
+        assert!("video".parse::<ItemKind>().is_err());
+    }
+}
