@@ -5,13 +5,11 @@
 //! embeddings Hugging Face's own pipeline computes
 //! (tests/fixtures/end-to-end, made by scripts/fixtures/end_to_end.py).
 
-use std::process::Command;
-
 use clip_client::{f32_from_raw, Error, Triton};
 use clip_contract::{model, tensor};
 use harness::fixture;
 use harness::grpc::bytes_request;
-use harness::server::{onnxruntime_library, repo_gen, Server};
+use harness::server::{tiny_clip_repository, Server};
 use serde_json::Value;
 
 const TEXT_COSINE: f32 = 0.9999;
@@ -105,25 +103,8 @@ fn generated_repository_serves_embeddings_like_transformers() {
     let reference = reference();
     let out = tempfile::tempdir().unwrap();
     let repository = out.path().join("repository");
-    let status = Command::new(repo_gen())
-        .arg("--weights")
-        .arg(fixture("tiny-clip/quick_gelu"))
-        .arg("--out")
-        .arg(&repository)
-        .args([
-            "--runtime",
-            "ort",
-            "--gpus",
-            "none",
-            // A long batching window, so the burst below forms batches even on a loaded machine.
-            "--max-queue-delay-us",
-            "1000000",
-        ])
-        .arg("--ort-library")
-        .arg(onnxruntime_library())
-        .status()
-        .expect("run repo-gen");
-    assert!(status.success(), "repo-gen failed");
+    // A long batching window, so the burst below forms batches even on a loaded machine.
+    tiny_clip_repository(&repository, &["--max-queue-delay-us", "1000000"]);
     let server = Server::start(&repository);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -34,6 +34,13 @@ pub enum Error {
         retries: u32,
     },
 
+    /// A call took longer than its deadline (`ConnectOptions::call_timeout`).
+    #[error("Triton {rpc} took longer than {after:?}; raise the timeout for large batches or a busy server")]
+    Timeout {
+        rpc: &'static str,
+        after: std::time::Duration,
+    },
+
     /// The server answered OK but left out a field it must send.
     #[error("Triton {rpc} response has no {field}")]
     MissingField {
@@ -87,10 +94,20 @@ fn retried(retries: u32) -> String {
 
 impl Error {
     pub(crate) fn status(rpc: &'static str, status: tonic::Status, retries: u32) -> Self {
+        // A transport failure's message is just "transport error"; the cause
+        // (connection refused, certificate rejected) is in its sources.
+        let message = match std::error::Error::source(&status) {
+            Some(source) => format!(
+                "{}: {}",
+                status.message(),
+                crate::triton::error_chain(source)
+            ),
+            None => status.message().to_owned(),
+        };
         Error::Status {
             rpc,
             code: status.code(),
-            message: status.message().to_owned(),
+            message,
             retries,
         }
     }

@@ -40,8 +40,8 @@ pub struct ConnectOptions {
     /// `("authorization", "Bearer ...")` for a proxy in front of Triton.
     pub headers: Vec<(String, String)>,
     pub connect_timeout: Duration,
-    /// Deadline of each call; a call past it fails with
-    /// [`Error::Status`] `DeadlineExceeded` and is not retried.
+    /// Deadline of each call; a call past it fails with [`Error::Timeout`]
+    /// and is not retried.
     pub call_timeout: Duration,
     /// How many times a call that failed transiently (server unreachable or
     /// restarting, connection reset) is tried again before giving up.
@@ -126,6 +126,19 @@ fn parse_address(url: &str) -> Result<Address, Error> {
     })
 }
 
+/// Whether tonic's deadline timer produced this status; it reports it as
+/// `Cancelled` with the cause somewhere down the source chain.
+fn caused_by_timeout(status: &tonic::Status) -> bool {
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        if error.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 /// GRPC statuses worth another try: the server is (re)starting, the
 /// connection dropped, or the model is still loading.
 fn is_transient(code: tonic::Code) -> bool {
@@ -177,7 +190,6 @@ impl Triton {
         let mut endpoint = Endpoint::from_shared(address.uri.clone())
             .map_err(|e| invalid(error_chain(&e)))?
             .connect_timeout(options.connect_timeout)
-            .timeout(options.call_timeout)
             .tcp_nodelay(true);
         if address.tls {
             let mut tls = ClientTlsConfig::new();
@@ -243,8 +255,28 @@ impl Triton {
             for (key, value) in &self.headers {
                 request.metadata_mut().insert(key.clone(), value.clone());
             }
-            match send(self.client.clone(), request).await {
+            // Sent as grpc-timeout too, so the server can drop work nobody awaits.
+            request.set_timeout(self.options.call_timeout);
+            let timed_out = || Error::Timeout {
+                rpc,
+                after: self.options.call_timeout,
+            };
+            let outcome = tokio::time::timeout(
+                self.options.call_timeout,
+                send(self.client.clone(), request),
+            )
+            .await
+            .map_err(|_| timed_out())?;
+            match outcome {
                 Ok(response) => return Ok(response.into_inner()),
+                // The deadline passed on the server, or in tonic's own timer
+                // (which the grpc-timeout header also arms).
+                Err(status)
+                    if status.code() == tonic::Code::DeadlineExceeded
+                        || caused_by_timeout(&status) =>
+                {
+                    return Err(timed_out())
+                }
                 Err(status) if is_transient(status.code()) && attempt < self.options.retries => {
                     attempt += 1;
                     tokio::time::sleep(delay).await;

@@ -51,6 +51,12 @@ pub fn repo_gen() -> &'static Path {
     BINARY.get_or_init(|| build("repo-gen", "repo-gen"))
 }
 
+/// The `clip-client` command line, built once per test binary.
+pub fn clip_client_cli() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build("clip-client", "clip-client"))
+}
+
 /// Runs one of the project's install scripts; they print the installed path last.
 fn install(script: &str) -> PathBuf {
     let output = Command::new("bash")
@@ -73,6 +79,30 @@ fn install(script: &str) -> PathBuf {
 pub fn tritonserver() -> &'static Path {
     static SERVER: OnceLock<PathBuf> = OnceLock::new();
     SERVER.get_or_init(|| install("install-triton.sh"))
+}
+
+/// The python of a virtual environment holding NVIDIA's `tritonclient[grpc]`
+/// at the server's version, installed once by the project's own script.
+pub fn tritonclient_python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| install("install-tritonclient.sh"))
+}
+
+/// Generates a repository from the tiny CLIP fixture (`quick_gelu`) at
+/// `out` with repo-gen (`--runtime ort`, CPU), plus `extra` flags.
+pub fn tiny_clip_repository(out: &Path, extra: &[&str]) {
+    let status = Command::new(repo_gen())
+        .arg("--weights")
+        .arg(crate::fixture("tiny-clip/quick_gelu"))
+        .arg("--out")
+        .arg(out)
+        .args(["--runtime", "ort", "--gpus", "none"])
+        .args(extra)
+        .arg("--ort-library")
+        .arg(onnxruntime_library())
+        .status()
+        .expect("run repo-gen");
+    assert!(status.success(), "repo-gen failed");
 }
 
 fn free_port() -> u16 {

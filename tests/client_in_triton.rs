@@ -1,0 +1,726 @@
+//! clip-client, the library and the command line, against the real
+//! tritonserver serving the repository repo-gen writes for the tiny CLIP
+//! fixture. Embeddings are checked against Hugging Face's pipeline on the
+//! same raw inputs (tests/fixtures/end-to-end) and against NVIDIA's Python
+//! `tritonclient` reading the same ensembles.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use clip_client::{
+    cosine, Client, ClientOptions, ConnectOptions, EncodeOptions, Error, Input, ItemFailure,
+    Modality, TlsOptions,
+};
+use clip_contract::{model, tensor};
+use harness::fixture;
+use harness::server::{clip_client_cli, tiny_clip_repository, tritonclient_python, Server};
+use serde_json::Value;
+
+const TEXT_COSINE: f32 = 0.9999;
+const IMAGE_COSINE: f32 = 0.999;
+
+struct Reference {
+    sentences: Vec<String>,
+    text: Vec<Vec<f32>>,
+    images: Vec<PathBuf>,
+    image: Vec<Vec<f32>>,
+    ranking: Vec<Vec<usize>>,
+}
+
+fn rows(value: &Value) -> Vec<Vec<f32>> {
+    value
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .expect("row")
+                .iter()
+                .map(|v| v.as_f64().expect("number") as f32)
+                .collect()
+        })
+        .collect()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .expect("strings")
+        .iter()
+        .map(|v| v.as_str().expect("string").to_owned())
+        .collect()
+}
+
+fn reference() -> Reference {
+    let text = std::fs::read_to_string(fixture("end-to-end/reference.json")).unwrap();
+    let json: Value = serde_json::from_str(&text).unwrap();
+    Reference {
+        sentences: strings(&json["sentences"]),
+        text: rows(&json["text_embeddings"]),
+        images: strings(&json["images"])
+            .iter()
+            .map(|name| fixture(&format!("images/inputs/{name}")))
+            .collect(),
+        image: rows(&json["image_embeddings"]),
+        ranking: json["ranking_of_sentences_per_image"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as usize)
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+impl Reference {
+    /// Every sentence and image, interleaved, with its reference embedding.
+    fn mixed(&self) -> Vec<(Input, &[f32], f32)> {
+        let texts = self
+            .sentences
+            .iter()
+            .zip(&self.text)
+            .map(|(s, e)| (Input::text(s), e.as_slice(), TEXT_COSINE));
+        let images = self
+            .images
+            .iter()
+            .zip(&self.image)
+            .map(|(p, e)| (Input::image_path(p), e.as_slice(), IMAGE_COSINE));
+        let mut out = Vec::new();
+        let (mut texts, mut images) = (texts.peekable(), images.peekable());
+        while texts.peek().is_some() || images.peek().is_some() {
+            out.extend(texts.next());
+            out.extend(images.next());
+        }
+        out
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A server on a fresh repository from the tiny CLIP fixture.
+fn serve(dir: &Path, extra_server_flags: &[&str]) -> Server {
+    let repository = dir.join("repository");
+    tiny_clip_repository(&repository, &[]);
+    Server::start_with(&repository, extra_server_flags)
+}
+
+fn assert_close(got: &[f32], want: &[f32], min_cosine: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: dimension");
+    let c = cosine(got, want);
+    assert!(c >= min_cosine, "{what}: cosine {c} < {min_cosine}");
+}
+
+/// Runs the CLI against `server` and returns its output.
+fn cli(server: &str, args: &[&str]) -> Output {
+    Command::new(clip_client_cli())
+        .args(["--server", server])
+        .args(args)
+        .output()
+        .expect("run clip-client")
+}
+
+fn stdout_of(output: &Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "clip-client {what} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("utf-8 output")
+}
+
+#[test]
+fn library_encodes_ranks_and_isolates_bad_items() {
+    let reference = reference();
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    runtime().block_on(async {
+        let client = Client::connect(&server.grpc_url).await.unwrap();
+        let text = client.model(Modality::Text).await.unwrap();
+        assert_eq!(text.name, model::TEXT_ENSEMBLE);
+        assert_eq!(text.embedding_dim, reference.text[0].len());
+        assert_eq!(text.steps, [model::TEXT_PREPROCESS, model::TEXT_ENCODER]);
+
+        // Sentences and images mixed, against Hugging Face's embeddings.
+        let mixed = reference.mixed();
+        let inputs: Vec<Input> = mixed.iter().map(|(i, _, _)| i.clone()).collect();
+        let encoded = client
+            .encode(inputs.clone(), &EncodeOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(encoded.len(), mixed.len());
+        for (item, (input, want, min)) in encoded.iter().zip(&mixed) {
+            assert_eq!(&item.input, input);
+            let got = item.result.as_ref().unwrap_or_else(|e| panic!("{e}"));
+            assert_close(got, want, *min, &input.source());
+        }
+
+        // Order under concurrency: three shuffled copies, tiny batches, many
+        // requests in flight; every result still sits at its input's place.
+        let mut many: Vec<usize> = (0..mixed.len() * 3).map(|i| i % mixed.len()).collect();
+        many.sort_by_key(|i| (i * 7919) % 31);
+        let options = EncodeOptions {
+            batch_size: 3,
+            concurrency: 8,
+            normalize: true,
+            progress: false,
+        };
+        let shuffled = client
+            .encode(many.iter().map(|&i| mixed[i].0.clone()), &options)
+            .await
+            .unwrap();
+        for (position, (item, &i)) in shuffled.iter().zip(&many).enumerate() {
+            assert_eq!(item.index, position);
+            let got = item.result.as_ref().unwrap();
+            let norm = got.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "normalized: {norm}");
+            assert_close(got, mixed[i].1, mixed[i].2, &mixed[i].0.source());
+        }
+
+        // A corrupt image, a missing file and a truncated JPEG among good
+        // inputs in the same batch: only they fail, each with its reason.
+        let jpeg = std::fs::read(&reference.images[0]).unwrap();
+        let bad = vec![
+            Input::text(&reference.sentences[0]),
+            Input::image_bytes(b"not an image at all".to_vec()),
+            Input::image_path(&reference.images[1]),
+            Input::image_path(dir.path().join("missing.jpg")),
+            Input::image_bytes(jpeg[..jpeg.len() / 3].to_vec()),
+            Input::image_path(&reference.images[2]),
+        ];
+        let results = client
+            .encode(
+                bad,
+                &EncodeOptions {
+                    batch_size: 8,
+                    ..EncodeOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        let failure = |i: usize| results[i].result.as_ref().unwrap_err().failure.clone();
+        assert!(matches!(failure(1), ItemFailure::Rejected(m) if m.contains("image")));
+        assert!(matches!(failure(3), ItemFailure::Read(m) if m.contains("missing.jpg")));
+        assert!(matches!(failure(4), ItemFailure::Rejected(_)));
+        assert_close(
+            results[0].result.as_ref().unwrap(),
+            &reference.text[0],
+            TEXT_COSINE,
+            "text",
+        );
+        assert_close(
+            results[2].result.as_ref().unwrap(),
+            &reference.image[1],
+            IMAGE_COSINE,
+            "img 1",
+        );
+        assert_close(
+            results[5].result.as_ref().unwrap(),
+            &reference.image[2],
+            IMAGE_COSINE,
+            "img 2",
+        );
+
+        // Callbacks: successes per request, failures per item.
+        let (mut done, mut failed) = (0, Vec::new());
+        let summary = client
+            .encode_with_callbacks(
+                [
+                    Input::text("a"),
+                    Input::image_bytes(vec![0xFF, 0xD8, 0xFF]),
+                    Input::text("b"),
+                ],
+                &EncodeOptions::default(),
+                |items| done += items.len(),
+                |error| failed.push(error.index),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (done, failed, summary.encoded, summary.failed),
+            (2, vec![1], 2, 1)
+        );
+
+        // Rank each image against the sentences: the order Hugging Face's
+        // embeddings give, and clip_scores that sum to one.
+        for (image, want) in reference.images.iter().zip(&reference.ranking) {
+            let ranked = client
+                .rank(
+                    image.as_path(),
+                    &reference.sentences,
+                    &EncodeOptions::default(),
+                )
+                .await
+                .unwrap();
+            let order: Vec<usize> = ranked
+                .iter()
+                .map(|r| {
+                    reference
+                        .sentences
+                        .iter()
+                        .position(|s| Input::text(s) == r.input)
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(&order, want, "ranking for {}", image.display());
+            let total: f32 = ranked.iter().map(|r| r.clip_score).sum();
+            assert!((total - 1.0).abs() < 1e-4, "{total}");
+        }
+        // A failing candidate fails the ranking, naming it.
+        let err = client
+            .rank(
+                "a cat",
+                [Input::image_bytes(b"junk".to_vec())],
+                &EncodeOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Item(_)), "{err}");
+
+        // A deadline shorter than the work: a timeout, not a hang or a retry.
+        let impatient = Client::connect_with(
+            &server.grpc_url,
+            ClientOptions {
+                connect: ConnectOptions {
+                    call_timeout: Duration::from_millis(1),
+                    ..ConnectOptions::default()
+                },
+                ..ClientOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let big = fixture("images/inputs/large_12mp.jpg");
+        let err = impatient
+            .encode([big.as_path()], &EncodeOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+
+        // Profile: the ensemble and both of its steps, with times that add up.
+        let profile = client
+            .profile(reference.images[0].as_path(), 3)
+            .await
+            .unwrap();
+        assert_eq!(profile.ensemble, model::IMAGE_ENSEMBLE);
+        let steps: Vec<&str> = profile.steps.iter().map(|s| s.model.as_str()).collect();
+        assert_eq!(steps, [model::IMAGE_PREPROCESS, model::IMAGE_ENCODER]);
+        assert!(profile.server > Duration::ZERO && profile.server <= profile.roundtrip);
+        for step in &profile.steps {
+            assert!(step.infer > Duration::ZERO, "{profile}");
+            assert!(step.total >= step.infer, "{profile}");
+        }
+    });
+}
+
+#[test]
+fn command_line_and_python_tritonclient_agree() {
+    let reference = reference();
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let url = server.grpc_url.as_str();
+    let images: Vec<&str> = reference
+        .images
+        .iter()
+        .map(|p| p.to_str().unwrap())
+        .collect();
+
+    // encode -> JSON lines, sentences and images in one call, input order kept.
+    let mut args = vec!["encode", "--batch-size", "3", "--concurrency", "4"];
+    args.extend(reference.sentences.iter().map(String::as_str));
+    args.extend(&images);
+    let lines: Vec<Value> = stdout_of(&cli(url, &args), "encode")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let wanted: Vec<&Vec<f32>> = reference.text.iter().chain(&reference.image).collect();
+    assert_eq!(lines.len(), wanted.len());
+    let mut cli_rows = Vec::new();
+    for (i, (line, want)) in lines.iter().zip(&wanted).enumerate() {
+        assert_eq!(line["index"], i);
+        let row: Vec<f32> = rows(&Value::Array(vec![line["embedding"].clone()])).remove(0);
+        let min = if i < reference.sentences.len() {
+            TEXT_COSINE
+        } else {
+            IMAGE_COSINE
+        };
+        assert_close(&row, want, min, line["input"].as_str().unwrap());
+        cli_rows.push(row);
+    }
+
+    // encode -> .npy from a directory walk plus a --from file with a bad
+    // line; rows stay aligned, the failure is a NaN row and exit status 3.
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    for image in &reference.images[..3] {
+        std::fs::copy(image, photos.join(image.file_name().unwrap())).unwrap();
+    }
+    let list = dir.path().join("inputs.txt");
+    std::fs::write(
+        &list,
+        format!(
+            "{}\n{}\n",
+            reference.sentences[1],
+            dir.path().join("nope.png").display()
+        ),
+    )
+    .unwrap();
+    let npy = dir.path().join("out.npy");
+    let output = cli(
+        url,
+        &[
+            "encode",
+            photos.to_str().unwrap(),
+            "--from",
+            list.to_str().unwrap(),
+            "-o",
+            npy.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nope.png"));
+    let bytes = std::fs::read(&npy).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    let dim = reference.text[0].len();
+    assert!(header.contains(&format!("'shape': (5, {dim})")), "{header}");
+    let values: Vec<f32> = bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let npy_rows: Vec<&[f32]> = values.chunks(dim).collect();
+    // Directory entries come in name order.
+    let mut names: Vec<(String, usize)> = reference.images[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.file_name().unwrap().to_string_lossy().into_owned(), i))
+        .collect();
+    names.sort();
+    for (row, (_, i)) in npy_rows.iter().zip(&names) {
+        assert_close(row, &reference.image[*i], IMAGE_COSINE, "npy image row");
+    }
+    assert_close(npy_rows[3], &reference.text[1], TEXT_COSINE, "npy text row");
+    assert!(npy_rows[4].iter().all(|v| v.is_nan()));
+
+    // rank: an image against the sentences, best first as in the reference.
+    let mut args = vec!["rank", images[0]];
+    args.extend(reference.sentences.iter().map(String::as_str));
+    let table = stdout_of(&cli(url, &args), "rank");
+    let best = &reference.sentences[reference.ranking[0][0]];
+    let first_row = table.lines().nth(1).unwrap();
+    assert!(
+        first_row.trim_start().starts_with("1 ") && first_row.ends_with(best.as_str()),
+        "{table}"
+    );
+
+    // index twice (appends), then search by sentence and by image.
+    let index = dir.path().join("index");
+    let index_arg = index.to_str().unwrap();
+    let mut args = vec!["index", index_arg];
+    args.extend(&images);
+    let first = stdout_of(&cli(url, &args), "index");
+    assert!(
+        first.contains(&format!("holds {} items", images.len())),
+        "{first}"
+    );
+    let mut args = vec!["index", index_arg];
+    args.extend(reference.sentences.iter().map(String::as_str));
+    let second = stdout_of(&cli(url, &args), "index");
+    let total = images.len() + reference.sentences.len();
+    assert!(second.contains(&format!("holds {total} items")), "{second}");
+    let found = stdout_of(
+        &cli(
+            url,
+            &["search", index_arg, &reference.sentences[2], "-n", "3"],
+        ),
+        "search",
+    );
+    let top = found.lines().nth(1).unwrap();
+    assert!(
+        top.contains("1.0000") && top.ends_with(&reference.sentences[2]),
+        "{found}"
+    );
+    let found = stdout_of(
+        &cli(url, &["search", index_arg, images[4], "-n", "1"]),
+        "search",
+    );
+    assert!(
+        found.lines().nth(1).unwrap().ends_with(images[4]),
+        "{found}"
+    );
+
+    // profile, health, models.
+    let profile = stdout_of(
+        &cli(url, &["profile", "a photo of a cat", "--requests", "3"]),
+        "profile",
+    );
+    for name in [
+        model::TEXT_ENSEMBLE,
+        model::TEXT_PREPROCESS,
+        model::TEXT_ENCODER,
+        "client-server network",
+    ] {
+        assert!(profile.contains(name), "{profile}");
+    }
+    let health = stdout_of(&cli(url, &["health"]), "health");
+    assert!(health.contains("live         yes"), "{health}");
+    let models = stdout_of(&cli(url, &["models"]), "models");
+    for name in [
+        model::TEXT_ENSEMBLE,
+        model::IMAGE_ENSEMBLE,
+        model::TEXT_ENCODER,
+        model::IMAGE_PREPROCESS,
+    ] {
+        assert!(
+            models
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains("READY")),
+            "{models}"
+        );
+    }
+
+    // Errors a user can act on: a closed port names the address.
+    let output = cli("grpc://127.0.0.1:9", &["health"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr)
+        .contains("cannot reach Triton at grpc://127.0.0.1:9"));
+
+    // NVIDIA's Python client reads the same embeddings from the same ensembles.
+    let host_port = url.trim_start_matches("http://");
+    let python = |model: &str, input: &str, files: bool, items: &[&str]| -> Vec<Vec<f32>> {
+        let mut command = Command::new(tritonclient_python());
+        command
+            .arg(harness::workspace_root().join("tests/python/tritonclient_embed.py"))
+            .args([
+                "--url",
+                host_port,
+                "--model",
+                model,
+                "--input",
+                input,
+                "--output",
+                tensor::EMBEDDING,
+            ]);
+        if files {
+            command.arg("--files");
+        }
+        let output = command.args(items).output().expect("run python");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        rows(&serde_json::from_slice(&output.stdout).unwrap())
+    };
+    let sentences: Vec<&str> = reference.sentences.iter().map(String::as_str).collect();
+    let from_python = python(model::TEXT_ENSEMBLE, tensor::TEXT, false, &sentences)
+        .into_iter()
+        .chain(python(model::IMAGE_ENSEMBLE, tensor::IMAGE, true, &images));
+    for (i, (py, ours)) in from_python.zip(&cli_rows).enumerate() {
+        let worst = py
+            .iter()
+            .zip(ours)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            worst < 1e-4,
+            "input {i}: Python and clip-client differ by {worst}"
+        );
+    }
+}
+
+/// A CA, a server certificate for `localhost` and a client certificate, as
+/// PEM files in `dir`.
+fn certificates(dir: &Path) -> [PathBuf; 5] {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair,
+    };
+    // Every certificate needs its own subject: a leaf whose subject equals
+    // its issuer's looks self-signed to OpenSSL, which Triton uses.
+    let params = |common_name: &str, alt_names: Vec<String>| {
+        let mut params = CertificateParams::new(alt_names).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params
+    };
+    let mut ca_params = params("clip-client test CA", Vec::new());
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |name: &str, usage: ExtendedKeyUsagePurpose| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = params(name, vec![name.to_owned()]);
+        params.extended_key_usages = vec![usage];
+        (
+            params.signed_by(&key, &ca).unwrap().pem(),
+            key.serialize_pem(),
+        )
+    };
+    let (server_cert, server_key) = leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+    let (client_cert, client_key) = leaf("client", ExtendedKeyUsagePurpose::ClientAuth);
+    let files = [
+        "ca.pem",
+        "server.pem",
+        "server.key",
+        "client.pem",
+        "client.key",
+    ]
+    .map(|f| dir.join(f));
+    let pems = [ca.pem(), server_cert, server_key, client_cert, client_key];
+    for (path, pem) in files.iter().zip(pems) {
+        std::fs::write(path, pem).unwrap();
+    }
+    files
+}
+
+#[test]
+fn tls_with_a_self_signed_certificate_and_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, server_cert, server_key, client_cert, client_key] = certificates(dir.path());
+    let flag = |name: &str, path: &Path| format!("--{name}={}", path.display());
+    let flags = [
+        "--grpc-use-ssl=true".to_owned(),
+        "--grpc-use-ssl-mutual=true".to_owned(),
+        flag("grpc-server-cert", &server_cert),
+        flag("grpc-server-key", &server_key),
+        flag("grpc-root-cert", &ca),
+    ];
+    let server = serve(
+        dir.path(),
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let tls_url = server
+        .grpc_url
+        .replace("http://127.0.0.1", "grpcs://localhost");
+    let read = |p: &PathBuf| std::fs::read(p).unwrap();
+    let options = |ca_pem: Option<Vec<u8>>, identity: bool| ClientOptions {
+        connect: ConnectOptions {
+            tls: TlsOptions {
+                ca_pem,
+                client_identity: identity.then(|| (read(&client_cert), read(&client_key))),
+                domain: None,
+            },
+            retries: 0,
+            ..ConnectOptions::default()
+        },
+        ..ClientOptions::default()
+    };
+    runtime().block_on(async {
+        let client = Client::connect_with(&tls_url, options(Some(read(&ca)), true))
+            .await
+            .unwrap();
+        let health = client
+            .health()
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        assert!(health.ok());
+        let out = client
+            .encode(["a photo of a cat"], &EncodeOptions::default())
+            .await
+            .unwrap();
+        assert!(out[0].result.is_ok());
+
+        // Plaintext to the TLS port, an unknown CA, no client certificate: refused.
+        let plain = server.grpc_url.clone();
+        let refused = [
+            ("plaintext", &plain, options(None, false)),
+            ("unknown CA", &tls_url, options(None, true)),
+            (
+                "no client certificate",
+                &tls_url,
+                options(Some(read(&ca)), false),
+            ),
+        ];
+        for (what, url, options) in refused {
+            let attempt = async {
+                let client = Client::connect_with(url, options).await?;
+                client.health().await.map(|_| ())
+            };
+            let err = attempt.await.expect_err(what);
+            assert!(
+                matches!(err, Error::Unreachable { .. } | Error::Status { .. }),
+                "{what}: {err}"
+            );
+            if what == "unknown CA" {
+                assert!(
+                    err.to_string().to_lowercase().contains("certificate"),
+                    "{err}"
+                );
+            }
+        }
+    });
+
+    // The command line with --ca, --cert and --key.
+    let health = cli(
+        &tls_url,
+        &[
+            "health",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--cert",
+            client_cert.to_str().unwrap(),
+            "--key",
+            client_key.to_str().unwrap(),
+        ],
+    );
+    assert!(stdout_of(&health, "health over TLS").contains("ready        yes"));
+}
+
+#[test]
+fn a_server_stopped_mid_job_ends_it_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Some(serve(dir.path(), &[]));
+    let url = server.as_ref().unwrap().grpc_url.clone();
+    runtime().block_on(async {
+        let client = Client::connect(&url).await.unwrap();
+        let sentences: Vec<String> = (0..4000).map(|i| format!("sentence number {i}")).collect();
+        let options = EncodeOptions {
+            batch_size: 4,
+            concurrency: 2,
+            ..EncodeOptions::default()
+        };
+        let mut done = 0;
+        let job = client.encode_with_callbacks(
+            &sentences,
+            &options,
+            |items| {
+                done += items.len();
+                // Stop the server as soon as the first results are in.
+                drop(server.take());
+            },
+            |_| {},
+        );
+        // A hang guard, not a timing target: the job must end on its own.
+        let result = tokio::time::timeout(Duration::from_secs(120), job)
+            .await
+            .expect("encode hung after the server stopped");
+        let err = result.unwrap_err();
+        assert!(
+            matches!(
+                err.code(),
+                Some(tonic::Code::Unavailable | tonic::Code::Unknown)
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("after 3 retries"), "{err}");
+        assert!(done > 0 && done < sentences.len(), "{done}");
+    });
+}
