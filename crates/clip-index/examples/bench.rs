@@ -10,6 +10,18 @@
 //! 1000 random centres, closer to real embeddings, which gather by topic).
 //!
 //! The index goes to a temporary directory (`TMPDIR` chooses where), deleted at the end.
+//!
+//! Measured with the defaults on a shared 2-core VM (other builds running; the
+//! process got 0.5 to 1 core), 100,000 items of 512 dimensions in batches of 1000:
+//!
+//! | data      | append        | per batch at 100k | CPU per item | search (limit 10) | recall@10 | disk    |
+//! |-----------|---------------|-------------------|--------------|-------------------|-----------|---------|
+//! | clustered | 467 s (214/s) | 3.4 s             | 2.2 ms       | 5.4 ms            | 1.000     | 433 MiB |
+//! | uniform   | 887 s (113/s) | 10 s              | 8.7 ms       | 13.8 ms           | 0.315     | 444 MiB |
+//!
+//! Per-batch time levels off as the index grows (uniform: about 10 s from 40k
+//! items on). Uniform random vectors have no neighbourhoods (every cosine is
+//! near 0), the worst case for any graph index; real embeddings cluster.
 
 use std::time::{Duration, Instant};
 
