@@ -1,0 +1,300 @@
+//! The benchmark's model variants and perf_analyzer input files.
+//!
+//! Variants (in the repository repo-gen wrote, beside its six models):
+//! - `bench_clip_{image,text}_i{1,2}`: the `clip` backend's preprocessing,
+//!   rendered by repo-gen's own model types with 1 or 2 instances;
+//! - `bench_python_{image,text}_i{1,2}`: the same config (inputs, outputs,
+//!   batching, instances) served by Triton's Python backend with
+//!   `scripts/bench/python/{image,text}_model.py`, which read the model's
+//!   facts from a `bench.json` written beside them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use clip_contract::{defaults, model, param, tensor, BACKEND_NAME};
+use repo_gen::{Batching, DynamicBatching, ImagePreprocessModel, TextPreprocessModel};
+use serde_json::{json, Value};
+
+/// Name of the Python backend in Triton.
+const PYTHON_BACKEND: &str = "python";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The repository repo-gen wrote (variants are added to it).
+    #[arg(long)]
+    repo: PathBuf,
+    /// Folder of photos.py's output (manifest.json and one folder per size).
+    #[arg(long)]
+    photos: PathBuf,
+    /// Folder with the Python models (image_model.py, text_model.py).
+    #[arg(long)]
+    python_models: PathBuf,
+    /// site-packages of the Python environment the Python models import from.
+    #[arg(long)]
+    site_packages: PathBuf,
+    /// Where the perf_analyzer input files go.
+    #[arg(long)]
+    data: PathBuf,
+    /// How many sentences the text input file holds.
+    #[arg(long, default_value_t = 1000)]
+    sentences: usize,
+    /// Largest batch of every variant.
+    #[arg(long, default_value_t = 32)]
+    max_batch_size: u32,
+    /// Dynamic batcher delay of every variant.
+    #[arg(long, default_value_t = 1000)]
+    max_queue_delay_us: u64,
+}
+
+/// A variant's model name.
+pub fn variant(implementation: &str, what: &str, instances: u32) -> String {
+    format!("bench_{implementation}_{what}_i{instances}")
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let image_config = read_config(&args.repo, model::IMAGE_PREPROCESS)?;
+    let image_size: u32 = parameter(&image_config, param::IMAGE_SIZE)?.parse()?;
+    let mean = triple(&parameter(&image_config, param::IMAGE_MEAN)?)?;
+    let std = triple(&parameter(&image_config, param::IMAGE_STD)?)?;
+    let tokenizer_dir = args
+        .repo
+        .join(model::TEXT_PREPROCESS)
+        .join(repo_gen::VERSION);
+    let text_config = read_config(&args.repo, model::TEXT_PREPROCESS)?;
+    let pad = parameter(&text_config, param::PAD_TOKEN_ID)
+        .ok()
+        .map(|p| p.parse::<u32>())
+        .transpose()?;
+    let batching = Batching {
+        max_batch_size: args.max_batch_size,
+        dynamic: Some(DynamicBatching {
+            preferred_batch_sizes: Vec::new(),
+            max_queue_delay_us: Some(args.max_queue_delay_us),
+        }),
+    };
+    let site_packages = args
+        .site_packages
+        .canonicalize()
+        .with_context(|| format!("{}", args.site_packages.display()))?;
+
+    for instances in [1, 2] {
+        let mut image =
+            ImagePreprocessModel::new(variant("clip", "image", instances), batching.clone());
+        image.instances = instances;
+        image.image_size = image_size;
+        image.mean = mean;
+        image.std = std;
+        image.write_into(&args.repo)?;
+        let mut text =
+            TextPreprocessModel::new(variant("clip", "text", instances), batching.clone());
+        text.instances = instances;
+        text.pad_token_id = pad;
+        text.write_into(&args.repo, Some(&tokenizer_dir))?;
+
+        // The Python twins: the same configs on the Python backend.
+        image.name = variant(PYTHON_BACKEND, "image", instances);
+        let settings = json!({
+            "site_packages": site_packages,
+            "image_size": image_size,
+            "mean": mean,
+            "std": std,
+        });
+        python_model(
+            &args.repo,
+            &image.name,
+            &image.render()?,
+            &args.python_models.join("image_model.py"),
+            &settings,
+            &[],
+        )?;
+        text.name = variant(PYTHON_BACKEND, "text", instances);
+        let settings = json!({
+            "site_packages": site_packages,
+            "context_length": defaults::CONTEXT_LENGTH,
+            "tokenizer": defaults::TOKENIZER_FILE,
+        });
+        python_model(
+            &args.repo,
+            &text.name,
+            &text.render()?,
+            &args.python_models.join("text_model.py"),
+            &settings,
+            &[tokenizer_dir.join(defaults::TOKENIZER_FILE)],
+        )?;
+    }
+
+    fs::create_dir_all(&args.data)?;
+    let manifest: Value = serde_json::from_str(
+        &fs::read_to_string(args.photos.join("manifest.json")).context("photos manifest.json")?,
+    )?;
+    for size in manifest["sizes"].as_array().context("manifest sizes")? {
+        let name = size["name"].as_str().context("size name")?;
+        let mut rows = Vec::new();
+        for file in size["files"].as_array().context("size files")? {
+            let bytes = fs::read(args.photos.join(file["file"].as_str().context("file")?))?;
+            rows.push(bytes_row(tensor::IMAGE, &bytes));
+        }
+        write_data(&args.data.join(format!("image_{name}.json")), rows)?;
+    }
+    // The names scripts/bench.sh needs, so that it spells none itself.
+    let env = format!(
+        "TEXT_ENSEMBLE={}\nIMAGE_ENSEMBLE={}\nTEXT_PREPROCESS={}\nIMAGE_PREPROCESS={}\n\
+         TEXT_ENCODER={}\nIMAGE_ENCODER={}\n\
+         bench_variant() {{ echo \"bench_$1_$2_i$3\"; }}\n",
+        model::TEXT_ENSEMBLE,
+        model::IMAGE_ENSEMBLE,
+        model::TEXT_PREPROCESS,
+        model::IMAGE_PREPROCESS,
+        model::TEXT_ENCODER,
+        model::IMAGE_ENCODER,
+    );
+    fs::write(args.data.join("models.env"), env)?;
+    let rows = sentences(args.sentences)
+        .iter()
+        .map(|s| bytes_row(tensor::TEXT, s.as_bytes()))
+        .collect();
+    write_data(&args.data.join("text.json"), rows)?;
+    eprintln!(
+        "clip-bench: variants and inputs written (image size {image_size}, {} sentences)",
+        args.sentences
+    );
+    Ok(())
+}
+
+fn read_config(repo: &Path, name: &str) -> Result<String> {
+    let path = repo.join(name).join("config.pbtxt");
+    fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// A string parameter's value in a config.pbtxt that repo-gen rendered.
+pub fn parameter(config: &str, key: &str) -> Result<String> {
+    let needle = format!("key: \"{key}\"");
+    let at = config
+        .find(&needle)
+        .with_context(|| format!("no parameter {key}"))?;
+    let rest = &config[at..];
+    let start = rest.find("string_value: \"").context("no string_value")? + 15;
+    let end = rest[start..].find('"').context("unterminated value")?;
+    Ok(rest[start..start + end].to_owned())
+}
+
+fn triple(text: &str) -> Result<[f32; 3]> {
+    let values: Vec<f32> = text
+        .split(',')
+        .map(|v| v.trim().parse())
+        .collect::<Result<_, _>>()?;
+    match values[..] {
+        [a, b, c] => Ok([a, b, c]),
+        _ => bail!("expected three values, got {text:?}"),
+    }
+}
+
+fn python_model(
+    repo: &Path,
+    name: &str,
+    clip_config: &str,
+    script: &Path,
+    settings: &Value,
+    files: &[PathBuf],
+) -> Result<()> {
+    let ours = format!("backend: \"{BACKEND_NAME}\"");
+    if !clip_config.contains(&ours) {
+        bail!("rendered config of {name} has no {ours}");
+    }
+    let config = clip_config.replace(&ours, &format!("backend: \"{PYTHON_BACKEND}\""));
+    let version = repo.join(name).join(repo_gen::VERSION);
+    fs::create_dir_all(&version)?;
+    fs::write(repo.join(name).join("config.pbtxt"), config)?;
+    fs::copy(script, version.join("model.py"))
+        .with_context(|| format!("copying {}", script.display()))?;
+    fs::write(
+        version.join("bench.json"),
+        serde_json::to_string_pretty(settings)?,
+    )?;
+    for file in files {
+        fs::copy(file, version.join(file.file_name().context("file name")?))?;
+    }
+    Ok(())
+}
+
+/// One perf_analyzer data entry for a TYPE_STRING input: `b64` holds the
+/// tensor's wire form, a 4-byte little-endian length and the bytes.
+fn bytes_row(input: &str, bytes: &[u8]) -> Value {
+    let mut wire = Vec::with_capacity(bytes.len() + 4);
+    wire.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    wire.extend_from_slice(bytes);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(wire);
+    json!({ input: { "b64": b64 } })
+}
+
+fn write_data(path: &Path, rows: Vec<Value>) -> Result<()> {
+    fs::write(path, serde_json::to_vec(&json!({ "data": rows }))?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Caption-like English sentences of 4 to 20 words, the same on every run.
+pub fn sentences(count: usize) -> Vec<String> {
+    const START: &[&str] = &[
+        "a photo of",
+        "a close-up picture of",
+        "an old photograph showing",
+        "a blurry snapshot of",
+        "a professional product shot of",
+        "a painting of",
+        "a drone view of",
+        "an illustration of",
+    ];
+    const ADJ: &[&str] = &[
+        "small", "red", "wooden", "crowded", "quiet", "shiny", "ancient", "colorful", "wet",
+        "sleepy", "modern", "broken", "golden", "snowy",
+    ];
+    const NOUN: &[&str] = &[
+        "cat",
+        "bicycle",
+        "kitchen",
+        "lighthouse",
+        "market",
+        "dog",
+        "train station",
+        "mountain",
+        "coffee cup",
+        "skateboarder",
+        "bridge",
+        "garden",
+        "laptop",
+        "sailboat",
+        "street food stall",
+    ];
+    const PLACE: &[&str] = &[
+        "on a rainy evening in Tokyo",
+        "next to a window",
+        "at sunset",
+        "in the middle of a busy street",
+        "under a clear blue sky",
+        "on a white background",
+        "during a summer festival",
+        "in a dimly lit room",
+    ];
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut pick = |items: &[&'static str]| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        items[(state % items.len() as u64) as usize]
+    };
+    (0..count)
+        .map(|i| {
+            let mut s = format!("{} a {} {}", pick(START), pick(ADJ), pick(NOUN));
+            if i % 2 == 0 {
+                s.push_str(&format!(" and a {} {}", pick(ADJ), pick(NOUN)));
+            }
+            if i % 3 != 1 {
+                s.push(' ');
+                s.push_str(pick(PLACE));
+            }
+            s
+        })
+        .collect()
+}

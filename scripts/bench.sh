@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# Benchmarks, side by side in one run, written to docs/benchmarks.md and
+# docs/benchmarks.png (see docs/benchmarks.md for what each number means).
+#
+#   scripts/bench.sh                  # full run: ViT-B-32 (random weights), ~20-30 min on 2 cores
+#   scripts/bench.sh --smoke          # CI: tiny model, tiny windows, report under .cache/bench/smoke/docs
+#   scripts/bench.sh --model ViT-L-14::openai --out /tmp/docs
+#
+# In one run, on the same photos and sentences:
+# 1. preprocessing alone inside Triton: the `clip` backend's models and the
+#    same models written for Triton's Python backend (PIL + numpy,
+#    transformers' CLIPTokenizerFast), with perf_analyzer 2.51.0: batch 1 and
+#    16, concurrency 1, 2 and 4, one and two instances, photos of about 0.3, 2
+#    and 12 megapixels at camera-like bytes per pixel;
+# 2. the ONNX encoders alone in-process through `ort` (the limit), and the
+#    ensembles through Triton at the limit's best batch size, with the
+#    preprocessing share of the ensembles' compute time.
+# 3. client: pending clip-client (see bench_client below).
+#
+# Everything is installed into .cache/ from nothing: the server and
+# perf_analyzer from their PyPI wheels (pip download), ONNX Runtime, a venv
+# for the Python comparison models and the photo generator. Python never
+# runs in this project's serving path; it is the thing compared against.
+# Honors CARGO_TARGET_DIR. Never asserts a time.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+command_line="scripts/bench.sh${*:+ $*}"
+
+mode=full model="ViT-B-32::openai" out="" jobs=${BENCH_JOBS:-2}
+# Dynamic batching delay of the compared preprocessing models (both sides alike).
+queue_delay_us=${BENCH_QUEUE_DELAY_US:-100}
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --smoke) mode=smoke; shift ;;
+        --model) model=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        --jobs) jobs=$2; shift 2 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+target=${CARGO_TARGET_DIR:-$root/target}
+work=$root/.cache/bench/$mode
+results=$work/results
+if [[ -z "$out" ]]; then
+    if [[ $mode == smoke ]]; then out=$work/docs; else out=$root/docs; fi
+fi
+log() { echo "bench: $*" >&2; }
+
+if [[ $mode == smoke ]]; then
+    sizes="0.3mp=640x480" photos_per_size=2
+    batches=(1) concurrencies=(1 2) instance_counts=(1 2)
+    window_ms() { echo 300; }
+    stability=100 trials=3 encoder_batches=1,2 encoder_seconds=0.3 sentences=50
+else
+    sizes="0.3mp=640x480,2mp=1632x1224,12mp=4000x3000" photos_per_size=6
+    batches=(1 16) concurrencies=(1 2 4) instance_counts=(1 2)
+    window_ms() { case $1 in image_12mp) echo 6000 ;; image_2mp) echo 2000 ;; *) echo 1500 ;; esac; }
+    stability=50 trials=5 encoder_batches=1,4,8,16,32 encoder_seconds=4 sentences=1000
+fi
+
+rm -rf "$results"
+mkdir -p "$results/pa" "$results/stats" "$work"
+echo "$command_line" >"$results/command"
+echo "$mode" >"$results/mode"
+echo "$queue_delay_us" >"$results/queue_delay_us"
+date -u '+%Y-%m-%d %H:%M UTC' >"$results/date"
+cat /proc/loadavg >"$results/loadavg_start"
+
+log "building (release, -j $jobs, target $target)"
+cargo build --release -j "$jobs" -p clip-backend -p repo-gen -p clip-bench
+bin=$target/release
+server=$(bash scripts/install-triton.sh | tail -1)
+ort=$(bash scripts/install-onnxruntime.sh | tail -1)
+perf_analyzer=$(bash scripts/bench/install-perf-analyzer.sh | tail -1)
+
+# The Python environment of the comparison models and the photo generator.
+venv=$root/.cache/bench-venv
+if ! cmp -s scripts/bench/requirements.txt "$venv/.requirements" 2>/dev/null; then
+    log "creating $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet -r scripts/bench/requirements.txt
+    cp scripts/bench/requirements.txt "$venv/.requirements"
+fi
+site_packages=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+# The Python backend runs its models in triton_python_backend_stub, built per
+# Python version; the server wheel ships them beside the backend.
+python_version=$("$venv/bin/python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+server_root=$(cd "$(dirname "$server")/.." && pwd)
+stub=$server_root/python_backend_stubs/$python_version/triton_python_backend_stub
+if [[ ! -x "$stub" ]]; then
+    echo "bench: the server wheel has no Python backend stub for Python $python_version" >&2
+    exit 1
+fi
+cp -n "$stub" "$server_root/backends/python/" 2>/dev/null || true
+
+font=${BENCH_FONT:-/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf}
+if [[ ! -f "$font" ]]; then
+    log "installing fonts-dejavu-core for the chart"
+    if [[ $(id -u) -eq 0 ]]; then sudo=""; else sudo=sudo; fi
+    $sudo apt-get install -y -qq --no-install-recommends fonts-dejavu-core >/dev/null
+fi
+
+# Photos and the repository.
+photos=$work/photos
+if [[ ! -f "$photos/manifest.json" || "$(cat "$photos/.spec" 2>/dev/null)" != "$sizes $photos_per_size" ]]; then
+    log "generating photos ($sizes, $photos_per_size each)"
+    rm -rf "$photos"
+    "$venv/bin/python" scripts/bench/photos.py "$photos" "$sizes" --count "$photos_per_size"
+    echo "$sizes $photos_per_size" >"$photos/.spec"
+fi
+repo=$work/repo
+rm -rf "$repo"
+if [[ $mode == smoke ]]; then
+    source_args=(--weights tests/fixtures/tiny-clip/quick_gelu)
+    echo "tiny-clip fixture (tests/fixtures/tiny-clip/quick_gelu)" >"$results/model"
+else
+    source_args=(--model "$model" --random-init --seed 0 --tokenizer tests/fixtures/text/tokenizer.json)
+    echo "$model, real architecture with random weights (repo-gen --random-init --seed 0)" >"$results/model"
+fi
+"$bin/repo-gen" "${source_args[@]}" --out "$repo" --runtime ort --gpus none --ort-library "$ort"
+data=$work/data
+"$bin/clip-bench" prepare --repo "$repo" --photos "$photos" --python-models scripts/bench/python \
+    --site-packages "$site_packages" --data "$data" --sentences "$sentences" \
+    --max-queue-delay-us "$queue_delay_us"
+
+# The limit: each encoder alone, in-process, before the server takes any CPU.
+for kind in image text; do
+    log "encoder alone: $kind"
+    "$bin/clip-bench" encoder --repo "$repo" --kind "$kind" --ort-library "$ort" \
+        --batches "$encoder_batches" --seconds "$encoder_seconds" --out "$results/encoder_$kind.json"
+done
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+http_port=$(free_port) grpc_port=$(free_port) metrics_port=$(free_port)
+http_get() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1"; }
+log "starting tritonserver (http $http_port, grpc $grpc_port)"
+bash scripts/launch-triton.sh --mode local --model-repository "$repo" \
+    --backend-lib "$bin/libtriton_clip.so" --http-port "$http_port" --grpc-port "$grpc_port" \
+    --metrics-port "$metrics_port" >"$results/server.log" 2>&1 &
+server_pid=$!
+trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do
+    if http_get "http://127.0.0.1:$http_port/v2/health/ready" >/dev/null 2>&1; then break; fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        tail -30 "$results/server.log" >&2
+        echo "bench: tritonserver exited" >&2
+        exit 1
+    fi
+    sleep 1
+done
+http_get "http://127.0.0.1:$http_port/v2/health/ready" >/dev/null
+
+# pa GROUP IMPL MODEL LABEL DATA INSTANCES BATCH CONCURRENCY: one perf_analyzer
+# measurement on $data/DATA.json, recorded in runs.tsv (a failure is recorded, not fatal).
+pa() {
+    local group=$1 impl=$2 name=$3 label=$4 input=$5 instances=$6 batch=$7 concurrency=$8
+    local csv=pa/${name}_${input}_b${batch}_c${concurrency}.csv status=0
+    log "perf_analyzer $name $input batch $batch concurrency $concurrency"
+    local window
+    window=$(window_ms "$input")
+    "$perf_analyzer" -m "$name" -u "127.0.0.1:$grpc_port" -i grpc --input-data "$data/$input.json" \
+        -b "$batch" --concurrency-range "$concurrency:$concurrency" \
+        -p "$window" -s "$stability" -r "$trials" -f "$results/$csv" \
+        >"$results/$csv.log" 2>&1 || status=$?
+    if [[ $status -ne 0 ]]; then
+        # Unstable on a busy machine, or too few responses in a window: once
+        # more with windows twice as long and any spread accepted.
+        log "  retrying: $(grep -v '^$' "$results/$csv.log" | tail -1)"
+        status=0
+        "$perf_analyzer" -m "$name" -u "127.0.0.1:$grpc_port" -i grpc --input-data "$data/$input.json" \
+            -b "$batch" --concurrency-range "$concurrency:$concurrency" \
+            -p "$((window * 2))" -s 100 -r 3 -f "$results/$csv" \
+            >>"$results/$csv.log" 2>&1 || status=$?
+        if [[ $status -ne 0 ]]; then log "  failed ($status)"; else status=retried; fi
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$group" "$impl" "$name" "$label" \
+        "$instances" "$batch" "$concurrency" "$csv" "$status" >>"$results/runs.tsv"
+}
+
+# Model names, as clip-bench prepare wrote them (from clip-contract).
+source "$data/models.env"
+inputs=(text)
+for spec in ${sizes//,/ }; do inputs+=("image_${spec%%=*}"); done
+for input in "${inputs[@]}"; do
+    what=${input%%_*}
+    label=${input#image_}
+    for impl in clip python; do
+        for instances in "${instance_counts[@]}"; do
+            for batch in "${batches[@]}"; do
+                for concurrency in "${concurrencies[@]}"; do
+                    name=$(bench_variant "$impl" "$what" "$instances")
+                    pa preprocess "$impl" "$name" "$label" "$input" "$instances" "$batch" "$concurrency"
+                done
+            done
+        done
+    done
+done
+
+# The ensembles at the encoder's best batch size, with Triton's statistics
+# of their two steps around each run.
+best_batch() { python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["results"]; print(max(r, key=lambda p: p["items_per_second"])["batch"])' "$1"; }
+stats() { # stats TAG WHEN MODEL...
+    local tag=$1 when=$2 name
+    shift 2
+    for name in "$@"; do
+        http_get "http://127.0.0.1:$http_port/v2/models/$name/stats" >"$results/stats/${tag}_${when}_${name}.json"
+    done
+}
+ensemble_photos=${inputs[-1]}
+[[ $mode == full ]] && ensemble_photos=image_2mp
+for tower in image text; do
+    if [[ $tower == image ]]; then
+        ensemble=$IMAGE_ENSEMBLE steps=("$IMAGE_PREPROCESS" "$IMAGE_ENCODER") input=$ensemble_photos
+    else
+        ensemble=$TEXT_ENSEMBLE steps=("$TEXT_PREPROCESS" "$TEXT_ENCODER") input=text
+    fi
+    batch=$(best_batch "$results/encoder_$tower.json")
+    stats "$ensemble" before "${steps[@]}"
+    pa ensemble "$ensemble" "$ensemble" "$input" "$input" 1 "$batch" 2
+    stats "$ensemble" after "${steps[@]}"
+done
+
+# client: pending clip-client. The lead fills this in: clip-client encode of
+# 10,000 sentences and 1,000 photos against the ensembles, against Python's
+# tritonclient sending the same requests, and the client's peak RSS over a
+# directory of 10,000 images. Results go to $results/client/.
+bench_client() { :; }
+bench_client
+
+cat /proc/loadavg >"$results/loadavg_end"
+kill "$server_pid" 2>/dev/null || true
+wait "$server_pid" 2>/dev/null || true
+trap - EXIT
+
+"$bin/clip-bench" report --results "$results" --photos-manifest "$photos/manifest.json" \
+    --out-md "$out/benchmarks.md" --out-png "$out/benchmarks.png" --font "$font"
+log "done: $out/benchmarks.md"
