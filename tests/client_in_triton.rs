@@ -14,82 +14,25 @@ use clip_client::{
 };
 use clip_contract::{model, tensor};
 use harness::fixture;
+use harness::fixtures::{end_to_end, rows, EndToEnd};
 use harness::server::{clip_client_cli, tiny_clip_repository, tritonclient_python, Server};
 use serde_json::Value;
 
 const TEXT_COSINE: f32 = 0.9999;
 const IMAGE_COSINE: f32 = 0.999;
 
-struct Reference {
-    sentences: Vec<String>,
-    text: Vec<Vec<f32>>,
-    images: Vec<PathBuf>,
-    image: Vec<Vec<f32>>,
-    ranking: Vec<Vec<usize>>,
-}
-
-fn rows(value: &Value) -> Vec<Vec<f32>> {
-    value
-        .as_array()
-        .expect("rows")
-        .iter()
-        .map(|row| {
-            row.as_array()
-                .expect("row")
-                .iter()
-                .map(|v| v.as_f64().expect("number") as f32)
-                .collect()
-        })
-        .collect()
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .expect("strings")
-        .iter()
-        .map(|v| v.as_str().expect("string").to_owned())
-        .collect()
-}
-
-fn reference() -> Reference {
-    let text = std::fs::read_to_string(fixture("end-to-end/reference.json")).unwrap();
-    let json: Value = serde_json::from_str(&text).unwrap();
-    Reference {
-        sentences: strings(&json["sentences"]),
-        text: rows(&json["text_embeddings"]),
-        images: strings(&json["images"])
-            .iter()
-            .map(|name| fixture(&format!("images/inputs/{name}")))
-            .collect(),
-        image: rows(&json["image_embeddings"]),
-        ranking: json["ranking_of_sentences_per_image"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                r.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_u64().unwrap() as usize)
-                    .collect()
-            })
-            .collect(),
-    }
-}
-
-impl Reference {
-    /// Every sentence and image, interleaved, with its reference embedding.
-    fn mixed(&self) -> Vec<(Input, &[f32], f32)> {
-        let texts = self
+/// Every sentence and image, interleaved, with its reference embedding.
+fn mixed(reference: &EndToEnd) -> Vec<(Input, &[f32], f32)> {
+    {
+        let texts = reference
             .sentences
             .iter()
-            .zip(&self.text)
+            .zip(&reference.text)
             .map(|(s, e)| (Input::text(s), e.as_slice(), TEXT_COSINE));
-        let images = self
+        let images = reference
             .images
             .iter()
-            .zip(&self.image)
+            .zip(&reference.image)
             .map(|(p, e)| (Input::image_path(p), e.as_slice(), IMAGE_COSINE));
         let mut out = Vec::new();
         let (mut texts, mut images) = (texts.peekable(), images.peekable());
@@ -143,7 +86,7 @@ fn stdout_of(output: &Output, what: &str) -> String {
 
 #[test]
 fn library_encodes_ranks_and_isolates_bad_items() {
-    let reference = reference();
+    let reference = end_to_end();
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path(), &[]);
     runtime().block_on(async {
@@ -154,7 +97,7 @@ fn library_encodes_ranks_and_isolates_bad_items() {
         assert_eq!(text.steps, [model::TEXT_PREPROCESS, model::TEXT_ENCODER]);
 
         // Sentences and images mixed, against Hugging Face's embeddings.
-        let mixed = reference.mixed();
+        let mixed = mixed(&reference);
         let inputs: Vec<Input> = mixed.iter().map(|(i, _, _)| i.clone()).collect();
         let encoded = client
             .encode(inputs.clone(), &EncodeOptions::default())
@@ -327,7 +270,7 @@ fn library_encodes_ranks_and_isolates_bad_items() {
 
 #[test]
 fn command_line_and_python_tritonclient_agree() {
-    let reference = reference();
+    let reference = end_to_end();
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path(), &[]);
     let url = server.grpc_url.as_str();

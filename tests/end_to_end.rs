@@ -7,76 +7,12 @@
 
 use clip_client::{f32_from_raw, Error, Triton};
 use clip_contract::{model, tensor};
-use harness::fixture;
+use harness::fixtures::end_to_end;
 use harness::grpc::bytes_request;
 use harness::server::{tiny_clip_repository, Server};
-use serde_json::Value;
 
 const TEXT_COSINE: f32 = 0.9999;
 const IMAGE_COSINE: f32 = 0.999;
-
-struct Reference {
-    sentences: Vec<String>,
-    text: Vec<Vec<f32>>,
-    images: Vec<(String, Vec<u8>)>,
-    image: Vec<Vec<f32>>,
-    ranking: Vec<Vec<usize>>,
-}
-
-fn rows(value: &Value) -> Vec<Vec<f32>> {
-    let rows = value.as_array().expect("rows");
-    rows.iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect()
-}
-
-fn reference() -> Reference {
-    let json: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture("end-to-end/reference.json")).unwrap(),
-    )
-    .unwrap();
-    let names: Vec<String> = json["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().into())
-        .collect();
-    Reference {
-        sentences: json["sentences"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().into())
-            .collect(),
-        text: rows(&json["text_embeddings"]),
-        images: names
-            .into_iter()
-            .map(|name| {
-                let bytes = std::fs::read(fixture(&format!("images/inputs/{name}"))).unwrap();
-                (name, bytes)
-            })
-            .collect(),
-        image: rows(&json["image_embeddings"]),
-        ranking: json["ranking_of_sentences_per_image"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                r.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_u64().unwrap() as usize)
-                    .collect()
-            })
-            .collect(),
-    }
-}
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
@@ -100,7 +36,15 @@ async fn embed(
 
 #[test]
 fn generated_repository_serves_embeddings_like_transformers() {
-    let reference = reference();
+    let reference = end_to_end();
+    let images: Vec<(String, Vec<u8>)> = reference
+        .images
+        .iter()
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(path).unwrap())
+        })
+        .collect();
     let out = tempfile::tempdir().unwrap();
     let repository = out.path().join("repository");
     // A long batching window, so the burst below forms batches even on a loaded machine.
@@ -143,7 +87,7 @@ fn generated_repository_serves_embeddings_like_transformers() {
         // Every image in its own request, all at once, so the batcher groups them;
         // a corrupt image sent in the same burst fails alone.
         let mut burst = tokio::task::JoinSet::new();
-        for (index, (_, bytes)) in reference.images.iter().enumerate() {
+        for (index, (_, bytes)) in images.iter().enumerate() {
             let (client, bytes) = (client.clone(), bytes.clone());
             burst.spawn(async move {
                 (
@@ -152,7 +96,7 @@ fn generated_repository_serves_embeddings_like_transformers() {
                 )
             });
         }
-        let corrupt = reference.images[0].1[..2000].to_vec();
+        let corrupt = images[0].1[..2000].to_vec();
         let broken_client = client.clone();
         burst.spawn(async move {
             (
@@ -166,7 +110,7 @@ fn generated_repository_serves_embeddings_like_transformers() {
                 .await,
             )
         });
-        let mut image = vec![Vec::new(); reference.images.len()];
+        let mut image = vec![Vec::new(); images.len()];
         while let Some(joined) = burst.join_next().await {
             match joined.expect("request task") {
                 (Some(index), outcome) => {
@@ -179,7 +123,7 @@ fn generated_repository_serves_embeddings_like_transformers() {
                 (None, other) => panic!("the truncated image did not fail as it should: {other:?}"),
             }
         }
-        for ((got, want), (name, _)) in image.iter().zip(&reference.image).zip(&reference.images) {
+        for ((got, want), (name, _)) in image.iter().zip(&reference.image).zip(&images) {
             let similarity = cosine(got, want);
             assert!(similarity >= IMAGE_COSINE, "{name}: cosine {similarity}");
         }
@@ -197,9 +141,7 @@ fn generated_repository_serves_embeddings_like_transformers() {
         );
 
         // Zero-shot ranking: for every image, the sentences in the reference's order.
-        for ((embedding, want), (name, _)) in
-            image.iter().zip(&reference.ranking).zip(&reference.images)
-        {
+        for ((embedding, want), (name, _)) in image.iter().zip(&reference.ranking).zip(&images) {
             let mut order: Vec<usize> = (0..text.len()).collect();
             order.sort_by(|&a, &b| {
                 cosine(embedding, &text[b]).total_cmp(&cosine(embedding, &text[a]))

@@ -101,3 +101,66 @@ pub fn library_pixels(image: &[u8]) -> Vec<f32> {
         .expect("fixture image preprocesses");
     out
 }
+
+/// Hugging Face's pipeline on the end-to-end inputs (tests/fixtures/end-to-end,
+/// made by scripts/fixtures/end_to_end.py).
+pub struct EndToEnd {
+    pub sentences: Vec<String>,
+    pub text: Vec<Vec<f32>>,
+    /// The raw image files, in tests/fixtures/images/inputs.
+    pub images: Vec<PathBuf>,
+    pub image: Vec<Vec<f32>>,
+    /// Per image, the sentence indices from best match to worst.
+    pub ranking: Vec<Vec<usize>>,
+}
+
+/// Rows of numbers from a JSON array of arrays.
+pub fn rows(value: &Value) -> Vec<Vec<f32>> {
+    value
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .expect("row")
+                .iter()
+                .map(|v| v.as_f64().expect("number") as f32)
+                .collect()
+        })
+        .collect()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .expect("strings")
+        .iter()
+        .map(|v| v.as_str().expect("string").to_owned())
+        .collect()
+}
+
+pub fn end_to_end() -> EndToEnd {
+    let text = std::fs::read_to_string(fixture("end-to-end/reference.json")).unwrap();
+    let json: Value = serde_json::from_str(&text).unwrap();
+    EndToEnd {
+        sentences: strings(&json["sentences"]),
+        text: rows(&json["text_embeddings"]),
+        images: strings(&json["images"])
+            .iter()
+            .map(|name| fixture(&format!("images/inputs/{name}")))
+            .collect(),
+        image: rows(&json["image_embeddings"]),
+        ranking: json["ranking_of_sentences_per_image"]
+            .as_array()
+            .expect("rankings")
+            .iter()
+            .map(|r| {
+                r.as_array()
+                    .expect("ranking")
+                    .iter()
+                    .map(|v| v.as_u64().expect("index") as usize)
+                    .collect()
+            })
+            .collect(),
+    }
+}

@@ -208,8 +208,11 @@ fn input_of(value: String, force_text: bool) -> Input {
 }
 
 /// Every image file under `dir`, in name order, found as the walk goes.
+/// Symbolic links are followed (photo libraries often link), loops are
+/// reported by walkdir as errors.
 fn images_under(dir: PathBuf, errors: ReadError) -> impl Iterator<Item = Input> {
     walkdir::WalkDir::new(dir)
+        .follow_links(true)
         .sort_by_file_name()
         .into_iter()
         .filter_map(move |entry| match entry {
