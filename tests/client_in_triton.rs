@@ -232,6 +232,29 @@ fn library_encodes_ranks_and_isolates_bad_items() {
             .unwrap_err();
         assert!(matches!(err, Error::Item(_)), "{err}");
 
+        // Models that are not there: the error names the model and the likely cause.
+        let elsewhere = Client::connect_with(
+            &server.grpc_url,
+            ClientOptions {
+                name_prefix: "other_".into(),
+                ..ClientOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let err = elsewhere
+            .encode(["a cat"], &EncodeOptions::default())
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Model { .. }), "{text}");
+        assert!(
+            text.contains("other_clip_text") && text.contains("no such model"),
+            "{text}"
+        );
+        let health = elsewhere.health().await.unwrap();
+        assert!(!health.ok() && health.live, "{health}");
+
         // A deadline shorter than the work: a timeout, not a hang or a retry.
         let impatient = Client::connect_with(
             &server.grpc_url,
