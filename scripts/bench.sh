@@ -66,6 +66,7 @@ mkdir -p "$results/pa" "$results/stats" "$work"
 echo "$command_line" >"$results/command"
 echo "$mode" >"$results/mode"
 echo "$queue_delay_us" >"$results/queue_delay_us"
+echo "$sentences" >"$results/sentences"
 date -u '+%Y-%m-%d %H:%M UTC' >"$results/date"
 cat /proc/loadavg >"$results/loadavg_start"
 

@@ -298,3 +298,43 @@ pub fn sentences(count: usize) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bytes_row_holds_the_length_prefix_then_the_bytes() {
+        let row = bytes_row(tensor::TEXT, b"a cat");
+        let b64 = row[tensor::TEXT]["b64"].as_str().unwrap();
+        let wire = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(wire, b"\x05\x00\x00\x00a cat");
+    }
+
+    #[test]
+    fn parameters_are_read_back_from_a_rendered_config() {
+        let batching = Batching {
+            max_batch_size: 8,
+            dynamic: None,
+        };
+        let mut image = ImagePreprocessModel::new("m", batching);
+        image.image_size = 336;
+        let config = image.render().unwrap();
+        assert_eq!(parameter(&config, param::IMAGE_SIZE).unwrap(), "336");
+        let mean = triple(&parameter(&config, param::IMAGE_MEAN).unwrap()).unwrap();
+        assert_eq!(mean, defaults::IMAGE_MEAN);
+        assert!(parameter(&config, param::PAD_TOKEN_ID).is_err());
+    }
+
+    #[test]
+    fn sentences_are_the_same_on_every_run_and_look_like_captions() {
+        let a = sentences(50);
+        assert_eq!(a, sentences(50));
+        assert!(a
+            .iter()
+            .all(|s| (4..=30).contains(&s.split_whitespace().count())));
+        assert!(a.iter().collect::<std::collections::BTreeSet<_>>().len() > 40);
+    }
+}

@@ -159,9 +159,17 @@ pub fn run(args: &Args) -> Result<()> {
             mean_bytes / 1e6
         )?;
     }
+    let count: usize = read("sentences").trim().parse().unwrap_or(0);
+    let words: Vec<usize> = crate::prepare::sentences(count)
+        .iter()
+        .map(|s| s.split_whitespace().count())
+        .collect();
     writeln!(
         w,
-        "\nSentences: generated English captions of 7 to 20 words (`clip-bench prepare`).\n"
+        "\nSentences: {count} generated English captions of {} to {} words, the same on every run \
+         (`clip-bench prepare`).\n",
+        words.iter().min().unwrap_or(&0),
+        words.iter().max().unwrap_or(&0)
     )?;
 
     // Preprocessing: ours against the Python backend.
