@@ -15,7 +15,9 @@
 # 2. the ONNX encoders alone in-process through `ort` (the limit), and the
 #    ensembles through Triton at the limit's best batch size, with the
 #    preprocessing share of the ensembles' compute time.
-# 3. client: pending clip-client (see bench_client below).
+# 3. the client: clip-client encode of 10,000 sentences and 1,000 photos
+#    against Python's tritonclient sending the same requests, and its peak
+#    memory over directories of 1,000 and 10,000 photos (scripts/bench/client.sh).
 #
 # Everything is installed into .cache/ from nothing: the server and
 # perf_analyzer from their PyPI wheels (pip download), ONNX Runtime, a venv
@@ -71,7 +73,7 @@ date -u '+%Y-%m-%d %H:%M UTC' >"$results/date"
 cat /proc/loadavg >"$results/loadavg_start"
 
 log "building (release, -j $jobs, target $target)"
-cargo build --release -j "$jobs" -p clip-backend -p repo-gen -p clip-bench
+cargo build --release -j "$jobs" -p clip-backend -p repo-gen -p clip-bench -p clip-client
 bin=$target/release
 server=$(bash scripts/install-triton.sh | tail -1)
 ort=$(bash scripts/install-onnxruntime.sh | tail -1)
@@ -225,17 +227,17 @@ for tower in image text; do
     stats "$ensemble" after "${steps[@]}"
 done
 
-# client: pending clip-client. The lead fills this in: clip-client encode of
-# 10,000 sentences and 1,000 photos against the ensembles, against Python's
-# tritonclient sending the same requests, and the client's peak RSS over a
-# directory of 10,000 images. Results go to $results/client/.
-bench_client() { :; }
-bench_client
 
-cat /proc/loadavg >"$results/loadavg_end"
 kill "$server_pid" 2>/dev/null || true
 wait "$server_pid" 2>/dev/null || true
 trap - EXIT
+
+# The client, on a server of its own with the tiny model (see the script).
+client_args=(--bin "$bin" --ort "$ort" --photos "$photos/${inputs[1]#image_}" --data "$data"
+    --results "$results/client" --work "$work/client")
+[[ $mode == smoke ]] && client_args+=(--smoke)
+bash scripts/bench/client.sh "${client_args[@]}"
+cat /proc/loadavg >"$results/loadavg_end"
 
 "$bin/clip-bench" report --results "$results" --photos-manifest "$photos/manifest.json" \
     --out-md "$out/benchmarks.md" --out-png "$out/benchmarks.png" --font "$font"

@@ -11,6 +11,7 @@
 //! Every model, tensor and parameter name comes from `clip_contract`.
 
 mod chart;
+mod client;
 mod encoder;
 mod prepare;
 mod report;

@@ -142,6 +142,7 @@ pub fn run(args: &Args) -> Result<()> {
     let env = format!(
         "TEXT_ENSEMBLE={}\nIMAGE_ENSEMBLE={}\nTEXT_PREPROCESS={}\nIMAGE_PREPROCESS={}\n\
          TEXT_ENCODER={}\nIMAGE_ENCODER={}\n\
+         TEXT_INPUT={}\nIMAGE_INPUT={}\nEMBEDDING_OUTPUT={}\n\
          bench_variant() {{ echo \"bench_$1_$2_i$3\"; }}\n",
         model::TEXT_ENSEMBLE,
         model::IMAGE_ENSEMBLE,
@@ -149,6 +150,9 @@ pub fn run(args: &Args) -> Result<()> {
         model::IMAGE_PREPROCESS,
         model::TEXT_ENCODER,
         model::IMAGE_ENCODER,
+        tensor::TEXT,
+        tensor::IMAGE,
+        tensor::EMBEDDING,
     );
     fs::write(args.data.join("models.env"), env)?;
     let rows = sentences(args.sentences)

@@ -7,6 +7,7 @@
 //! - `encoder_{text,image}.json`: `clip-bench encoder`;
 //! - `stats/<tag>_{before,after}.json`: Triton's statistics of the ensembles'
 //!   steps around their runs;
+//! - `client/runs.json`: scripts/bench/client.sh (see `crate::client`);
 //! - `loadavg_{start,end}`, `command`, `model`: what the run was.
 
 use std::collections::BTreeMap;
@@ -401,13 +402,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     writeln!(w)?;
 
-    writeln!(w, "## Client\n")?;
-    writeln!(
-        w,
-        "client: pending clip-client. (`clip-client encode` of 10,000 sentences and 1,000 photos against \
-         the ensembles compared with Python's `tritonclient`, and the client's peak RSS over a directory \
-         of 10,000 images, go here; `scripts/bench.sh` has the matching hook.)\n"
-    )?;
+    crate::client::section(w, results, smoke, &mut missed)?;
 
     writeln!(w, "## Targets missed in this run\n")?;
     if smoke {

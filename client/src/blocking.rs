@@ -29,6 +29,9 @@ impl Client {
         // let image reads overlap with requests.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            // Image reads run on blocking threads; a small pool keeps memory
+            // flat (each new thread can bring its own malloc arena).
+            .max_blocking_threads(8)
             .enable_all()
             .build()
             .map_err(|source| Error::Io {

@@ -549,6 +549,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Image reads run on blocking threads; a small pool keeps memory flat
+        // (each new thread can bring its own malloc arena).
+        .max_blocking_threads(8)
         .enable_all()
         .build()
     {
