@@ -19,6 +19,7 @@ const TRITONCLIENT: &str = "tritonclient";
 
 #[derive(Deserialize)]
 struct Runs {
+    date: String,
     batch_size: u32,
     concurrency: u32,
     directory_sizes: Vec<u64>,
@@ -75,6 +76,14 @@ pub fn section(
         return Ok(());
     };
     let runs: Runs = serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+    let run_date = std::fs::read_to_string(results.join("date")).unwrap_or_default();
+    if run_date.trim() != runs.date {
+        writeln!(
+            w,
+            "This section was measured on its own after the rest of the run \
+             (`scripts/bench/client.sh` into the same results folder, then `clip-bench report`).\n"
+        )?;
+    }
     writeln!(
         w,
         "`clip-client encode` against NVIDIA's Python client (`tritonclient[grpc]` 2.51.0, \
@@ -85,8 +94,8 @@ pub fn section(
          the CPU with the server, so a client's own CPU time is the clearest measure of its cost. \
          Items/s count clip-client's whole process (start and connection included) and the Python \
          client's job without its interpreter's start; CPU time and peak RSS are the whole process's. \
-         Best of two rounds each.\n",
-        runs.batch_size, runs.concurrency
+         Best of two rounds each. Measured {}.\n",
+        runs.batch_size, runs.concurrency, runs.date
     )?;
     writeln!(
         w,

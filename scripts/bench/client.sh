@@ -145,7 +145,7 @@ for size in "${directory_sizes[@]}"; do
 done
 
 "$python" - "$results" "$sentences" "$images" "$batch_size" "$concurrency" "${directory_sizes[@]}" <<'PY'
-import glob, json, os, sys
+import glob, json, os, sys, time
 results, sentences, images, batch, concurrency = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 sizes = [int(s) for s in sys.argv[6:]]
 runs = []
@@ -154,7 +154,8 @@ for path in sorted(glob.glob(os.path.join(results, "*.json"))):
     client, workload, tag = name.rsplit("_", 2)
     items = {"sentences": sentences, "photos": images}.get(workload) or int(tag)
     runs.append({"client": client, "workload": workload, "tag": tag, "items": items, **json.load(open(path))})
-summary = {"batch_size": batch, "concurrency": concurrency, "sentences": sentences, "photos": images,
+summary = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "batch_size": batch, "concurrency": concurrency, "sentences": sentences, "photos": images,
            "directory_sizes": sizes, "runs": runs}
 json.dump(summary, open(os.path.join(results, "runs.json"), "w"), indent=1)
 PY

@@ -545,7 +545,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Caps glibc's malloc arenas at two. Each thread that allocates (async
+/// workers, image-reading threads) may otherwise get an arena of its own,
+/// and the batches' megabytes spread over them: peak memory then grows with
+/// the length of the job instead of staying flat (measured: 84 -> 98 MB for
+/// 1,000 -> 10,000 photos; with two arenas 60 -> 67 MB).
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
