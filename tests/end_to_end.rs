@@ -5,7 +5,7 @@
 //! embeddings Hugging Face's own pipeline computes
 //! (tests/fixtures/end-to-end, made by scripts/fixtures/end_to_end.py).
 
-use clip_client::{f32_from_raw, Error, Triton};
+use clip_client::{cosine, f32_from_raw, Error, Triton};
 use clip_contract::{model, tensor};
 use harness::fixtures::end_to_end;
 use harness::grpc::bytes_request;
@@ -13,12 +13,6 @@ use harness::server::{tiny_clip_repository, Server};
 
 const TEXT_COSINE: f32 = 0.9999;
 const IMAGE_COSINE: f32 = 0.999;
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (norm(a) * norm(b))
-}
 
 async fn embed(
     client: &Triton,
