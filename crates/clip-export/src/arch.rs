@@ -2,6 +2,8 @@
 //! pooling, read from a transformers `config.json` or an open_clip
 //! `open_clip_config.json`.
 
+use std::fmt;
+
 use serde_json::Value;
 
 use crate::error::{ExportError, Result};
@@ -24,6 +26,12 @@ impl Activation {
     }
 }
 
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Which token's final hidden state becomes the text embedding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TextPooling {
@@ -39,7 +47,7 @@ pub enum TextPooling {
     ArgMax,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TextTower {
     pub width: usize,
     pub layers: usize,
@@ -51,7 +59,7 @@ pub struct TextTower {
     pub pooling: TextPooling,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct VisionTower {
     pub width: usize,
     pub layers: usize,
@@ -74,7 +82,7 @@ impl VisionTower {
 }
 
 /// Everything the exporter needs to know about a CLIP besides its weights.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ClipArchitecture {
     pub text: TextTower,
     pub vision: VisionTower,

@@ -122,7 +122,7 @@ impl ClipWeights {
             projection: init.normal(vec![arch.embed_dim, v.width]),
         };
         Ok(ClipWeights {
-            arch: arch.clone(),
+            arch: *arch,
             layout: WeightLayout::Transformers,
             text,
             vision,
@@ -132,7 +132,7 @@ impl ClipWeights {
 }
 
 /// transformers' pooling for CLIP's vocabulary, for architectures built in code.
-pub fn default_text_pooling() -> TextPooling {
+pub const fn default_text_pooling() -> TextPooling {
     TextPooling::FirstEos(crate::arch::CLIP_EOT_ID)
 }
 

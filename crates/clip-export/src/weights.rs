@@ -364,7 +364,7 @@ fn read_transformers(src: &mut Source, arch: &ClipArchitecture) -> Result<ClipWe
     };
     let logit_scale = src.scalar("logit_scale")?;
     Ok(ClipWeights {
-        arch: arch.clone(),
+        arch: *arch,
         layout: WeightLayout::Transformers,
         text,
         vision,
@@ -449,7 +449,7 @@ fn read_open_clip(src: &mut Source, arch: &ClipArchitecture) -> Result<ClipWeigh
     };
     let logit_scale = src.scalar("logit_scale")?;
     Ok(ClipWeights {
-        arch: arch.clone(),
+        arch: *arch,
         layout: WeightLayout::OpenClip,
         text,
         vision,

@@ -237,7 +237,7 @@ fn both_layouts_load_to_the_same_weights() {
         clip_export::TextPooling::FirstEos(49407)
     );
     assert_eq!(oc.arch.text.pooling, clip_export::TextPooling::ArgMax);
-    let mut oc_arch = oc.arch.clone();
+    let mut oc_arch = oc.arch;
     oc_arch.text.pooling = hf.arch.text.pooling;
     assert_eq!(hf.arch, oc_arch);
     assert_eq!(hf.text, oc.text);
