@@ -42,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let visual = clip_export::export_visual(&weights, &options)?;
     eprintln!("exported in {:?}", start.elapsed());
 
-    let runtime = OrtRuntime::load(None)?;
+    let runtime = OrtRuntime::load(None, "a path")?;
     let report = clip_export::verify_textual(&runtime, &textual, &arch)?;
     eprintln!("textual probe: {report:?}");
     let report = clip_export::verify_visual(&runtime, &visual, &arch)?;

@@ -46,11 +46,9 @@ pub enum ExportError {
     #[error("weight {key} holds a non-finite value")]
     NonFinite { key: String },
 
-    #[error(
-        "ONNX Runtime library not found: set ORT_DYLIB_PATH or pass its path; \
-         `bash scripts/install-onnxruntime.sh` installs libonnxruntime 1.31.1 and prints its path ({0})"
-    )]
-    OrtLibraryMissing(String),
+    /// Finding or loading the library (clip-ort's messages name the install script).
+    #[error(transparent)]
+    OrtLoad(#[from] clip_ort::OrtError),
 
     #[error("ONNX Runtime: {0}")]
     Ort(String),

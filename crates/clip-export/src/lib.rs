@@ -11,7 +11,7 @@
 //! let visual = clip_export::export_visual(&weights, &options)?;
 //!
 //! // Probe both with ONNX Runtime before writing anything.
-//! let runtime = OrtRuntime::load(None)?; // ORT_DYLIB_PATH
+//! let runtime = OrtRuntime::load(None, "--ort-library")?; // None: ORT_DYLIB_PATH
 //! clip_export::verify_textual(&runtime, &textual, &arch)?;
 //! clip_export::verify_visual(&runtime, &visual, &arch)?;
 //! textual.write("repo/clip_text_encoder/1".as_ref(), "model.onnx")?;
@@ -29,8 +29,9 @@
 //!   `PIXEL_VALUES` float `[batch, 3, S, S]` to `EMBEDDING`. Opset 17, weights
 //!   as initializers, dynamic batch. The embeddings are the unnormalised
 //!   projections, as `get_text_features`/`get_image_features` return them.
-//! - [`OrtRuntime`] loads libonnxruntime at run time (`ORT_DYLIB_PATH`;
-//!   `scripts/install-onnxruntime.sh` installs 1.31.1).
+//! - [`OrtRuntime`] loads libonnxruntime at run time through clip-ort (a
+//!   path given, else `ORT_DYLIB_PATH`; `scripts/install-onnxruntime.sh`
+//!   installs 1.31.1).
 
 pub mod arch;
 pub mod error;
@@ -50,10 +51,7 @@ pub use error::{ExportError, Result};
 pub use graph::BATCH_DIM;
 pub use onnx::{ExternalData, ExternalDataPolicy, OnnxModel, WeightDtype, OPSET};
 pub use random::{default_text_pooling, RANDOM_INIT_STD};
-pub use verify::{
-    ort_library_path, verify_textual, verify_visual, Embeddings, LoadedModel, OrtRuntime,
-    ProbeReport, ORT_DYLIB_ENV,
-};
+pub use verify::{verify_textual, verify_visual, Embeddings, LoadedModel, OrtRuntime, ProbeReport};
 pub use weights::{ClipWeights, WeightLayout};
 
 /// How the models are written.

@@ -1,11 +1,9 @@
 //! Loading exported models with ONNX Runtime (`ort`, library loaded at run
 //! time) and the probe run that checks them before anything is written.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 use clip_contract::tensor;
-use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::Tensor as OrtTensor;
 
@@ -13,77 +11,31 @@ use crate::arch::{ClipArchitecture, TextPooling};
 use crate::error::{ExportError, Result};
 use crate::onnx::OnnxModel;
 
-/// The environment variable naming libonnxruntime.so.
-pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
-
-/// Finds the ONNX Runtime library: `ORT_DYLIB_PATH` when set, else `fallback`.
-pub fn ort_library_path(fallback: Option<&Path>) -> Result<PathBuf> {
-    resolve_library(std::env::var_os(ORT_DYLIB_ENV), fallback)
-}
-
-fn resolve_library(env: Option<std::ffi::OsString>, fallback: Option<&Path>) -> Result<PathBuf> {
-    let from_env = env.filter(|v| !v.is_empty()).map(PathBuf::from);
-    let (path, origin) = match (from_env, fallback) {
-        (Some(p), _) => (p, ORT_DYLIB_ENV),
-        (None, Some(p)) => (p.to_path_buf(), "the path given"),
-        (None, None) => {
-            return Err(ExportError::OrtLibraryMissing(format!(
-                "{ORT_DYLIB_ENV} is not set and no path was given"
-            )))
-        }
-    };
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(ExportError::OrtLibraryMissing(format!(
-            "{origin} names {}, which is not a file",
-            path.display()
-        )))
-    }
-}
-
-/// ONNX Runtime, loaded once per process (ort allows one environment).
+/// ONNX Runtime as loaded into this process, through clip-ort (one library
+/// and environment per process, shared with anything else that loads it).
+#[derive(Clone, Copy)]
 pub struct OrtRuntime {
-    library: PathBuf,
-    env: &'static Environment,
+    runtime: &'static clip_ort::Runtime,
 }
-
-static RUNTIME: OnceLock<(PathBuf, Environment)> = OnceLock::new();
 
 impl OrtRuntime {
-    /// Loads the library [`ort_library_path`] finds. Later calls reuse the
-    /// first library; asking for a different one then is an error.
-    pub fn load(fallback: Option<&Path>) -> Result<Self> {
-        let wanted = ort_library_path(fallback)?;
-        if RUNTIME.get().is_none() {
-            let env = ort::init_from(&wanted)
-                .map_err(|e| ExportError::Ort(format!("loading {}: {e}", wanted.display())))?
-                .with_name("clip-export")
-                .build()
-                .map_err(|e| ExportError::Ort(e.to_string()))?;
-            // A racing thread may have won; its environment is the one kept.
-            let _ = RUNTIME.set((wanted.clone(), env));
-        }
-        let (library, env) = RUNTIME.get().expect("set above");
-        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => a == b,
-        };
-        if !same(library, &wanted) {
-            return Err(ExportError::Ort(format!(
-                "ONNX Runtime is already loaded from {}; cannot switch to {} in the same process",
-                library.display(),
-                wanted.display()
-            )));
-        }
+    /// Loads `explicit` when given (`explicit_origin` names where the path
+    /// came from in errors, such as a command-line flag), else the library
+    /// `ORT_DYLIB_PATH` names. Later calls reuse the first library; asking
+    /// for a different one then is an error.
+    pub fn load(explicit: Option<&Path>, explicit_origin: &str) -> Result<Self> {
+        let library = clip_ort::library_path(
+            explicit,
+            explicit_origin,
+            std::env::var_os(clip_ort::ORT_DYLIB_ENV),
+        )?;
         Ok(OrtRuntime {
-            library: library.clone(),
-            env,
+            runtime: clip_ort::load(&library, None)?,
         })
     }
 
     pub fn library(&self) -> &Path {
-        &self.library
+        self.runtime.library()
     }
 
     /// A session for an exported model. Models with external data are
@@ -91,7 +43,7 @@ impl OrtRuntime {
     /// from beside the model).
     pub fn session(&self, model: &OnnxModel) -> Result<LoadedModel> {
         let ort_err = |e: ort::Error<_>| ExportError::Ort(e.to_string());
-        let mut builder = Session::builder(self.env)
+        let mut builder = Session::builder(self.runtime.env())
             .map_err(|e| ExportError::Ort(e.to_string()))?
             .with_intra_threads(2)
             .map_err(ort_err)?;
@@ -307,23 +259,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn library_lookup_errors_name_the_install_script() {
-        let err = resolve_library(None, None).unwrap_err().to_string();
-        assert!(err.contains("scripts/install-onnxruntime.sh"), "{err}");
-        assert!(err.contains(ORT_DYLIB_ENV), "{err}");
-
-        let err = resolve_library(Some("/nonexistent/libonnxruntime.so".into()), None)
-            .unwrap_err()
+    fn a_missing_library_is_named_with_its_origin_and_the_install_script() {
+        // An explicit path wins over ORT_DYLIB_PATH, so this holds whatever the environment says.
+        let missing = Path::new("/nonexistent/libonnxruntime.so");
+        let err = OrtRuntime::load(Some(missing), "--ort-library")
+            .err()
+            .expect("no such file")
             .to_string();
-        assert!(err.contains("/nonexistent/libonnxruntime.so"), "{err}");
+        assert!(
+            err.contains("--ort-library names /nonexistent/libonnxruntime.so"),
+            "{err}"
+        );
         assert!(err.contains("scripts/install-onnxruntime.sh"), "{err}");
-
-        // The environment variable wins over the argument; an empty one is unset.
-        let exe = std::env::current_exe().unwrap();
-        let found =
-            resolve_library(Some(exe.clone().into()), Some(Path::new("/nonexistent"))).unwrap();
-        assert_eq!(found, exe);
-        let found = resolve_library(Some("".into()), Some(&exe)).unwrap();
-        assert_eq!(found, exe);
     }
 }

@@ -48,7 +48,7 @@ fn runtime() -> OrtRuntime {
                 .trim(),
         )
     });
-    OrtRuntime::load(Some(library)).expect("load ONNX Runtime")
+    OrtRuntime::load(Some(library), "the test's library").expect("load ONNX Runtime")
 }
 
 struct Fixtures {
