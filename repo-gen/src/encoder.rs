@@ -9,11 +9,15 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use clip_contract::{kind, param, triton};
+use clip_contract::{file, kind, param, triton, TensorSpec};
 use serde::Serialize;
 
-use crate::placement::InstanceGroup;
-use crate::{render, Batching, Common, RenderError, ENCODER_TEMPLATE_NAME, ENSEMBLE_TEMPLATE_NAME};
+use crate::model_dir::{FileSource, ModelDir, VersionFile};
+use crate::placement::{InstanceGroup, InstanceKind};
+use crate::render::{
+    check_name, render, Batching, Common, RenderError, ENCODER_TEMPLATE_NAME,
+    ENSEMBLE_TEMPLATE_NAME,
+};
 
 /// Which runtime serves the encoders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,61 +81,19 @@ impl Tower {
     }
 }
 
-/// Triton's tensor data types that CLIP models use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DataType {
-    Fp32,
-    Fp16,
-    Int64,
-    Int32,
-    String,
-}
-
-impl DataType {
-    /// As config.pbtxt spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DataType::Fp32 => "TYPE_FP32",
-            DataType::Fp16 => "TYPE_FP16",
-            DataType::Int64 => "TYPE_INT64",
-            DataType::Int32 => "TYPE_INT32",
-            DataType::String => "TYPE_STRING",
-        }
-    }
-}
-
-/// One input or output: name, type and the dims after the batch dimension
-/// (-1 for a variable one).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TensorSpec {
-    pub name: String,
-    pub data_type: DataType,
-    pub dims: Vec<i64>,
-}
-
-impl TensorSpec {
-    pub fn new(name: impl Into<String>, data_type: DataType, dims: Vec<i64>) -> Self {
-        TensorSpec {
-            name: name.into(),
-            data_type,
-            dims,
-        }
-    }
-
-    fn context(&self) -> TensorContext<'_> {
-        TensorContext {
-            name: &self.name,
-            data_type: self.data_type.as_str(),
-            dims: &self.dims,
-        }
-    }
-}
-
 #[derive(Serialize)]
 struct TensorContext<'a> {
     name: &'a str,
     data_type: &'static str,
     dims: &'a [i64],
+}
+
+fn tensor_context(tensor: &TensorSpec) -> TensorContext<'_> {
+    TensorContext {
+        name: &tensor.name,
+        data_type: tensor.data_type.config_name(),
+        dims: &tensor.dims,
+    }
 }
 
 /// What a client needs to know about the model, carried by every model of a
@@ -234,7 +196,7 @@ impl EncoderModel {
             && self
                 .instance_groups
                 .iter()
-                .any(|g| g.kind == crate::InstanceKind::Cpu)
+                .any(|g| g.kind == InstanceKind::Cpu)
         {
             return Err(
                 common.invalid("TensorRT plans run on the GPU only; use KIND_GPU instances")
@@ -288,8 +250,8 @@ impl EncoderModel {
             },
         );
         context.insert("embedding_dim", &self.facts.embedding_dim);
-        let inputs: Vec<_> = self.inputs.iter().map(TensorSpec::context).collect();
-        let outputs: Vec<_> = self.outputs.iter().map(TensorSpec::context).collect();
+        let inputs: Vec<_> = self.inputs.iter().map(tensor_context).collect();
+        let outputs: Vec<_> = self.outputs.iter().map(tensor_context).collect();
         context.insert("inputs", &inputs);
         context.insert("outputs", &outputs);
         let groups: Vec<_> = self
@@ -318,6 +280,16 @@ impl EncoderModel {
             );
         }
         render(ENCODER_TEMPLATE_NAME, &context)
+    }
+
+    /// The model folder with `onnx` as model.onnx (TensorRT plans are built
+    /// from it beside it, see [`crate::tensorrt`]).
+    pub fn model_dir(&self, onnx: FileSource) -> Result<ModelDir, RenderError> {
+        Ok(ModelDir {
+            name: self.name.clone(),
+            config: self.render()?,
+            files: vec![VersionFile::new(file::ONNX_MODEL, onnx)],
+        })
     }
 }
 
@@ -366,7 +338,7 @@ impl EnsembleModel {
             return Err(common.invalid("an ensemble needs at least one step"));
         }
         for step in &self.steps {
-            crate::check_name(&step.model_name)?;
+            check_name(&step.model_name)?;
         }
         let mut context = common.context(&[], &self.facts.parameters())?;
         context.remove("backend");
@@ -374,8 +346,8 @@ impl EnsembleModel {
         context.insert("tower", self.tower.as_str());
         context.insert("input_name", &self.input.name);
         context.insert("output_name", &self.output.name);
-        context.insert("input", &self.input.context());
-        context.insert("output", &self.output.context());
+        context.insert("input", &tensor_context(&self.input));
+        context.insert("output", &tensor_context(&self.output));
         let names: Vec<&str> = self.steps.iter().map(|s| s.model_name.as_str()).collect();
         context.insert("step_names", &names);
         fn map(pairs: &[(String, String)]) -> Vec<HashMap<&'static str, &str>> {
@@ -395,6 +367,15 @@ impl EnsembleModel {
             .collect();
         context.insert("steps", &steps);
         render(ENSEMBLE_TEMPLATE_NAME, &context)
+    }
+
+    /// The model folder: the config and an empty version folder.
+    pub fn model_dir(&self) -> Result<ModelDir, RenderError> {
+        Ok(ModelDir {
+            name: self.name.clone(),
+            config: self.render()?,
+            files: Vec::new(),
+        })
     }
 }
 

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use clip_export::WeightDtype;
 use repo_gen::download::HubOptions;
-use repo_gen::generate::{generate, Options, Source};
-use repo_gen::{registry, Batching, DynamicBatching, GpuChoice, Runtime};
+use repo_gen::{
+    generate, registry, Batching, DynamicBatching, GpuChoice, Options, Runtime, Source,
+};
 
 #[derive(Parser)]
 #[command(
@@ -216,11 +217,6 @@ fn run(args: ExportArgs) -> ExitCode {
         },
         _ => unreachable!("clap requires one source"),
     };
-    if let Some(library) = &args.ort_library {
-        // --ort-library wins over an ORT_DYLIB_PATH already set (clip-export reads the variable
-        // first). Set before any thread starts.
-        std::env::set_var(clip_export::ORT_DYLIB_ENV, library);
-    }
     let options = Options {
         source,
         out: args.out,

@@ -6,13 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
+use clip_contract::{DataType, TensorSpec};
 use clip_export::proto::tensor_proto::DataType as OnnxType;
 use clip_export::proto::tensor_shape_proto::dimension::Value as Dim;
 use clip_export::proto::type_proto::Value as TypeValue;
 use clip_export::proto::{ModelProto, ValueInfoProto};
 use clip_export::OnnxModel;
 
-use crate::encoder::{DataType, TensorSpec};
+use crate::model_dir::FileSource;
 
 /// Why an ONNX model's interface cannot be written as a config.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,15 @@ pub fn read_model(model: &OnnxModel, source_name: &Path) -> Result<ModelIo, Onnx
         message: e.to_string(),
     })?;
     interface(&proto, source_name)
+}
+
+/// Reads the interface of an encoder about to go into a repository;
+/// `what` names an in-memory model in errors.
+pub fn read_source(source: &FileSource, what: &str) -> Result<ModelIo, OnnxIoError> {
+    match source {
+        FileSource::Onnx(model) => read_model(model, Path::new(what)),
+        FileSource::Copy(path) => read_file(path),
+    }
 }
 
 /// Reads the interface of an ONNX file.
@@ -161,9 +171,5 @@ fn tensor(info: &ValueInfoProto) -> Result<TensorSpec, String> {
         ));
     }
     dims.remove(0);
-    Ok(TensorSpec {
-        name,
-        data_type,
-        dims,
-    })
+    Ok(TensorSpec::new(name, data_type, dims))
 }

@@ -2,10 +2,10 @@
 //! familiar: `ARCH::PRETRAINED`, for example `ViT-B-32::openai`.
 //!
 //! Each entry says where the weights live on the Hugging Face hub, how they
-//! are laid out, and the architecture facts an exporter needs. The numbers
-//! are those of the weights' own configs (`config.json` for transformers
-//! repos, `open_clip_config.json` and open_clip's `pretrained.py` for the
-//! others).
+//! are laid out, and the architecture in clip-export's own terms
+//! ([`ClipArchitecture`]). The numbers are those of the weights' own configs
+//! (`config.json` for transformers repos, `open_clip_config.json` and
+//! open_clip's `pretrained.py` for the others).
 //!
 //! [`lookup`] is forgiving: case does not matter, and `-` and `_` are the
 //! same character, as long as that leaves one model. An unknown name gets an
@@ -14,6 +14,7 @@
 use std::fmt;
 
 use clip_contract::defaults;
+use clip_export::{default_text_pooling, Activation, ClipArchitecture, TextTower, VisionTower};
 
 /// How a repository stores the weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,30 +57,6 @@ impl fmt::Display for WeightsLayout {
     }
 }
 
-/// The MLP activation of both towers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    /// `x * sigmoid(1.702 * x)`: OpenAI's original weights, and the LAION-400M ViT-B-32 ones.
-    QuickGelu,
-    /// The exact (erf) GELU.
-    Gelu,
-}
-
-impl Activation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Activation::QuickGelu => "quick_gelu",
-            Activation::Gelu => "gelu",
-        }
-    }
-}
-
-impl fmt::Display for Activation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Where the files of a model are on the Hugging Face hub.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HubFiles {
@@ -99,31 +76,6 @@ impl HubFiles {
     }
 }
 
-/// The text transformer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TextTower {
-    pub width: u32,
-    pub layers: u32,
-    pub heads: u32,
-    /// Hidden size of each MLP.
-    pub mlp_width: u32,
-    pub context_length: u32,
-    pub vocab_size: u32,
-}
-
-/// The vision transformer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VisionTower {
-    pub width: u32,
-    pub layers: u32,
-    pub heads: u32,
-    /// Hidden size of each MLP.
-    pub mlp_width: u32,
-    pub patch_size: u32,
-    /// Side of the square input image.
-    pub image_size: u32,
-}
-
 /// One published CLIP checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ModelSpec {
@@ -135,42 +87,41 @@ pub struct ModelSpec {
     pub pretrained: &'static str,
     pub hub: HubFiles,
     pub layout: WeightsLayout,
-    /// Size of the joint embedding both towers project into.
-    pub embed_dim: u32,
-    pub text: TextTower,
-    pub vision: VisionTower,
-    pub activation: Activation,
+    /// What `--random-init` builds, and what a downloaded config must agree with.
+    pub architecture: ClipArchitecture,
     /// Per-channel (RGB) normalisation of the image preprocessing.
     pub mean: [f32; 3],
     pub std: [f32; 3],
 }
 
-const CONTEXT_LENGTH: u32 = defaults::CONTEXT_LENGTH as u32;
-const VOCAB_SIZE: u32 = 49408;
+/// CLIP's BPE vocabulary, the text tower of every model here.
+const VOCAB_SIZE: usize = 49408;
 
 const OPENAI_MEAN: [f32; 3] = defaults::IMAGE_MEAN;
 const OPENAI_STD: [f32; 3] = defaults::IMAGE_STD;
 /// open_clip's INCEPTION_MEAN / INCEPTION_STD.
 const HALF: [f32; 3] = [0.5, 0.5, 0.5];
 
-const fn text(width: u32, layers: u32, heads: u32) -> TextTower {
+const fn text(width: usize, layers: usize, heads: usize) -> TextTower {
     TextTower {
         width,
         layers,
         heads,
         mlp_width: 4 * width,
-        context_length: CONTEXT_LENGTH,
+        context_length: defaults::CONTEXT_LENGTH,
         vocab_size: VOCAB_SIZE,
+        // For --random-init; a downloaded config keeps its own (it follows its eos_token_id).
+        pooling: default_text_pooling(),
     }
 }
 
 const fn vision(
-    width: u32,
-    layers: u32,
-    heads: u32,
-    mlp_width: u32,
-    patch_size: u32,
-    image_size: u32,
+    width: usize,
+    layers: usize,
+    heads: usize,
+    mlp_width: usize,
+    patch_size: usize,
+    image_size: usize,
 ) -> VisionTower {
     VisionTower {
         width,
@@ -224,7 +175,7 @@ const fn entry(
     pretrained: &'static str,
     hub: HubFiles,
     layout: WeightsLayout,
-    embed_dim: u32,
+    embed_dim: usize,
     text: TextTower,
     vision: VisionTower,
     activation: Activation,
@@ -237,10 +188,14 @@ const fn entry(
         pretrained,
         hub,
         layout,
-        embed_dim,
-        text,
-        vision,
-        activation,
+        architecture: ClipArchitecture {
+            text,
+            vision,
+            embed_dim,
+            activation,
+            // Every CLIP's LayerNorms use torch's default.
+            layer_norm_eps: 1e-5,
+        },
         mean,
         std,
     }
@@ -463,9 +418,9 @@ pub fn table(models: &[ModelSpec]) -> String {
         .map(|m| {
             [
                 m.name.to_owned(),
-                m.embed_dim.to_string(),
-                m.vision.image_size.to_string(),
-                m.activation.to_string(),
+                m.architecture.embed_dim.to_string(),
+                m.architecture.vision.image_size.to_string(),
+                m.architecture.activation.to_string(),
                 m.layout.to_string(),
                 m.hub.repo.to_owned(),
             ]

@@ -10,10 +10,10 @@
 
 use std::fmt::Write as _;
 
-use clip_contract::file;
+use clip_contract::{file, TensorSpec};
 
-use crate::encoder::TensorSpec;
-use crate::Batching;
+use crate::model_dir::VERSION;
+use crate::render::Batching;
 
 /// The trtexec invocation for one encoder, relative to the repository root.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl TrtexecCommand {
                 bad.name, bad.dims
             ));
         }
-        let version = crate::VERSION;
+        let version = VERSION;
         let shapes = |batch: u32| {
             inputs
                 .iter()
@@ -86,7 +86,7 @@ impl TrtexecCommand {
         let mut line = String::from("\"$TRTEXEC\"");
         for arg in &self.args {
             line.push(' ');
-            line.push_str(&crate::generate::shell_quote(arg));
+            line.push_str(&shell_quote(arg));
         }
         line
     }
@@ -112,11 +112,24 @@ pub fn script(commands: &[TrtexecCommand]) -> String {
     text
 }
 
+/// `text` as one POSIX shell word.
+fn shell_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encoder::DataType;
-    use crate::DynamicBatching;
+    use crate::render::DynamicBatching;
+    use clip_contract::DataType;
 
     #[test]
     fn shapes_follow_the_batch_settings() {

@@ -38,9 +38,9 @@ fn models_prints_one_row_per_registry_entry() {
             cells,
             [
                 model.name,
-                &model.embed_dim.to_string(),
-                &model.vision.image_size.to_string(),
-                model.activation.as_str(),
+                &model.architecture.embed_dim.to_string(),
+                &model.architecture.vision.image_size.to_string(),
+                model.architecture.activation.name(),
                 model.layout.as_str(),
                 model.hub.repo,
             ],

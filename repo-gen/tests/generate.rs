@@ -37,7 +37,7 @@ fn read_f32(entry: &Value) -> Vec<f32> {
 /// compares with the reference embeddings of `variant`.
 fn check_parity(repo: &Path, prefix: &str, variant: &str) {
     let manifest = manifest();
-    let runtime = OrtRuntime::load(Some(ort_library())).unwrap();
+    let runtime = OrtRuntime::load(Some(ort_library()), "the test's library").unwrap();
     let load = |name: &str| {
         let path = repo
             .join(format!("{prefix}{name}"))
@@ -473,6 +473,41 @@ fn without_onnx_runtime_the_error_names_the_install_script() {
     fails_without_writing(
         &["--weights", &w],
         &["scripts/install-onnxruntime.sh", "--ort-library"],
+    );
+}
+
+#[test]
+fn ort_library_wins_over_ort_dylib_path() {
+    let out = tempfile::tempdir().unwrap();
+    let repo = out.path().join("r");
+    let w = weights_arg();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_repo-gen"))
+        .args(["--weights", &w, "--gpus", "none", "--out"])
+        .arg(&repo)
+        .arg("--ort-library")
+        .arg(ort_library())
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let encoder = read(&repo, model::TEXT_ENCODER);
+    assert!(encoder.contains(&parameter(
+        param::ORT_LIBRARY,
+        ort_library().to_str().unwrap()
+    )));
+    // Without the flag the variable is used, and named when it is wrong.
+    fails_without_writing(&["--weights", &w], &["--ort-library"]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_repo-gen"))
+        .args(["--weights", &w, "--gpus", "none", "--out"])
+        .arg(out.path().join("s"))
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("ORT_DYLIB_PATH names /nonexistent/libonnxruntime.so"),
+        "{}",
+        stderr(&output)
     );
 }
 

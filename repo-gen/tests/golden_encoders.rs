@@ -129,7 +129,7 @@ fn ensemble(prefix: &str) -> EnsembleModel {
         name: format!("{prefix}{}", model::IMAGE_ENSEMBLE),
         tower: Tower::Image,
         max_batch_size: 64,
-        input: TensorSpec::new(tensor::IMAGE, DataType::String, vec![1]),
+        input: TensorSpec::new(tensor::IMAGE, DataType::Bytes, vec![1]),
         output: TensorSpec::new(tensor::EMBEDDING, DataType::Fp32, vec![512]),
         steps: vec![
             EnsembleStep {

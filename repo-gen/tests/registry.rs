@@ -1,6 +1,7 @@
 //! The model registry: names, facts and forgiving lookup.
 
-use repo_gen::registry::{self, Activation, LookupError, WeightsLayout};
+use clip_export::Activation;
+use repo_gen::registry::{self, LookupError, WeightsLayout};
 
 const EXPECTED: [&str; 14] = [
     "ViT-B-32::openai",
@@ -32,11 +33,26 @@ fn every_clip_as_service_name_is_known_exactly_once() {
 fn entries_are_internally_consistent() {
     for m in registry::all() {
         assert_eq!(m.name, format!("{}::{}", m.arch, m.pretrained));
-        assert_eq!(m.text.context_length, 77, "{}", m.name);
-        assert_eq!(m.text.vocab_size, 49408, "{}", m.name);
-        assert_eq!(m.text.width % m.text.heads, 0, "{}", m.name);
-        assert_eq!(m.vision.width % m.vision.heads, 0, "{}", m.name);
-        assert_eq!(m.vision.image_size % m.vision.patch_size, 0, "{}", m.name);
+        assert_eq!(m.architecture.text.context_length, 77, "{}", m.name);
+        assert_eq!(m.architecture.text.vocab_size, 49408, "{}", m.name);
+        assert_eq!(
+            m.architecture.text.width % m.architecture.text.heads,
+            0,
+            "{}",
+            m.name
+        );
+        assert_eq!(
+            m.architecture.vision.width % m.architecture.vision.heads,
+            0,
+            "{}",
+            m.name
+        );
+        assert_eq!(
+            m.architecture.vision.image_size % m.architecture.vision.patch_size,
+            0,
+            "{}",
+            m.name
+        );
         assert_eq!(m.hub.config, m.layout.config_file(), "{}", m.name);
         assert_eq!(m.hub.weights, m.layout.weights_file(), "{}", m.name);
         assert_eq!(m.hub.tokenizer, "tokenizer.json", "{}", m.name);
@@ -50,7 +66,7 @@ fn entries_are_internally_consistent() {
         } else {
             Activation::Gelu
         };
-        assert_eq!(m.activation, expected, "{}", m.name);
+        assert_eq!(m.architecture.activation, expected, "{}", m.name);
     }
 }
 
@@ -59,37 +75,69 @@ fn architecture_facts_match_the_published_configs() {
     let b32 = registry::lookup("ViT-B-32::openai").unwrap();
     assert_eq!(b32.hub.repo, "openai/clip-vit-base-patch32");
     assert_eq!(b32.layout, WeightsLayout::Transformers);
-    assert_eq!(b32.embed_dim, 512);
+    assert_eq!(b32.architecture.embed_dim, 512);
     assert_eq!(
-        (b32.text.width, b32.text.layers, b32.text.heads),
+        (
+            b32.architecture.text.width,
+            b32.architecture.text.layers,
+            b32.architecture.text.heads
+        ),
         (512, 12, 8)
     );
     assert_eq!(
-        (b32.vision.width, b32.vision.layers, b32.vision.heads),
+        (
+            b32.architecture.vision.width,
+            b32.architecture.vision.layers,
+            b32.architecture.vision.heads
+        ),
         (768, 12, 12)
     );
-    assert_eq!((b32.vision.patch_size, b32.vision.image_size), (32, 224));
+    assert_eq!(
+        (
+            b32.architecture.vision.patch_size,
+            b32.architecture.vision.image_size
+        ),
+        (32, 224)
+    );
     assert_eq!(b32.mean, clip_contract::defaults::IMAGE_MEAN);
 
     let l336 = registry::lookup("ViT-L-14-336::openai").unwrap();
-    assert_eq!((l336.vision.patch_size, l336.vision.image_size), (14, 336));
-    assert_eq!(l336.embed_dim, 768);
+    assert_eq!(
+        (
+            l336.architecture.vision.patch_size,
+            l336.architecture.vision.image_size
+        ),
+        (14, 336)
+    );
+    assert_eq!(l336.architecture.embed_dim, 768);
 
     let h14 = registry::lookup("ViT-H-14::laion2b-s32b-b79k").unwrap();
     assert_eq!(h14.hub.repo, "laion/CLIP-ViT-H-14-laion2B-s32B-b79K");
-    assert_eq!(h14.embed_dim, 1024);
+    assert_eq!(h14.architecture.embed_dim, 1024);
     assert_eq!(
-        (h14.text.width, h14.text.layers, h14.text.heads),
+        (
+            h14.architecture.text.width,
+            h14.architecture.text.layers,
+            h14.architecture.text.heads
+        ),
         (1024, 24, 16)
     );
     assert_eq!(
-        (h14.vision.width, h14.vision.layers, h14.vision.heads),
+        (
+            h14.architecture.vision.width,
+            h14.architecture.vision.layers,
+            h14.architecture.vision.heads
+        ),
         (1280, 32, 16)
     );
 
     let g14 = registry::lookup("ViT-g-14::laion2b-s12b-b42k").unwrap();
     assert_eq!(
-        (g14.vision.width, g14.vision.layers, g14.vision.mlp_width),
+        (
+            g14.architecture.vision.width,
+            g14.architecture.vision.layers,
+            g14.architecture.vision.mlp_width
+        ),
         (1408, 40, 6144)
     );
 

@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use clip_contract::{defaults, file, tensor};
+use clip_contract::{defaults, tensor};
 use repo_gen::{
-    Batching, DynamicBatching, EncoderModel, Facts, ImagePreprocessModel, InstanceGroup,
-    InstanceKind, Runtime, TensorSpec, TextPreprocessModel, Tower,
+    Batching, DynamicBatching, EncoderModel, Facts, FileSource, ImagePreprocessModel,
+    InstanceGroup, InstanceKind, OnnxModel, Runtime, TensorSpec, TextPreprocessModel, Tower,
 };
 
 /// How the test wants a model served.
@@ -149,10 +149,13 @@ impl Repository {
             inter_op_threads: None,
             extra_parameters: extra(parameters),
         };
-        let config = model.render().unwrap_or_else(|e| panic!("{e}"));
-        let version = self.path().join(name).join(repo_gen::VERSION);
-        std::fs::create_dir_all(&version).expect("model folder");
-        std::fs::write(self.path().join(name).join("config.pbtxt"), config).expect("config.pbtxt");
-        std::fs::write(version.join(file::ONNX_MODEL), onnx).expect("model.onnx");
+        let onnx = FileSource::Onnx(OnnxModel {
+            model: onnx.to_vec(),
+            external_data: None,
+        });
+        model
+            .model_dir(onnx)
+            .and_then(|dir| dir.write_into(self.path()))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -1,0 +1,97 @@
+//! One model of a repository as it goes onto disk: `<name>/config.pbtxt` and
+//! the version folder `<name>/1/` with its files. Every model type renders
+//! into a [`ModelDir`], and repo-gen and the tests write them the same way.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use clip_export::OnnxModel;
+
+use crate::render::{check_name, RenderError};
+
+/// Version folder every generated model is written into.
+pub const VERSION: &str = "1";
+
+/// A model folder: its config and the files of its version folder.
+#[derive(Debug)]
+pub struct ModelDir {
+    pub name: String,
+    pub config: String,
+    pub files: Vec<VersionFile>,
+}
+
+/// A file of the version folder.
+#[derive(Debug)]
+pub struct VersionFile {
+    /// Its name inside the version folder.
+    pub name: String,
+    pub source: FileSource,
+}
+
+/// Where a file's contents come from.
+#[derive(Debug)]
+pub enum FileSource {
+    /// A file on disk, copied.
+    Copy(PathBuf),
+    /// An ONNX model in memory; its external data, if any, goes beside it.
+    Onnx(OnnxModel),
+}
+
+impl FileSource {
+    /// Bytes it takes on disk (0 when a file to copy cannot be read; the copy then says why).
+    pub fn bytes(&self) -> u64 {
+        match self {
+            FileSource::Copy(path) => fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            FileSource::Onnx(model) => {
+                (model.model.len() + model.external_data.as_ref().map_or(0, |d| d.bytes.len()))
+                    as u64
+            }
+        }
+    }
+}
+
+impl VersionFile {
+    pub fn new(name: impl Into<String>, source: FileSource) -> Self {
+        VersionFile {
+            name: name.into(),
+            source,
+        }
+    }
+}
+
+impl ModelDir {
+    /// Writes `<repository>/<name>/config.pbtxt` and `<name>/1/` with the
+    /// files. Returns the model folder.
+    pub fn write_into(&self, repository: &Path) -> Result<PathBuf, RenderError> {
+        check_name(&self.name)?;
+        let model = repository.join(&self.name);
+        let version = model.join(VERSION);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RenderError::Io { path, source }
+        };
+        fs::create_dir_all(&version).map_err(io(&version))?;
+        let config_path = model.join("config.pbtxt");
+        fs::write(&config_path, &self.config).map_err(io(&config_path))?;
+        for file in &self.files {
+            match &file.source {
+                FileSource::Copy(from) => {
+                    let to = version.join(&file.name);
+                    fs::copy(from, &to).map_err(|source| RenderError::Copy {
+                        from: from.clone(),
+                        to,
+                        source,
+                    })?;
+                }
+                FileSource::Onnx(onnx) => {
+                    onnx.write(&version, &file.name)
+                        .map_err(|source| RenderError::Onnx {
+                            dir: version.clone(),
+                            source,
+                        })?;
+                }
+            }
+        }
+        Ok(model)
+    }
+}

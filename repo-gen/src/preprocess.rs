@@ -1,0 +1,226 @@
+//! The two preprocessing models the `clip` backend serves:
+//! `text_preprocess` (sentences to token ids) and `image_preprocess`
+//! (encoded image files to normalised pixels).
+
+use std::path::{Path, PathBuf};
+
+use clip_contract::{defaults, kind, param, tensor};
+
+use crate::model_dir::{FileSource, ModelDir, VersionFile};
+use crate::render::{
+    render, Batching, Common, RenderError, IMAGE_TEMPLATE_NAME, TEXT_TEMPLATE_NAME,
+};
+
+/// Name of the tokenizer's own settings file, copied beside the tokenizer when present.
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+
+/// A `text_preprocess` model: UTF-8 sentences in, token ids out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextPreprocessModel {
+    pub name: String,
+    pub batching: Batching,
+    /// CPU instances (preprocessing never runs on the GPU).
+    pub instances: u32,
+    pub context_length: usize,
+    /// Overrides the pad token id that the tokenizer files declare.
+    pub pad_token_id: Option<u32>,
+    /// Written after the parameters above; a key already written replaces its value.
+    pub extra_parameters: Vec<(String, String)>,
+}
+
+/// An `image_preprocess` model: encoded image files in, normalised pixels out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImagePreprocessModel {
+    pub name: String,
+    pub batching: Batching,
+    /// CPU instances (preprocessing never runs on the GPU).
+    pub instances: u32,
+    /// Side of the square output image.
+    pub image_size: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// Largest image (width x height) the preprocessor decodes.
+    pub max_pixels: u64,
+    pub reduced_scale_decode: bool,
+    /// TYPE_FP16 pixels instead of TYPE_FP32.
+    pub half_precision: bool,
+    /// Written after the parameters above; a key already written replaces its value.
+    pub extra_parameters: Vec<(String, String)>,
+}
+
+impl TextPreprocessModel {
+    /// One CPU instance and the tokenizer settings every published CLIP shares.
+    pub fn new(name: impl Into<String>, batching: Batching) -> Self {
+        TextPreprocessModel {
+            name: name.into(),
+            batching,
+            instances: 1,
+            context_length: defaults::CONTEXT_LENGTH,
+            pad_token_id: None,
+            extra_parameters: Vec::new(),
+        }
+    }
+
+    /// The model's config.pbtxt.
+    pub fn render(&self) -> Result<String, RenderError> {
+        let common = Common {
+            name: &self.name,
+            batching: &self.batching,
+            instances: self.instances,
+        };
+        common.validate()?;
+        if self.context_length == 0 {
+            return Err(common.invalid("context_length must be at least 1"));
+        }
+        let mut parameters = vec![
+            (param::KIND, kind::TEXT_PREPROCESS.to_owned()),
+            (param::TOKENIZER_FILE, defaults::TOKENIZER_FILE.to_owned()),
+            (param::CONTEXT_LENGTH, self.context_length.to_string()),
+        ];
+        if let Some(pad) = self.pad_token_id {
+            parameters.push((param::PAD_TOKEN_ID, pad.to_string()));
+        }
+        let mut context = common.context(&parameters, &self.extra_parameters)?;
+        context.insert("input_name", tensor::TEXT);
+        context.insert("output_name", tensor::INPUT_IDS);
+        context.insert("context_length", &self.context_length);
+        render(TEXT_TEMPLATE_NAME, &context)
+    }
+
+    /// The model folder, with `tokenizer` (a Hugging Face tokenizer.json,
+    /// whatever its name) copied in as tokenizer.json, and the
+    /// tokenizer_config.json beside it when there is one.
+    pub fn model_dir(&self, tokenizer: Option<&Path>) -> Result<ModelDir, RenderError> {
+        let config = self.render()?;
+        let mut files = Vec::new();
+        if let Some(tokenizer) = tokenizer {
+            let dir = match tokenizer.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            if !tokenizer.is_file() {
+                return Err(RenderError::MissingTokenizer {
+                    model: self.name.clone(),
+                    dir: dir.to_path_buf(),
+                    file: tokenizer
+                        .file_name()
+                        .unwrap_or(tokenizer.as_os_str())
+                        .to_string_lossy()
+                        .into_owned(),
+                });
+            }
+            files.push(VersionFile::new(
+                defaults::TOKENIZER_FILE,
+                FileSource::Copy(tokenizer.to_path_buf()),
+            ));
+            let tokenizer_config = dir.join(TOKENIZER_CONFIG_FILE);
+            if tokenizer_config.is_file() {
+                files.push(VersionFile::new(
+                    TOKENIZER_CONFIG_FILE,
+                    FileSource::Copy(tokenizer_config),
+                ));
+            }
+        }
+        Ok(ModelDir {
+            name: self.name.clone(),
+            config,
+            files,
+        })
+    }
+
+    /// Writes `<repository>/<name>/config.pbtxt` and the version folder
+    /// `<name>/1/`, with tokenizer.json (required) and tokenizer_config.json
+    /// (when present) copied from `tokenizer_dir`. Returns the model folder.
+    pub fn write_into(
+        &self,
+        repository: &Path,
+        tokenizer_dir: Option<&Path>,
+    ) -> Result<PathBuf, RenderError> {
+        let tokenizer = tokenizer_dir.map(|dir| dir.join(defaults::TOKENIZER_FILE));
+        self.model_dir(tokenizer.as_deref())?.write_into(repository)
+    }
+}
+
+impl ImagePreprocessModel {
+    /// One CPU instance, FP32 pixels and OpenAI CLIP's preprocessing.
+    pub fn new(name: impl Into<String>, batching: Batching) -> Self {
+        ImagePreprocessModel {
+            name: name.into(),
+            batching,
+            instances: 1,
+            image_size: defaults::IMAGE_SIZE,
+            mean: defaults::IMAGE_MEAN,
+            std: defaults::IMAGE_STD,
+            max_pixels: defaults::MAX_PIXELS,
+            reduced_scale_decode: true,
+            half_precision: false,
+            extra_parameters: Vec::new(),
+        }
+    }
+
+    /// The model's config.pbtxt.
+    pub fn render(&self) -> Result<String, RenderError> {
+        let common = Common {
+            name: &self.name,
+            batching: &self.batching,
+            instances: self.instances,
+        };
+        common.validate()?;
+        if self.image_size == 0 {
+            return Err(common.invalid("image_size must be at least 1"));
+        }
+        if self.max_pixels == 0 {
+            return Err(common.invalid("max_pixels must be at least 1"));
+        }
+        if self.mean.iter().any(|m| !m.is_finite()) {
+            return Err(common.invalid(format!("mean must be finite, got {:?}", self.mean)));
+        }
+        if self.std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
+            return Err(common.invalid(format!(
+                "std must be positive and finite, got {:?}",
+                self.std
+            )));
+        }
+        let parameters = vec![
+            (param::KIND, kind::IMAGE_PREPROCESS.to_owned()),
+            (param::IMAGE_SIZE, self.image_size.to_string()),
+            (param::IMAGE_MEAN, triple(&self.mean)),
+            (param::IMAGE_STD, triple(&self.std)),
+            (param::MAX_PIXELS, self.max_pixels.to_string()),
+            (
+                param::REDUCED_SCALE_DECODE,
+                self.reduced_scale_decode.to_string(),
+            ),
+        ];
+        let mut context = common.context(&parameters, &self.extra_parameters)?;
+        context.insert("input_name", tensor::IMAGE);
+        context.insert("output_name", tensor::PIXEL_VALUES);
+        context.insert("image_size", &self.image_size);
+        context.insert("half_precision", &self.half_precision);
+        render(IMAGE_TEMPLATE_NAME, &context)
+    }
+
+    /// The model folder: the config and an empty version folder.
+    pub fn model_dir(&self) -> Result<ModelDir, RenderError> {
+        Ok(ModelDir {
+            name: self.name.clone(),
+            config: self.render()?,
+            files: Vec::new(),
+        })
+    }
+
+    /// Writes `<repository>/<name>/config.pbtxt` and an empty version folder
+    /// `<name>/1/`. Returns the model folder.
+    pub fn write_into(&self, repository: &Path) -> Result<PathBuf, RenderError> {
+        self.model_dir()?.write_into(repository)
+    }
+}
+
+/// Three floats as the backend reads them: comma-separated, shortest exact form.
+fn triple(values: &[f32; 3]) -> String {
+    values
+        .iter()
+        .map(f32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,366 @@
+//! The six models of a repository, assembled from the prepared encoders:
+//! their interfaces read from the ONNX files and checked against what the
+//! preprocessing feeds them, the facts every model carries, the instance
+//! placement, and, for TensorRT, the trtexec script.
+
+use clip_contract::{file, model, param, tensor, DataType, TensorSpec};
+use clip_export::WeightDtype;
+
+use crate::encoder::{EncoderModel, EnsembleModel, EnsembleStep, Facts, Runtime, Tower};
+use crate::error::GenerateError;
+use crate::model_dir::ModelDir;
+use crate::onnx_io::{self, ModelIo};
+use crate::options::{Options, Source};
+use crate::placement::{self, GpuInfo, InstanceGroup, InstanceKind};
+use crate::preprocess::{ImagePreprocessModel, TextPreprocessModel};
+use crate::render::{check_name, RenderError};
+use crate::sources::{Prepared, RANDOM_INIT_WARNING};
+use crate::tensorrt::{self, TrtexecCommand};
+
+/// The six model names of a repository, prefix applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ModelNames {
+    text_preprocess: String,
+    image_preprocess: String,
+    text_encoder: String,
+    image_encoder: String,
+    text_ensemble: String,
+    image_ensemble: String,
+}
+
+impl ModelNames {
+    /// Refuses a prefix that makes any name something other than a plain folder name.
+    pub(crate) fn new(prefix: &str) -> Result<Self, GenerateError> {
+        let name = |base: &str| -> Result<String, GenerateError> {
+            let name = format!("{prefix}{base}");
+            match check_name(&name) {
+                Ok(()) => Ok(name),
+                Err(RenderError::InvalidName { reason, .. }) => Err(GenerateError::BadPrefix {
+                    prefix: prefix.to_owned(),
+                    name,
+                    reason: reason.to_owned(),
+                }),
+                Err(other) => Err(other.into()),
+            }
+        };
+        if prefix.contains(['/', '\\']) || prefix.starts_with('.') {
+            return Err(GenerateError::BadPrefix {
+                prefix: prefix.to_owned(),
+                name: format!("{prefix}{}", model::TEXT_ENSEMBLE),
+                reason: "a prefix may not hold a path separator or start with '.'".to_owned(),
+            });
+        }
+        Ok(ModelNames {
+            text_preprocess: name(model::TEXT_PREPROCESS)?,
+            image_preprocess: name(model::IMAGE_PREPROCESS)?,
+            text_encoder: name(model::TEXT_ENCODER)?,
+            image_encoder: name(model::IMAGE_ENCODER)?,
+            text_ensemble: name(model::TEXT_ENSEMBLE)?,
+            image_ensemble: name(model::IMAGE_ENSEMBLE)?,
+        })
+    }
+
+    pub(crate) fn all(&self) -> [&str; 6] {
+        [
+            &self.text_preprocess,
+            &self.image_preprocess,
+            &self.text_encoder,
+            &self.image_encoder,
+            &self.text_ensemble,
+            &self.image_ensemble,
+        ]
+    }
+}
+
+/// What goes into the repository folder.
+pub(crate) struct Assembled {
+    pub(crate) models: Vec<ModelDir>,
+    /// `(file name, contents)` of the trtexec script at the root, for TensorRT.
+    pub(crate) script: Option<(String, String)>,
+    /// Things the user should know (fallbacks, what is left to do), for stderr.
+    pub(crate) notes: Vec<String>,
+}
+
+/// The six models of `prepared` as `options` asks for them.
+pub(crate) fn assemble(
+    options: &Options,
+    names: &ModelNames,
+    prepared: Prepared,
+) -> Result<Assembled, GenerateError> {
+    let text = TowerIo::text(
+        &onnx_io::read_source(&prepared.textual, file::TEXTUAL_ONNX)?,
+        file::TEXTUAL_ONNX,
+    )?;
+    let image = TowerIo::image(
+        &onnx_io::read_source(&prepared.visual, file::VISUAL_ONNX)?,
+        file::VISUAL_ONNX,
+    )?;
+    if text.embedding_dim != image.embedding_dim {
+        return Err(GenerateError::Invalid(format!(
+            "the text encoder embeds into {} dimensions and the image encoder into {}; \
+             they are not one CLIP model",
+            text.embedding_dim, image.embedding_dim
+        )));
+    }
+    let facts = Facts {
+        model_name: prepared.model_name.clone(),
+        embedding_dim: text.embedding_dim as usize,
+        image_size: image.size as usize,
+        context_length: text.size as usize,
+        logit_scale: prepared.logit_scale,
+    };
+
+    let mut notes = Vec::new();
+    if let Source::RandomInit { .. } = options.source {
+        notes.push(RANDOM_INIT_WARNING.to_owned());
+    }
+    if facts.logit_scale.is_none() {
+        notes.push(format!(
+            "the model files do not give logit_scale; the configs carry no {} parameter",
+            param::LOGIT_SCALE
+        ));
+    }
+    let weights_bytes = prepared.textual.bytes() + prepared.visual.bytes();
+    let groups = instance_groups(options, weights_bytes, &mut notes)?;
+    let script = if options.runtime == Runtime::TensorRt {
+        notes.push(format!(
+            "TensorRT plans are built on the serving GPU: run scripts/build-tensorrt-plans.sh {} \
+             (NGC container) or sh {}/{}{} where trtexec is installed",
+            options.out.display(),
+            options.out.display(),
+            options.name_prefix,
+            file::TRTEXEC_SCRIPT
+        ));
+        let commands = trtexec_commands(options, names, &text, &image)?;
+        Some((
+            format!("{}{}", options.name_prefix, file::TRTEXEC_SCRIPT),
+            tensorrt::script(&commands),
+        ))
+    } else {
+        None
+    };
+
+    let batching = &options.batching;
+    let parameters = facts.parameters();
+    let mut text_pre = TextPreprocessModel::new(&names.text_preprocess, batching.clone());
+    text_pre.context_length = text.size as usize;
+    text_pre.pad_token_id = prepared.pad_token_id(text.size as usize)?;
+    text_pre.extra_parameters = parameters.clone();
+
+    let mut image_pre = ImagePreprocessModel::new(&names.image_preprocess, batching.clone());
+    image_pre.image_size = image.size as u32;
+    image_pre.half_precision = image.input.data_type == DataType::Fp16;
+    image_pre.extra_parameters = parameters;
+    image_pre.mean = prepared.mean;
+    image_pre.std = prepared.std;
+
+    let encoder = |name: &str, tower: Tower, io: &TowerIo| EncoderModel {
+        name: name.to_owned(),
+        tower,
+        runtime: options.runtime,
+        batching: batching.clone(),
+        instance_groups: groups.clone(),
+        inputs: vec![io.input.clone()],
+        outputs: vec![io.output.clone()],
+        facts: facts.clone(),
+        half_precision: options.dtype == WeightDtype::F16,
+        trt_accelerator: options.trt_accelerator,
+        ort_library: match options.runtime {
+            Runtime::Ort => options
+                .ort_library
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            _ => None,
+        },
+        intra_op_threads: None,
+        inter_op_threads: None,
+        extra_parameters: Vec::new(),
+    };
+    let ensemble = |name: &str, tower: Tower, preprocess: &str, encoder: &str, io: &TowerIo| {
+        let (input, between) = match tower {
+            Tower::Text => (tensor::TEXT, tensor::INPUT_IDS),
+            Tower::Image => (tensor::IMAGE, tensor::PIXEL_VALUES),
+        };
+        EnsembleModel {
+            name: name.to_owned(),
+            tower,
+            max_batch_size: batching.max_batch_size,
+            input: TensorSpec::new(input, DataType::Bytes, vec![1]),
+            output: TensorSpec::new(
+                tensor::EMBEDDING,
+                io.output.data_type,
+                io.output.dims.clone(),
+            ),
+            steps: vec![
+                EnsembleStep {
+                    model_name: preprocess.to_owned(),
+                    input_map: vec![(input.to_owned(), input.to_owned())],
+                    output_map: vec![(between.to_owned(), between.to_owned())],
+                },
+                EnsembleStep {
+                    model_name: encoder.to_owned(),
+                    input_map: vec![(io.input.name.clone(), between.to_owned())],
+                    output_map: vec![(io.output.name.clone(), tensor::EMBEDDING.to_owned())],
+                },
+            ],
+            facts: facts.clone(),
+        }
+    };
+
+    let models = vec![
+        text_pre.model_dir(Some(&prepared.tokenizer))?,
+        image_pre.model_dir()?,
+        encoder(&names.text_encoder, Tower::Text, &text).model_dir(prepared.textual)?,
+        encoder(&names.image_encoder, Tower::Image, &image).model_dir(prepared.visual)?,
+        ensemble(
+            &names.text_ensemble,
+            Tower::Text,
+            &names.text_preprocess,
+            &names.text_encoder,
+            &text,
+        )
+        .model_dir()?,
+        ensemble(
+            &names.image_ensemble,
+            Tower::Image,
+            &names.image_preprocess,
+            &names.image_encoder,
+            &image,
+        )
+        .model_dir()?,
+    ];
+    Ok(Assembled {
+        models,
+        script,
+        notes,
+    })
+}
+
+/// One tower's interface, checked against what the preprocessing feeds it.
+struct TowerIo {
+    input: TensorSpec,
+    output: TensorSpec,
+    /// Context length (text) or image side (image).
+    size: i64,
+    embedding_dim: i64,
+}
+
+impl TowerIo {
+    fn single(io: &ModelIo, what: &str) -> Result<(TensorSpec, TensorSpec), GenerateError> {
+        let bad = |message: String| GenerateError::Invalid(format!("{what}: {message}"));
+        let [input] = io.inputs.as_slice() else {
+            let names: Vec<&str> = io.inputs.iter().map(|t| t.name.as_str()).collect();
+            return Err(bad(format!(
+                "the encoder must take exactly one input (the preprocessing model feeds one), \
+                 it takes {names:?}"
+            )));
+        };
+        let output = match io.outputs.as_slice() {
+            [one] => one,
+            many => many
+                .iter()
+                .find(|t| t.name == tensor::EMBEDDING)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = many.iter().map(|t| t.name.as_str()).collect();
+                    bad(format!(
+                        "several outputs {names:?} and none named {}",
+                        tensor::EMBEDDING
+                    ))
+                })?,
+        };
+        let embedding_ok = matches!(output.data_type, DataType::Fp32 | DataType::Fp16)
+            && output.dims.len() == 1
+            && output.dims[0] > 0;
+        if !embedding_ok {
+            return Err(bad(format!(
+                "output '{}' must be float [batch, D] with a fixed D, it is {} {:?}",
+                output.name, output.data_type, output.dims
+            )));
+        }
+        Ok((input.clone(), output.clone()))
+    }
+
+    fn text(io: &ModelIo, what: &str) -> Result<Self, GenerateError> {
+        let (input, output) = Self::single(io, what)?;
+        let size = match (input.data_type, input.dims.as_slice()) {
+            (DataType::Int64, [n]) if *n > 0 => *n,
+            _ => {
+                return Err(GenerateError::Invalid(format!(
+                    "{what}: input '{}' must be int64 [batch, context_length] with a fixed \
+                     context length (the text preprocessing emits int64 token ids), it is {} {:?}",
+                    input.name, input.data_type, input.dims
+                )))
+            }
+        };
+        Ok(TowerIo {
+            embedding_dim: output.dims[0],
+            input,
+            output,
+            size,
+        })
+    }
+
+    fn image(io: &ModelIo, what: &str) -> Result<Self, GenerateError> {
+        let (input, output) = Self::single(io, what)?;
+        let size = match (input.data_type, input.dims.as_slice()) {
+            (DataType::Fp32 | DataType::Fp16, [3, h, w]) if h == w && *h > 0 => *h,
+            _ => {
+                return Err(GenerateError::Invalid(format!(
+                "{what}: input '{}' must be float [batch, 3, S, S] with a fixed S, it is {} {:?}",
+                input.name, input.data_type, input.dims
+            )))
+            }
+        };
+        Ok(TowerIo {
+            embedding_dim: output.dims[0],
+            input,
+            output,
+            size,
+        })
+    }
+}
+
+fn instance_groups(
+    options: &Options,
+    weights_bytes: u64,
+    notes: &mut Vec<String>,
+) -> Result<Vec<InstanceGroup>, GenerateError> {
+    let probe = || -> Result<Vec<GpuInfo>, String> { placement::nvml_gpus() };
+    let placed = placement::place(&options.gpus, options.instances, weights_bytes, probe)
+        .map_err(GenerateError::Invalid)?;
+    notes.extend(placed.notes);
+    let mut groups = placed.groups;
+    if options.runtime.needs_gpu() && groups.iter().any(|g| g.kind == InstanceKind::Cpu) {
+        notes.push(
+            "TensorRT runs on the GPU only: the encoders get KIND_GPU instances on every GPU \
+             Triton sees (pass --gpus 0,1,... to choose)"
+                .to_owned(),
+        );
+        for group in &mut groups {
+            group.kind = InstanceKind::Gpu;
+            group.gpus.clear();
+        }
+    }
+    Ok(groups)
+}
+
+fn trtexec_commands(
+    options: &Options,
+    names: &ModelNames,
+    text: &TowerIo,
+    image: &TowerIo,
+) -> Result<Vec<TrtexecCommand>, GenerateError> {
+    let fp16 = options.dtype == WeightDtype::F16;
+    [(&names.text_encoder, text), (&names.image_encoder, image)]
+        .into_iter()
+        .map(|(name, io)| {
+            TrtexecCommand::new(
+                name,
+                std::slice::from_ref(&io.input),
+                &options.batching,
+                fp16,
+            )
+            .map_err(GenerateError::Invalid)
+        })
+        .collect()
+}
