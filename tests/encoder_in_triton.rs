@@ -304,6 +304,13 @@ fn concurrent_batches_match_the_reference_embeddings() {
     );
     let mut server = server;
     assert!(server.is_live(), "server died:\n{}", server.log());
+    // ONNX Runtime's own report of the failure reaches Triton's log, not stderr alone.
+    let log = server.log();
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with('E') && l.contains("onnxruntime [") && l.contains("Gather")),
+        "no ONNX Runtime error in Triton's log:\n{log}"
+    );
     let again = http::infer(
         &server.http_url,
         model::TEXT_ENCODER,
@@ -403,4 +410,125 @@ fn encoders_whose_config_disagrees_fail_alone_and_say_why() {
     )
     .expect("the good encoder serves");
     assert!(max_diff(&embedding[0].as_f32(), &reference("text_features")[0]) <= TOLERANCE);
+}
+
+/// With `vocab_size` set, a request holding a token id outside the
+/// vocabulary (or a negative one) fails alone with INVALID_ARG naming the
+/// element, whatever its position and whoever shares its batch; every other
+/// request gets exactly its reference rows.
+#[test]
+fn token_ids_outside_the_vocabulary_fail_their_request_alone() {
+    let (textual, _) = exported();
+    let serving = Serving {
+        max_batch_size: 32,
+        queue_delay_us: Some(1_000_000),
+        instances: 1,
+    };
+    let repository = Repository::new();
+    let library = library();
+    let vocab_size = ClipArchitecture::from_config_json(
+        &std::fs::read_to_string(tiny(&format!("{VARIANT}/config.json"))).unwrap(),
+    )
+    .unwrap()
+    .text
+    .vocab_size;
+    let vocab = vocab_size.to_string();
+    repository.add_encoder(
+        model::TEXT_ENCODER,
+        &serving,
+        &textual,
+        &ids_tensor(),
+        &embedding_tensor(),
+        &[
+            (param::ORT_LIBRARY, library.as_str()),
+            (param::VOCAB_SIZE, vocab.as_str()),
+        ],
+    );
+    let server = Server::start(repository.path());
+    let (ids, text_ref) = (id_rows(), reference("text_features"));
+    let with_id = |row: &Vec<u8>, id: i64| {
+        let mut row = row.clone();
+        row[3 * 8..4 * 8].copy_from_slice(&id.to_le_bytes());
+        row
+    };
+    let (too_large, negative) = (with_id(&ids[0], vocab_size as i64), with_id(&ids[0], -1));
+
+    // Requests of 1 to 3 rows: each bad row in every position, alone and
+    // together, with all-good requests between them.
+    let mut requests: Vec<Vec<Option<usize>>> = Vec::new();
+    let mut next = 0;
+    for len in 1..=3usize {
+        for mask in 0..(1u32 << len) {
+            let rows = (0..len)
+                .map(|i| {
+                    next += 1;
+                    (mask & (1 << i) == 0).then_some(next % ids.len())
+                })
+                .collect();
+            requests.push(rows);
+            requests.push(vec![Some(next % ids.len()), Some((next + 3) % ids.len())]);
+        }
+    }
+    let barrier = Arc::new(Barrier::new(requests.len()));
+    let handles: Vec<_> = requests
+        .iter()
+        .enumerate()
+        .map(|(index, rows)| {
+            let data: Vec<Vec<u8>> = rows
+                .iter()
+                .enumerate()
+                .map(|(position, row)| match row {
+                    Some(r) => ids[*r].clone(),
+                    None if (index + position) % 2 == 0 => too_large.clone(),
+                    None => negative.clone(),
+                })
+                .collect();
+            let refs: Vec<&Vec<u8>> = data.iter().collect();
+            let input = request(tensor::INPUT_IDS, "INT64", &[CONTEXT], &refs);
+            let (barrier, url) = (Arc::clone(&barrier), server.http_url.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                http::infer(
+                    &url,
+                    model::TEXT_ENCODER,
+                    std::slice::from_ref(&input),
+                    &[tensor::EMBEDDING],
+                )
+            })
+        })
+        .collect();
+    for (rows, handle) in requests.iter().zip(handles) {
+        let outcome = handle.join().expect("request thread");
+        match (rows.iter().position(Option::is_none), outcome) {
+            (Some(bad), Err(failure)) => {
+                assert_eq!(failure.status, 400, "{rows:?}: {failure:?}");
+                let says = format!("INPUT_IDS element {bad}: token id ");
+                assert!(
+                    failure.message.contains(&says)
+                        && failure.message.contains("outside the vocabulary"),
+                    "{rows:?}: {:?} does not name element {bad}",
+                    failure.message
+                );
+            }
+            (Some(bad), Ok(_)) => {
+                panic!("{rows:?}: row {bad} is bad, yet the request got a result")
+            }
+            (None, Err(failure)) => panic!("{rows:?}: a good request failed: {failure:?}"),
+            (None, Ok(outputs)) => {
+                assert_eq!(outputs[0].shape, vec![rows.len() as i64, EMBED_DIM]);
+                let got = outputs[0].as_f32();
+                for (position, row) in rows.iter().enumerate() {
+                    let row = row.expect("good");
+                    let start = position * EMBED_DIM as usize;
+                    let diff = max_diff(&got[start..start + EMBED_DIM as usize], &text_ref[row]);
+                    assert!(diff <= TOLERANCE, "{rows:?}: row {position}: {diff}");
+                }
+            }
+        }
+    }
+    let sizes = batch_sizes(&server, model::TEXT_ENCODER);
+    assert!(
+        sizes.iter().any(|&b| b > 3),
+        "no batch of several requests formed: {sizes:?}"
+    );
 }

@@ -262,10 +262,13 @@ fn texts_with_bad_elements_in_every_position_share_batches_safely() {
 /// Triton's statistics must show batches of several requests, or the test
 /// proved nothing about sharing.
 fn assert_shared_batches(server: &Server, model: &str) {
-    let (status, stats) = http::get(&server.http_url, &format!("/v2/models/{model}/stats")).unwrap();
+    let (status, stats) =
+        http::get(&server.http_url, &format!("/v2/models/{model}/stats")).unwrap();
     assert_eq!(status, 200, "{stats}");
     let stats = &stats["model_stats"][0];
-    let requests = stats["inference_stats"]["success"]["count"].as_u64().unwrap()
+    let requests = stats["inference_stats"]["success"]["count"]
+        .as_u64()
+        .unwrap()
         + stats["inference_stats"]["fail"]["count"].as_u64().unwrap();
     let executions = stats["execution_count"].as_u64().unwrap();
     assert!(

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use triton_sys as sys;
 
-use crate::config;
-use crate::kinds::{self, Device, Instance, Kind, Runner};
-use crate::request::{DataType, ErrorKind, Input, Output, OutputData, RequestError};
+use clip_backend_core::batch::{BatchOutput, DataType, ErrorKind, Input, RequestError};
+use clip_backend_core::kind::{Device, Instance, Kind, Runner};
+use clip_backend_core::{config, kinds, LogLevel, LogSink};
 
 type RawError = *mut sys::TRITONSERVER_Error;
 
@@ -84,6 +84,21 @@ fn log(level: sys::TRITONSERVER_LogLevel, message: &str) {
     });
 }
 
+/// Where ONNX Runtime's own log goes: Triton's log, at the matching level.
+fn ort_log_sink() -> LogSink {
+    Arc::new(|level, message| {
+        let level = match level {
+            LogLevel::Verbose => sys::TRITONSERVER_loglevel_enum_TRITONSERVER_LOG_VERBOSE,
+            LogLevel::Info => sys::TRITONSERVER_loglevel_enum_TRITONSERVER_LOG_INFO,
+            LogLevel::Warning => sys::TRITONSERVER_loglevel_enum_TRITONSERVER_LOG_WARN,
+            LogLevel::Error | LogLevel::Fatal => {
+                sys::TRITONSERVER_loglevel_enum_TRITONSERVER_LOG_ERROR
+            }
+        };
+        log(level, message);
+    })
+}
+
 fn log_info(message: &str) {
     log(
         sys::TRITONSERVER_loglevel_enum_TRITONSERVER_LOG_INFO,
@@ -147,7 +162,7 @@ struct ModelState {
 /// What one model instance answers its batches with.
 struct InstanceState {
     name: String,
-    input_name: &'static str,
+    input_name: String,
     runner: Box<dyn Runner>,
 }
 
@@ -201,7 +216,7 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInitialize(
 
         let spec = config::parse(&model_config_json(model)?)
             .map_err(|e| Failure::invalid(e.to_string()))?;
-        let kind = kinds::load(spec, &version_dir)
+        let kind = kinds::load(spec, &version_dir, Some(ort_log_sink()))
             .map_err(|e| Failure::invalid(format!("model '{name}': {e}")))?;
         log_info(&format!(
             "model '{name}' version {version}: ready, reads input '{}'",
@@ -304,7 +319,7 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInstanceInitialize(
         }
         let state = Box::new(InstanceState {
             name,
-            input_name: model.kind.input_name(),
+            input_name: model.kind.input_name().to_owned(),
             runner,
         });
         let raw = Box::into_raw(state);
@@ -384,9 +399,9 @@ unsafe fn execute(
 
     // Whatever happens below, every request gets exactly one response and is released.
     let mut stats = (exec_start, exec_start, 0u64);
-    let outcomes = catch_unwind(AssertUnwindSafe(|| {
+    let output = catch_unwind(AssertUnwindSafe(|| {
         let state = instance_state(instance)?;
-        let name = state.input_name;
+        let name = state.input_name.as_str();
         let inputs: Vec<Result<Input<'_>, RequestError>> =
             requests.iter().map(|&r| read_input(r, name)).collect();
         stats.2 = inputs
@@ -395,37 +410,27 @@ unsafe fn execute(
             .map(|i| i.shape.first().copied().unwrap_or(0).max(0) as u64)
             .sum();
         stats.0 = now_ns();
-        let outcomes = state.runner.execute(&inputs);
+        let output = state.runner.execute(&inputs);
         stats.1 = now_ns();
-        Ok::<_, RequestError>(outcomes)
+        Ok::<_, RequestError>(output)
     }));
-    let outcomes = match outcomes {
-        Ok(Ok(outcomes)) => outcomes,
-        Ok(Err(error)) => requests.iter().map(|_| Err(error.clone())).collect(),
-        Err(payload) => {
-            let message = format!(
-                "the clip backend panicked on this batch: {}",
-                panic_message(&*payload)
-            );
-            log_error(&message);
-            requests
-                .iter()
-                .map(|_| Err(RequestError::internal(&message)))
-                .collect()
-        }
-    };
+    let output = output.unwrap_or_else(|payload| {
+        let message = format!(
+            "the clip backend panicked on this batch: {}",
+            panic_message(&*payload)
+        );
+        log_error(&message);
+        Err(RequestError::internal(message))
+    });
     // After a panic mid-compute the end was never taken; Triton subtracts these unsigned.
     let (compute_start, compute_end, batch_size) = (stats.0, stats.1.max(stats.0), stats.2);
 
-    let missing = RequestError::internal("the clip backend produced no result for this request");
     let successes: Vec<bool> = requests
         .iter()
         .enumerate()
-        .map(|(index, &request)| {
-            respond(
-                request,
-                outcomes.get(index).map_or(Err(&missing), Result::as_ref),
-            )
+        .map(|(index, &request)| match &output {
+            Ok(output) => respond(request, output, index),
+            Err(error) => respond_error(request, error),
         })
         .collect();
     let exec_end = now_ns();
@@ -464,24 +469,20 @@ unsafe fn execute(
     }
 }
 
-fn datatype_from_raw(raw: sys::TRITONSERVER_DataType) -> DataType {
-    match raw {
-        sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_BYTES => DataType::Bytes,
-        sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_INT64 => DataType::Int64,
-        sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_FP32 => DataType::Fp32,
-        sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_FP16 => DataType::Fp16,
-        other => DataType::Other(other),
-    }
-}
-
 fn datatype_to_raw(datatype: DataType) -> sys::TRITONSERVER_DataType {
     match datatype {
         DataType::Bytes => sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_BYTES,
+        DataType::Int32 => sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_INT32,
         DataType::Int64 => sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_INT64,
-        DataType::Fp32 => sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_FP32,
         DataType::Fp16 => sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_FP16,
-        DataType::Other(raw) => raw,
+        DataType::Fp32 => sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_FP32,
     }
+}
+
+fn datatype_from_raw(raw: sys::TRITONSERVER_DataType) -> Option<DataType> {
+    DataType::ALL
+        .into_iter()
+        .find(|&t| datatype_to_raw(t) == raw)
 }
 
 fn is_host_memory(memory_type: sys::TRITONSERVER_MemoryType) -> bool {
@@ -553,29 +554,61 @@ unsafe fn read_input<'r>(
         [only] => Cow::Borrowed(*only),
         many => Cow::Owned(many.concat()),
     };
+    let datatype = datatype_from_raw(datatype).ok_or_else(|| {
+        RequestError::invalid(format!(
+            "input '{name}' has Triton data type #{datatype}, which the clip backend does not read"
+        ))
+    })?;
     Ok(Input {
-        datatype: datatype_from_raw(datatype),
+        datatype,
         shape,
         data,
     })
 }
 
-/// Sends the one final response of `request`; true when it carried a result.
+/// Sends the one final response of `request`, number `index` of the batch:
+/// its rows of the batch buffer, copied once into Triton's output buffer, or
+/// its error. True when it carried a result.
 ///
 /// SAFETY: `request` must be a live request handle.
 unsafe fn respond(
     request: *mut sys::TRITONBACKEND_Request,
-    outcome: Result<&Output, &RequestError>,
+    output: &BatchOutput,
+    index: usize,
+) -> bool {
+    match output.response(index) {
+        Ok((shape, bytes)) => send(request, |response| {
+            write_output(
+                response,
+                &output.name,
+                output.tensor.datatype(),
+                &shape,
+                bytes,
+            )
+        }),
+        Err(error) => respond_error(request, &error),
+    }
+}
+
+/// SAFETY: `request` must be a live request handle.
+unsafe fn respond_error(request: *mut sys::TRITONBACKEND_Request, error: &RequestError) -> bool {
+    send(request, |_| Err(Failure::from(error)))
+}
+
+/// Creates the response of `request`, fills it with `fill`, and sends it as
+/// final, with `fill`'s failure as its error.
+///
+/// SAFETY: `request` must be a live request handle.
+unsafe fn send(
+    request: *mut sys::TRITONBACKEND_Request,
+    fill: impl FnOnce(*mut sys::TRITONBACKEND_Response) -> Result<(), Failure>,
 ) -> bool {
     let mut response = null_mut();
     if let Err(message) = check(sys::TRITONBACKEND_ResponseNew(&mut response, request)) {
         log_error(&format!("could not create a response: {message}"));
         return false;
     }
-    let failure = match outcome {
-        Ok(output) => write_output(response, output).err(),
-        Err(error) => Some(Failure::from(error)),
-    };
+    let failure = fill(response).err();
     let success = failure.is_none();
     let error = failure.map_or(null_mut(), Failure::into_raw);
     let sent = check(sys::TRITONBACKEND_ResponseSend(
@@ -597,28 +630,20 @@ unsafe fn respond(
 /// SAFETY: `response` must be a live response handle.
 unsafe fn write_output(
     response: *mut sys::TRITONBACKEND_Response,
-    output: &Output,
+    name: &str,
+    datatype: DataType,
+    shape: &[i64],
+    bytes: &[u8],
 ) -> Result<(), Failure> {
-    let bytes: &[u8] = match &output.data {
-        OutputData::Int64(v) => {
-            std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v.as_slice()))
-        }
-        OutputData::Fp32(v) => {
-            std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v.as_slice()))
-        }
-        OutputData::Fp16(v) => {
-            std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v.as_slice()))
-        }
-    };
-    let name = c_string(output.name);
+    let c_name = c_string(name);
     let mut handle = null_mut();
     check(sys::TRITONBACKEND_ResponseOutput(
         response,
         &mut handle,
-        name.as_ptr(),
-        datatype_to_raw(output.data.datatype()),
-        output.shape.as_ptr(),
-        output.shape.len() as u32,
+        c_name.as_ptr(),
+        datatype_to_raw(datatype),
+        shape.as_ptr(),
+        shape.len() as u32,
     ))
     .map_err(Failure::internal)?;
     let mut buffer: *mut c_void = null_mut();
@@ -636,8 +661,7 @@ unsafe fn write_output(
     .map_err(Failure::internal)?;
     if !is_host_memory(memory_type) {
         return Err(Failure::internal(format!(
-            "output '{}' was placed in GPU memory",
-            output.name
+            "output '{name}' was placed in GPU memory"
         )));
     }
     if !bytes.is_empty() {

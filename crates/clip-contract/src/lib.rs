@@ -1,6 +1,10 @@
-//! The one place where model names, tensor names and config parameter keys
-//! are spelled. repo-gen writes them, the backend reads them, the client
-//! sends them; none of the three spells them again.
+//! The one place where model names, tensor names, config parameter keys and
+//! Triton's data types are spelled. repo-gen writes them, the backend reads
+//! them, the client sends them; none of the three spells them again.
+
+mod datatype;
+
+pub use datatype::{DataType, TensorSpec};
 
 /// Triton backend name: the server looks for `backends/clip/libtriton_clip.so`.
 pub const BACKEND_NAME: &str = "clip";
@@ -61,6 +65,9 @@ pub mod param {
     /// ONNX Runtime thread counts per instance (default: cores / instances, and 1).
     pub const INTRA_OP_THREADS: &str = "intra_op_threads";
     pub const INTER_OP_THREADS: &str = "inter_op_threads";
+    /// Rows of a text encoder's token embedding: `onnx_encoder` refuses a
+    /// request holding an id outside `0..vocab_size` before running the batch.
+    pub const VOCAB_SIZE: &str = "vocab_size";
     /// Facts every generated model carries so clients can discover them.
     pub const MODEL_NAME: &str = "model_name";
     pub const EMBEDDING_DIM: &str = "embedding_dim";

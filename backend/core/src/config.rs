@@ -4,10 +4,8 @@
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
-use clip_contract::{defaults, file, kind, param, tensor};
+use clip_contract::{defaults, file, kind, param, tensor, DataType, TensorSpec};
 use serde::Deserialize;
-
-use crate::request::DataType;
 
 #[derive(Debug, thiserror::Error)]
 #[error("model '{model}': {message}")]
@@ -42,14 +40,6 @@ pub struct ImageSpec {
     pub half_precision: bool,
 }
 
-/// A tensor as the config declares it; `dims` exclude the batch axis.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TensorSpec {
-    pub name: &'static str,
-    pub data_type: DataType,
-    pub dims: Vec<i64>,
-}
-
 #[derive(Debug, PartialEq)]
 pub struct EncoderSpec {
     /// The ONNX file, relative to the model's version folder.
@@ -60,6 +50,9 @@ pub struct EncoderSpec {
     pub inter_op_threads: Option<usize>,
     /// Instances of this model across all its instance groups.
     pub instance_count: u32,
+    /// The `vocab_size` parameter of a text encoder: ids at or above it are
+    /// refused per request (negative ids always are).
+    pub vocab_size: Option<u64>,
     pub input: TensorSpec,
     pub output: TensorSpec,
 }
@@ -160,9 +153,13 @@ impl Reader<'_> {
     }
 
     fn text(&self) -> Result<TextSpec, ConfigError> {
-        self.single_tensor("input", &self.raw.input, tensor::TEXT, "TYPE_STRING")?;
-        let output =
-            self.single_tensor("output", &self.raw.output, tensor::INPUT_IDS, "TYPE_INT64")?;
+        self.single_tensor("input", &self.raw.input, tensor::TEXT, DataType::Bytes)?;
+        let output = self.single_tensor(
+            "output",
+            &self.raw.output,
+            tensor::INPUT_IDS,
+            DataType::Int64,
+        )?;
         let context_length = match self.dims(output)?.as_slice() {
             [n] if *n > 0 => *n as usize,
             dims => {
@@ -184,15 +181,18 @@ impl Reader<'_> {
     }
 
     fn image(&self) -> Result<ImageSpec, ConfigError> {
-        self.single_tensor("input", &self.raw.input, tensor::IMAGE, "TYPE_STRING")?;
+        self.single_tensor("input", &self.raw.input, tensor::IMAGE, DataType::Bytes)?;
         let output = self.single_tensor_of("output", &self.raw.output, tensor::PIXEL_VALUES)?;
-        let half_precision = match output.data_type.as_str() {
-            "TYPE_FP32" => false,
-            "TYPE_FP16" => true,
-            other => {
+        let half_precision = match DataType::from_config_name(&output.data_type) {
+            Some(DataType::Fp32) => false,
+            Some(DataType::Fp16) => true,
+            _ => {
                 return Err(self.error(format!(
-                    "output '{}' must be TYPE_FP32 or TYPE_FP16, got {other}",
-                    tensor::PIXEL_VALUES
+                    "output '{}' must be {} or {}, got {}",
+                    tensor::PIXEL_VALUES,
+                    DataType::Fp32,
+                    DataType::Fp16,
+                    output.data_type
                 )))
             }
         };
@@ -235,13 +235,13 @@ impl Reader<'_> {
     fn encoder(&self) -> Result<EncoderSpec, ConfigError> {
         let input = match self.raw.input.as_slice() {
             [only] if only.name == tensor::INPUT_IDS => {
-                self.typed(only, "input", tensor::INPUT_IDS, &["TYPE_INT64"])?
+                self.typed(only, "input", tensor::INPUT_IDS, &[DataType::Int64])?
             }
             [only] if only.name == tensor::PIXEL_VALUES => self.typed(
                 only,
                 "input",
                 tensor::PIXEL_VALUES,
-                &["TYPE_FP32", "TYPE_FP16"],
+                &[DataType::Fp32, DataType::Fp16],
             )?,
             tensors => {
                 let names: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
@@ -257,13 +257,29 @@ impl Reader<'_> {
             output,
             "output",
             tensor::EMBEDDING,
-            &["TYPE_FP32", "TYPE_FP16"],
+            &[DataType::Fp32, DataType::Fp16],
         )?;
         let threads = |key: &str| -> Result<Option<usize>, ConfigError> {
             match self.number::<usize>(key)? {
                 Some(0) => Err(self.error(format!("parameter '{key}' must be at least 1"))),
                 n => Ok(n),
             }
+        };
+        let vocab_size = match self.number::<u64>(param::VOCAB_SIZE)? {
+            Some(0) => {
+                return Err(self.error(format!(
+                    "parameter '{}' must be at least 1",
+                    param::VOCAB_SIZE
+                )))
+            }
+            Some(_) if input.name != tensor::INPUT_IDS => {
+                return Err(self.error(format!(
+                    "parameter '{}' applies to text encoders (input '{}') only",
+                    param::VOCAB_SIZE,
+                    tensor::INPUT_IDS
+                )))
+            }
+            n => n,
         };
         let ort_library = self
             .parameter(param::ORT_LIBRARY)
@@ -275,6 +291,7 @@ impl Reader<'_> {
             intra_op_threads: threads(param::INTRA_OP_THREADS)?,
             inter_op_threads: threads(param::INTER_OP_THREADS)?,
             instance_count: self.instance_count()?,
+            vocab_size,
             input,
             output,
         })
@@ -285,33 +302,25 @@ impl Reader<'_> {
         found: &RawTensor,
         what: &str,
         name: &'static str,
-        allowed: &[&str],
+        allowed: &[DataType],
     ) -> Result<TensorSpec, ConfigError> {
-        let data_type = match found.data_type.as_str() {
-            t if !allowed.contains(&t) => None,
-            "TYPE_INT64" => Some(DataType::Int64),
-            "TYPE_FP32" => Some(DataType::Fp32),
-            "TYPE_FP16" => Some(DataType::Fp16),
-            _ => None,
-        }
-        .ok_or_else(|| {
-            self.error(format!(
-                "{what} '{name}' must be {}, got {}",
-                allowed.join(" or "),
-                found.data_type
-            ))
-        })?;
+        let data_type = DataType::from_config_name(&found.data_type)
+            .filter(|t| allowed.contains(t))
+            .ok_or_else(|| {
+                let allowed: Vec<&str> = allowed.iter().map(|t| t.config_name()).collect();
+                self.error(format!(
+                    "{what} '{name}' must be {}, got {}",
+                    allowed.join(" or "),
+                    found.data_type
+                ))
+            })?;
         let dims = self.dims(found)?;
         if dims.is_empty() || dims.iter().any(|d| *d < 1) {
             return Err(self.error(format!(
                 "{what} '{name}' needs fixed positive dims after the batch axis, got {dims:?}"
             )));
         }
-        Ok(TensorSpec {
-            name,
-            data_type,
-            dims,
-        })
+        Ok(TensorSpec::new(name, data_type, dims))
     }
 
     /// Every instance Triton will create: `count` per group, per GPU for KIND_GPU.
@@ -414,10 +423,10 @@ impl Reader<'_> {
         what: &str,
         tensors: &'t [RawTensor],
         name: &str,
-        data_type: &str,
+        data_type: DataType,
     ) -> Result<&'t RawTensor, ConfigError> {
         let found = self.single_tensor_of(what, tensors, name)?;
-        if found.data_type != data_type {
+        if found.data_type != data_type.config_name() {
             return Err(self.error(format!(
                 "{what} '{name}' must be {data_type}, got {}",
                 found.data_type
@@ -598,16 +607,9 @@ mod tests {
                 intra_op_threads: None,
                 inter_op_threads: None,
                 instance_count: 2,
-                input: TensorSpec {
-                    name: tensor::INPUT_IDS,
-                    data_type: DataType::Int64,
-                    dims: vec![77]
-                },
-                output: TensorSpec {
-                    name: tensor::EMBEDDING,
-                    data_type: DataType::Fp32,
-                    dims: vec![512]
-                },
+                vocab_size: None,
+                input: TensorSpec::new(tensor::INPUT_IDS, DataType::Int64, vec![77]),
+                output: TensorSpec::new(tensor::EMBEDDING, DataType::Fp32, vec![512]),
             }
         );
         let config = encoder_config(json!({
@@ -640,6 +642,15 @@ mod tests {
             (spec.intra_op_threads, spec.inter_op_threads),
             (Some(4), Some(2))
         );
+    }
+
+    #[test]
+    fn a_text_encoder_takes_its_vocabulary_size() {
+        let config = encoder_config(json!({"parameters": {"vocab_size": string("49408")}}));
+        let KindSpec::OnnxEncoder(spec) = parse_value(config).unwrap() else {
+            panic!("not an encoder")
+        };
+        assert_eq!(spec.vocab_size, Some(49408));
     }
 
     #[test]
@@ -682,6 +693,17 @@ mod tests {
             (
                 encoder_config(json!({"parameters": {"inter_op_threads": string("many")}})),
                 "'inter_op_threads' must be a whole number",
+            ),
+            (
+                encoder_config(json!({"parameters": {"vocab_size": string("0")}})),
+                "'vocab_size' must be at least 1",
+            ),
+            (
+                encoder_config(json!({
+                    "input": [{"name": "PIXEL_VALUES", "data_type": "TYPE_FP32", "dims": [3, 224, 224]}],
+                    "parameters": {"vocab_size": string("49408")}
+                })),
+                "'vocab_size' applies to text encoders (input 'INPUT_IDS') only",
             ),
         ];
         for (config, expected) in cases {

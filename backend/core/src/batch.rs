@@ -1,0 +1,347 @@
+//! Plain-Rust views of a batch: what each request carries in, the one
+//! buffer every request's result lives in, and the cursor that hands out
+//! its rows. Independent of the C API, so it unit-tests without a server.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+pub use clip_contract::DataType;
+
+/// One input tensor of one request, its buffers joined.
+pub struct Input<'a> {
+    pub datatype: DataType,
+    pub shape: Vec<i64>,
+    pub data: Cow<'a, [u8]>,
+}
+
+/// A Rust element type of a Triton tensor.
+pub trait Element: bytemuck::Pod + Send + Sync {
+    const DATATYPE: DataType;
+}
+
+impl Element for i64 {
+    const DATATYPE: DataType = DataType::Int64;
+}
+impl Element for f32 {
+    const DATATYPE: DataType = DataType::Fp32;
+}
+impl Element for half::f16 {
+    const DATATYPE: DataType = DataType::Fp16;
+}
+
+/// A typed vector seen as the little-endian bytes Triton wants.
+struct Typed<T>(Vec<T>);
+
+impl<T: Element> AsRef<[u8]> for Typed<T> {
+    fn as_ref(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.0)
+    }
+}
+
+/// The one output buffer of a batch: every request's rows, back to back,
+/// in host memory. Its bytes are what the FFI layer copies out, once.
+pub struct HostTensor {
+    datatype: DataType,
+    /// Dims of one row (the shape after the batch axis).
+    row_dims: Vec<i64>,
+    row_bytes: usize,
+    data: Box<dyn AsRef<[u8]> + Send>,
+}
+
+impl HostTensor {
+    /// Rows of `values`, `row_dims` each.
+    pub fn from_vec<T: Element>(row_dims: Vec<i64>, values: Vec<T>) -> HostTensor {
+        HostTensor::from_bytes(T::DATATYPE, row_dims, Typed(values))
+    }
+
+    /// Rows held by someone else (an ONNX Runtime output), seen as bytes.
+    pub fn from_bytes(
+        datatype: DataType,
+        row_dims: Vec<i64>,
+        data: impl AsRef<[u8]> + Send + 'static,
+    ) -> HostTensor {
+        let row_elements: usize = row_dims.iter().map(|d| *d.max(&0) as usize).product();
+        let element = datatype
+            .element_size()
+            .expect("batch buffers hold fixed-size elements");
+        HostTensor {
+            datatype,
+            row_dims,
+            row_bytes: row_elements * element,
+            data: Box::new(data),
+        }
+    }
+
+    pub fn datatype(&self) -> DataType {
+        self.datatype
+    }
+
+    /// The shape of `rows` rows: `[rows, row_dims...]`.
+    pub fn shape(&self, rows: usize) -> Vec<i64> {
+        let mut shape = Vec::with_capacity(1 + self.row_dims.len());
+        shape.push(rows as i64);
+        shape.extend_from_slice(&self.row_dims);
+        shape
+    }
+
+    /// The bytes of `rows`; `None` when the buffer is shorter, which is a
+    /// runner's bug and answered as an internal error, never as data.
+    pub fn bytes(&self, rows: Range<usize>) -> Option<&[u8]> {
+        let all = (*self.data).as_ref();
+        all.get(rows.start * self.row_bytes..rows.end * self.row_bytes)
+    }
+}
+
+/// What a runner answers one batch with: one buffer, and for each request
+/// (in order) the range of rows that is its result, or its error.
+pub struct BatchOutput {
+    pub name: String,
+    pub tensor: HostTensor,
+    pub requests: Vec<Result<Range<usize>, RequestError>>,
+}
+
+impl BatchOutput {
+    /// Request `index`'s result: its shape and bytes, or its error.
+    pub fn response(&self, index: usize) -> Result<(Vec<i64>, &[u8]), RequestError> {
+        let rows = match self.requests.get(index) {
+            Some(Ok(rows)) => rows.clone(),
+            Some(Err(error)) => return Err(error.clone()),
+            None => {
+                return Err(RequestError::internal(
+                    "the clip backend produced no result for this request",
+                ))
+            }
+        };
+        let bytes = self.tensor.bytes(rows.clone()).ok_or_else(|| {
+            RequestError::internal(format!(
+                "the clip backend's batch buffer lacks rows {rows:?} of this request"
+            ))
+        })?;
+        Ok((self.tensor.shape(rows.len()), bytes))
+    }
+
+    /// Request `index`'s values, typed (tests read results this way).
+    #[cfg(test)]
+    pub(crate) fn values<T: Element>(&self, index: usize) -> Result<Vec<T>, RequestError> {
+        assert_eq!(self.tensor.datatype(), T::DATATYPE, "element type");
+        let (_, bytes) = self.response(index)?;
+        Ok(bytemuck::pod_collect_to_vec(bytes))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn shape(&self, index: usize) -> Vec<i64> {
+        self.response(index).expect("a result").0
+    }
+}
+
+/// Hands out consecutive rows of one batch buffer to its requests, in
+/// request order: the batch's one cursor. Every per-request lookup (pixels,
+/// decode outcomes, embeddings) goes through the range it hands out.
+#[derive(Default)]
+pub struct Rows {
+    next: usize,
+}
+
+impl Rows {
+    pub fn take(&mut self, count: usize) -> Range<usize> {
+        let range = self.next..self.next + count;
+        self.next = range.end;
+        range
+    }
+
+    /// Rows handed out so far.
+    pub fn total(&self) -> usize {
+        self.next
+    }
+}
+
+/// Why one request failed; the rest of its batch is unaffected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The client sent something unusable: maps to TRITONSERVER_ERROR_INVALID_ARG.
+    InvalidArg,
+    /// Our fault or the server's: maps to TRITONSERVER_ERROR_INTERNAL.
+    Internal,
+}
+
+impl RequestError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        RequestError {
+            kind: ErrorKind::InvalidArg,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        RequestError {
+            kind: ErrorKind::Internal,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Checks that `input` is a batch of single BYTES elements (shape `[n, 1]`)
+/// and splits Triton's serialisation (a 4-byte little-endian length before
+/// each element) into the elements.
+pub fn bytes_elements<'d>(
+    tensor: &str,
+    input: &'d Input<'_>,
+) -> Result<Vec<&'d [u8]>, RequestError> {
+    if input.datatype != DataType::Bytes {
+        return Err(RequestError::invalid(format!(
+            "input '{tensor}' must be BYTES (TYPE_STRING), got {}",
+            input.datatype.wire_name()
+        )));
+    }
+    let count = match input.shape.as_slice() {
+        [n, 1] if *n >= 0 => *n as usize,
+        shape => {
+            return Err(RequestError::invalid(format!(
+                "input '{tensor}' must have shape [batch, 1], got {shape:?}"
+            )))
+        }
+    };
+    let mut rest: &[u8] = &input.data;
+    let mut elements = Vec::with_capacity(count);
+    for index in 0..count {
+        let Some((prefix, tail)) = rest.split_first_chunk::<4>() else {
+            return Err(RequestError::invalid(format!(
+                "input '{tensor}' holds {index} of the {count} elements its shape announces"
+            )));
+        };
+        let len = u32::from_le_bytes(*prefix) as usize;
+        if tail.len() < len {
+            return Err(RequestError::invalid(format!(
+                "input '{tensor}' element {index} claims {len} bytes but only {} remain",
+                tail.len()
+            )));
+        }
+        let (element, tail) = tail.split_at(len);
+        elements.push(element);
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err(RequestError::invalid(format!(
+            "input '{tensor}' has {} bytes after its {count} elements",
+            rest.len()
+        )));
+    }
+    Ok(elements)
+}
+
+/// Triton's BYTES serialisation of `elements`.
+#[cfg(test)]
+pub(crate) fn serialize_bytes(elements: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for element in elements {
+        out.extend_from_slice(&(element.len() as u32).to_le_bytes());
+        out.extend_from_slice(element);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_input(shape: Vec<i64>, data: Vec<u8>) -> Input<'static> {
+        Input {
+            datatype: DataType::Bytes,
+            shape,
+            data: Cow::Owned(data),
+        }
+    }
+
+    #[test]
+    fn each_request_reads_only_its_own_rows() {
+        let mut rows = Rows::default();
+        let ranges = [rows.take(2), rows.take(0), rows.take(1)];
+        assert_eq!(ranges, [0..2, 2..2, 2..3]);
+        assert_eq!(rows.total(), 3);
+        let values: Vec<f32> = (0..6).map(|v| v as f32).collect();
+        let output = BatchOutput {
+            name: "EMBEDDING".into(),
+            tensor: HostTensor::from_vec(vec![2], values),
+            requests: vec![
+                Ok(ranges[0].clone()),
+                Err(RequestError::invalid("bad")),
+                Ok(ranges[1].clone()),
+                Ok(ranges[2].clone()),
+                Ok(3..4),
+            ],
+        };
+        assert_eq!(output.tensor.datatype(), DataType::Fp32);
+        let (shape, bytes) = output.response(0).unwrap();
+        assert_eq!(shape, [2, 2]);
+        assert_eq!(bytemuck::cast_slice::<u8, f32>(bytes), [0., 1., 2., 3.]);
+        assert_eq!(output.response(1).unwrap_err().message, "bad");
+        assert_eq!(output.response(2).unwrap().0, [0, 2]);
+        assert_eq!(output.values::<f32>(3).unwrap(), [4., 5.]);
+        // A range past the buffer, or a request without a result, is an
+        // internal error for that request, never other rows.
+        for index in [4, 5] {
+            assert_eq!(
+                output.response(index).unwrap_err().kind,
+                ErrorKind::Internal
+            );
+        }
+    }
+
+    #[test]
+    fn splits_elements_in_order() {
+        let input = bytes_input(vec![3, 1], serialize_bytes(&[b"a photo", b"", b"of a cat"]));
+        let elements = bytes_elements("TEXT", &input).unwrap();
+        assert_eq!(elements, vec![&b"a photo"[..], b"", b"of a cat"]);
+    }
+
+    #[test]
+    fn rejects_shape_other_than_batch_by_one() {
+        let input = bytes_input(vec![1, 2], serialize_bytes(&[b"a", b"b"]));
+        let err = bytes_elements("TEXT", &input).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidArg);
+        assert!(err.message.contains("[batch, 1]"), "{err}");
+    }
+
+    #[test]
+    fn rejects_wrong_datatype() {
+        let input = Input {
+            datatype: DataType::Fp32,
+            shape: vec![1, 1],
+            data: Cow::Owned(vec![0; 4]),
+        };
+        assert!(bytes_elements("IMAGE", &input)
+            .unwrap_err()
+            .message
+            .contains("BYTES"));
+    }
+
+    #[test]
+    fn rejects_truncated_and_overlong_payloads() {
+        let mut data = serialize_bytes(&[b"hello"]);
+        data.pop();
+        let err = bytes_elements("TEXT", &bytes_input(vec![1, 1], data)).unwrap_err();
+        assert!(err.message.contains("claims 5 bytes"), "{err}");
+
+        let err =
+            bytes_elements("TEXT", &bytes_input(vec![2, 1], serialize_bytes(&[b"x"]))).unwrap_err();
+        assert!(err.message.contains("1 of the 2 elements"), "{err}");
+
+        let mut data = serialize_bytes(&[b"x"]);
+        data.push(7);
+        let err = bytes_elements("TEXT", &bytes_input(vec![1, 1], data)).unwrap_err();
+        assert!(err.message.contains("1 bytes after"), "{err}");
+    }
+}

@@ -1,0 +1,220 @@
+//! The `image_preprocess` kind: encoded image files (`IMAGE`, BYTES) to
+//! normalised pixels (`PIXEL_VALUES`, FP32 or FP16 `[3, S, S]`).
+
+use std::sync::Arc;
+
+use clip_contract::tensor;
+use clip_image::{ImageOptions, ImagePreprocessor};
+
+use super::{Preprocess, Shared};
+use crate::batch::{bytes_elements, BatchOutput, HostTensor, Input, RequestError, Rows};
+use crate::config::ImageSpec;
+use crate::kind::{Instance, Kind, Runner};
+
+pub struct ImagePreprocess {
+    preprocessor: ImagePreprocessor,
+    size: i64,
+    half_precision: bool,
+}
+
+impl ImagePreprocess {
+    pub fn new(spec: ImageSpec) -> Result<Self, String> {
+        let options = ImageOptions {
+            size: spec.size,
+            mean: spec.mean,
+            std: spec.std,
+            max_pixels: spec.max_pixels,
+            reduced_scale_decode: spec.reduced_scale_decode,
+        };
+        let preprocessor = ImagePreprocessor::new(options).map_err(|e| e.to_string())?;
+        Ok(ImagePreprocess {
+            preprocessor,
+            size: i64::from(spec.size),
+            half_precision: spec.half_precision,
+        })
+    }
+}
+
+impl Kind for ImagePreprocess {
+    fn input_name(&self) -> &str {
+        tensor::IMAGE
+    }
+
+    fn runner(self: Arc<Self>, _instance: &Instance) -> Result<Box<dyn Runner>, String> {
+        Ok(Box::new(Shared(self)))
+    }
+}
+
+impl Preprocess for ImagePreprocess {
+    /// Decodes the images of all requests together, so one large request and
+    /// many small ones spread over the cores alike. Image `i` of the batch is
+    /// row `i` of the buffer and outcome `i`; each request reads both
+    /// through the one range the cursor gave it.
+    fn execute(&self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput {
+        let mut rows = Rows::default();
+        let mut images: Vec<&[u8]> = Vec::new();
+        let ranges: Vec<Result<_, RequestError>> = batch
+            .iter()
+            .map(|input| {
+                let elements =
+                    bytes_elements(tensor::IMAGE, input.as_ref().map_err(Clone::clone)?)?;
+                images.extend_from_slice(&elements);
+                Ok(rows.take(elements.len()))
+            })
+            .collect();
+        let mut pixels = vec![0f32; rows.total() * self.preprocessor.pixels_per_image()];
+        let outcomes = self.preprocessor.preprocess_batch(&images, &mut pixels);
+
+        let requests = ranges
+            .into_iter()
+            .map(|range| {
+                let range = range?;
+                let failure = outcomes[range.clone()]
+                    .iter()
+                    .enumerate()
+                    .find_map(|(index, outcome)| outcome.as_ref().err().map(|e| (index, e)));
+                match failure {
+                    Some((index, error)) => Err(RequestError::invalid(format!(
+                        "{} element {index}: {error}",
+                        tensor::IMAGE
+                    ))),
+                    None => Ok(range),
+                }
+            })
+            .collect();
+        let row_dims = vec![3, self.size, self.size];
+        let tensor = if self.half_precision {
+            let half: Vec<half::f16> = pixels.iter().map(|v| half::f16::from_f32(*v)).collect();
+            HostTensor::from_vec(row_dims, half)
+        } else {
+            HostTensor::from_vec(row_dims, pixels)
+        };
+        BatchOutput {
+            name: tensor::PIXEL_VALUES.into(),
+            tensor,
+            requests,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clip_contract::defaults;
+
+    use super::*;
+    use crate::config::KindSpec;
+    use crate::kind::Device;
+    use crate::kinds::load;
+    use crate::kinds::tests::{bytes_request, fixtures};
+
+    fn image_spec(half_precision: bool) -> ImageSpec {
+        ImageSpec {
+            size: defaults::IMAGE_SIZE,
+            mean: defaults::IMAGE_MEAN,
+            std: defaults::IMAGE_STD,
+            max_pixels: defaults::MAX_PIXELS,
+            reduced_scale_decode: true,
+            half_precision,
+        }
+    }
+
+    fn image(name: &str) -> Vec<u8> {
+        std::fs::read(fixtures().join("images/inputs").join(name)).unwrap()
+    }
+
+    fn runner() -> Box<dyn Runner> {
+        let kind = load(
+            KindSpec::ImagePreprocess(image_spec(false)),
+            Path::new("/nonexistent"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(kind.input_name(), tensor::IMAGE);
+        // Preprocessing ignores KIND_GPU and shares one copy between instances.
+        let gpu = Instance {
+            name: "gpu_0".into(),
+            device: Device::Gpu(0),
+        };
+        let runner = kind.runner(&gpu).unwrap();
+        assert_eq!(runner.device(), Device::Cpu);
+        runner
+    }
+
+    fn alone(runner: &mut Box<dyn Runner>, bytes: &[u8]) -> Vec<f32> {
+        runner
+            .execute(&[bytes_request(&[bytes])])
+            .values::<f32>(0)
+            .unwrap()
+    }
+
+    #[test]
+    fn image_batch_fails_per_request_and_keeps_order() {
+        let mut kind = runner();
+        let (jpeg, png) = (image("rocket.jpg"), image("astronaut.png"));
+        let batch = vec![
+            bytes_request(&[&png, &jpeg]),
+            bytes_request(&[&jpeg, b"not an image"]),
+            bytes_request(&[&jpeg]),
+        ];
+        let results = kind.execute(&batch);
+
+        assert_eq!(results.shape(0), vec![2, 3, 224, 224]);
+        assert_eq!(
+            results.values::<f32>(0).unwrap(),
+            [alone(&mut kind, &png), alone(&mut kind, &jpeg)].concat()
+        );
+        let bad = results.response(1).unwrap_err();
+        assert!(
+            bad.message
+                .starts_with("IMAGE element 1: unknown image format"),
+            "{bad}"
+        );
+        assert_eq!(results.values::<f32>(2).unwrap(), alone(&mut kind, &jpeg));
+    }
+
+    /// The case behind the old two-cursor defect: a failure before the end of
+    /// a request must not shift the outcomes of the requests after it.
+    #[test]
+    fn bad_elements_anywhere_never_leak_into_other_requests() {
+        let mut kind = runner();
+        let (jpeg, png) = (image("rocket.jpg"), image("astronaut.png"));
+        let (jpeg_pixels, png_pixels) = (alone(&mut kind, &jpeg), alone(&mut kind, &png));
+        let bad: &[u8] = b"corrupt";
+        let batch = vec![
+            bytes_request(&[bad, &jpeg]),
+            bytes_request(&[bad]),
+            bytes_request(&[bad, bad]),
+            bytes_request(&[&png]),
+            bytes_request(&[&jpeg, bad, &png]),
+            bytes_request(&[&png, &jpeg]),
+        ];
+        let results = kind.execute(&batch);
+        for (index, element) in [(0, 0), (1, 0), (2, 0), (4, 1)] {
+            let error = results.response(index).unwrap_err();
+            assert!(
+                error
+                    .message
+                    .starts_with(&format!("IMAGE element {element}:")),
+                "request {index}: {error}"
+            );
+        }
+        assert_eq!(results.values::<f32>(3).unwrap(), png_pixels);
+        assert_eq!(
+            results.values::<f32>(5).unwrap(),
+            [png_pixels, jpeg_pixels].concat()
+        );
+    }
+
+    #[test]
+    fn half_precision_rounds_the_fp32_pixels() {
+        let full = ImagePreprocess::new(image_spec(false)).unwrap();
+        let half = ImagePreprocess::new(image_spec(true)).unwrap();
+        let request = [bytes_request(&[&image("coffee_q90.jpg")])];
+        let full = full.execute(&request).values::<f32>(0).unwrap();
+        let half = half.execute(&request).values::<half::f16>(0).unwrap();
+        let rounded: Vec<half::f16> = full.iter().copied().map(half::f16::from_f32).collect();
+        assert_eq!(half, rounded);
+    }
+}

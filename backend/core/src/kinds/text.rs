@@ -1,0 +1,224 @@
+//! The `text_preprocess` kind: sentences (`TEXT`, BYTES) to token ids
+//! (`INPUT_IDS`, INT64 `[context_length]`), open_clip's tokenizer exactly.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use clip_contract::{param, tensor};
+use clip_text::{TextError, TextOptions, Tokenizer};
+
+use super::{Preprocess, Shared};
+use crate::batch::{bytes_elements, BatchOutput, HostTensor, Input, RequestError, Rows};
+use crate::config::TextSpec;
+use crate::kind::{Instance, Kind, Runner};
+
+pub struct TextPreprocess {
+    tokenizer: Tokenizer,
+}
+
+impl TextPreprocess {
+    pub fn load(spec: TextSpec, version_dir: &Path) -> Result<Self, String> {
+        let path = version_dir.join(&spec.tokenizer_file);
+        let options = TextOptions {
+            context_length: spec.context_length,
+            pad_id: spec.pad_id,
+        };
+        let tokenizer = Tokenizer::from_file(&path, options).map_err(|e| match e {
+            // The library names its own option; a Triton user sets a config parameter.
+            TextError::NoPadId { .. } | TextError::PadTokenNotInVocab { .. } => {
+                format!(
+                    "{e} (in config.pbtxt: the '{}' parameter)",
+                    param::PAD_TOKEN_ID
+                )
+            }
+            e => e.to_string(),
+        })?;
+        Ok(TextPreprocess { tokenizer })
+    }
+
+    /// Tokenizes one request's sentences into its rows of the batch buffer.
+    fn tokenize(&self, texts: &[&[u8]], rows: &mut [i64]) -> Result<(), RequestError> {
+        let width = self.tokenizer.context_length();
+        for (index, (text, row)) in texts.iter().zip(rows.chunks_exact_mut(width)).enumerate() {
+            let text = std::str::from_utf8(text).map_err(|e| {
+                RequestError::invalid(format!(
+                    "{} element {index} is not valid UTF-8: {e}",
+                    tensor::TEXT
+                ))
+            })?;
+            self.tokenizer.encode_into(text, row).map_err(|e| {
+                RequestError::invalid(format!("{} element {index}: {e}", tensor::TEXT))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Kind for TextPreprocess {
+    fn input_name(&self) -> &str {
+        tensor::TEXT
+    }
+
+    fn runner(self: Arc<Self>, _instance: &Instance) -> Result<Box<dyn Runner>, String> {
+        Ok(Box::new(Shared(self)))
+    }
+}
+
+impl Preprocess for TextPreprocess {
+    fn execute(&self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput {
+        let width = self.tokenizer.context_length();
+        let mut rows = Rows::default();
+        let parsed: Vec<_> = batch
+            .iter()
+            .map(|input| {
+                let texts = bytes_elements(tensor::TEXT, input.as_ref().map_err(Clone::clone)?)?;
+                Ok((rows.take(texts.len()), texts))
+            })
+            .collect();
+        let mut ids = vec![0i64; rows.total() * width];
+        let requests = parsed
+            .into_iter()
+            .map(|parsed: Result<_, RequestError>| {
+                let (range, texts) = parsed?;
+                self.tokenize(&texts, &mut ids[range.start * width..range.end * width])?;
+                Ok(range)
+            })
+            .collect();
+        BatchOutput {
+            name: tensor::INPUT_IDS.into(),
+            tensor: HostTensor::from_vec(vec![width as i64], ids),
+            requests,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clip_contract::defaults;
+
+    use super::*;
+    use crate::batch::ErrorKind;
+    use crate::config::KindSpec;
+    use crate::kind::Device;
+    use crate::kinds::load;
+    use crate::kinds::tests::{bytes_request, cpu_instance, fixtures};
+
+    fn text_kind(pad_id: Option<u32>) -> Arc<dyn Kind> {
+        let spec = KindSpec::TextPreprocess(TextSpec {
+            tokenizer_file: defaults::TOKENIZER_FILE.into(),
+            context_length: defaults::CONTEXT_LENGTH,
+            pad_id,
+        });
+        load(spec, &fixtures().join("text"), None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn text_batch_fails_per_request() {
+        let kind = text_kind(Some(0));
+        assert_eq!(kind.input_name(), tensor::TEXT);
+        let mut kind = kind.runner(&cpu_instance()).unwrap();
+        assert_eq!(kind.device(), Device::Cpu);
+        let batch = vec![
+            bytes_request(&[b"a photo of a cat", b""]),
+            Err(RequestError::invalid("input 'TEXT' is missing")),
+            bytes_request(&[b"ok", b"\xc3\x28"]),
+            bytes_request(&[b"a dog"]),
+        ];
+        let results = kind.execute(&batch);
+        assert_eq!(results.requests.len(), 4);
+        assert_eq!(results.name, tensor::INPUT_IDS);
+
+        assert_eq!(results.shape(0), [2, 77]);
+        let ids = results.values::<i64>(0).unwrap();
+        assert_eq!(&ids[..8], &[49406, 320, 1125, 539, 320, 2368, 49407, 0]);
+        assert_eq!(
+            &ids[77..80],
+            &[49406, 49407, 0],
+            "an empty text is start, end, padding"
+        );
+
+        assert_eq!(
+            results.response(1).unwrap_err().message,
+            "input 'TEXT' is missing"
+        );
+        let utf8 = results.response(2).unwrap_err();
+        assert_eq!(utf8.kind, ErrorKind::InvalidArg);
+        assert!(
+            utf8.message
+                .starts_with("TEXT element 1 is not valid UTF-8"),
+            "{utf8}"
+        );
+        assert!(results.response(3).is_ok());
+    }
+
+    #[test]
+    fn every_request_reads_its_own_rows_whatever_fails_around_it() {
+        let mut kind = text_kind(Some(0)).runner(&cpu_instance()).unwrap();
+        let alone = |kind: &mut Box<dyn Runner>, text: &[u8]| {
+            kind.execute(&[bytes_request(&[text])])
+                .values::<i64>(0)
+                .unwrap()
+        };
+        let (cat, dog) = (alone(&mut kind, b"a cat"), alone(&mut kind, b"a dog"));
+        let bad: &[u8] = b"\xff";
+        let batch = vec![
+            bytes_request(&[bad, b"a cat"]),
+            bytes_request(&[b"a dog", b"a cat"]),
+            bytes_request(&[bad]),
+            bytes_request(&[b"a cat", bad, bad]),
+            bytes_request(&[b"a dog"]),
+        ];
+        let results = kind.execute(&batch);
+        assert!(results
+            .response(0)
+            .unwrap_err()
+            .message
+            .contains("element 0"));
+        assert_eq!(
+            results.values::<i64>(1).unwrap(),
+            [dog.clone(), cat].concat()
+        );
+        assert!(results
+            .response(2)
+            .unwrap_err()
+            .message
+            .contains("element 0"));
+        assert!(results
+            .response(3)
+            .unwrap_err()
+            .message
+            .contains("element 1"));
+        assert_eq!(results.values::<i64>(4).unwrap(), dog);
+    }
+
+    #[test]
+    fn text_pads_as_the_tokenizer_files_say_unless_overridden() {
+        let run = |kind: Arc<dyn Kind>| {
+            kind.runner(&cpu_instance())
+                .unwrap()
+                .execute(&[bytes_request(&[b"cat"])])
+                .values::<i64>(0)
+                .unwrap()[3..5]
+                .to_vec()
+        };
+        assert_eq!(
+            run(text_kind(None)),
+            [49407, 49407],
+            "tokenizer_config.json names <|endoftext|>"
+        );
+        assert_eq!(run(text_kind(Some(0))), [0, 0]);
+    }
+
+    #[test]
+    fn missing_tokenizer_names_the_file() {
+        let spec = KindSpec::TextPreprocess(TextSpec {
+            tokenizer_file: "absent.json".into(),
+            context_length: 77,
+            pad_id: None,
+        });
+        let message = load(spec, &fixtures().join("text"), None)
+            .err()
+            .expect("load fails");
+        assert!(message.contains("absent.json"), "{message}");
+    }
+}
