@@ -43,7 +43,8 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-target=${CARGO_TARGET_DIR:-$root/target}
+source "$root/scripts/lib/target.sh"
+target=$(cargo_target_dir)
 work=$root/.cache/bench/$mode
 results=$work/results
 if [[ -z "$out" ]]; then

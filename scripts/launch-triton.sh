@@ -15,13 +15,15 @@ usage() {
     cat <<USAGE
 Usage: $0 --model-repository DIR [options] [-- extra tritonserver flags]
   --model-repository DIR  the repository to serve (required)
-  --backend-lib PATH      libtriton_clip.so to serve (default: target/release/libtriton_clip.so)
+  --backend-lib PATH      libtriton_clip.so to serve (default: release/libtriton_clip.so in cargo's
+                          target folder, which honours CARGO_TARGET_DIR)
   --mode auto|local|docker  auto: the NGC container when Docker and a GPU are present, else local
   --http-port N --grpc-port N --metrics-port N   (defaults 8000 8001 8002)
 USAGE
 }
 
-repository="" backend_lib="$root/target/release/libtriton_clip.so" mode=auto
+source "$root/scripts/lib/target.sh"
+repository="" backend_lib="" mode=auto
 http=8000 grpc=8001 metrics=8002
 extra=()
 while [[ $# -gt 0 ]]; do
@@ -38,6 +40,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 [[ -n "$repository" ]] || { usage >&2; exit 2; }
+[[ -n "$backend_lib" ]] || backend_lib="$(cargo_target_dir)/release/libtriton_clip.so"
 [[ -d "$repository" ]] || { echo "launch-triton: no model repository at '$repository'" >&2; exit 1; }
 if [[ ! -f "$backend_lib" ]]; then
     echo "launch-triton: no backend library at '$backend_lib'; build it with: cargo build --release -p clip-backend" >&2

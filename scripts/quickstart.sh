@@ -45,6 +45,8 @@ fi
 
 say "Building the backend and repo-gen (release; the first build takes several minutes)"
 cargo build --release -p clip-backend -p repo-gen
+source scripts/lib/target.sh
+release=$(cargo_target_dir)/release
 
 say "Installing ONNX Runtime 1.31.1 (used to check the exported encoders, and to run them on CPU hosts)"
 ort_library=$(bash scripts/install-onnxruntime.sh)
@@ -61,7 +63,7 @@ else
     say "No GPU container here: the encoders will run on the CPU inside the clip backend"
 fi
 say "Generating the model repository in $out from ${source_args[*]}"
-if ! target/release/repo-gen "${source_args[@]}" --out "$out" --force "${runtime[@]}" --ort-library "$ort_library"; then
+if ! "$release/repo-gen" "${source_args[@]}" --out "$out" --force "${runtime[@]}" --ort-library "$ort_library"; then
     if [[ ${source_args[0]} == --model ]]; then
         cat >&2 <<HELP
 
@@ -81,7 +83,7 @@ log=$(mktemp "${TMPDIR:-/tmp}/clip-triton.XXXXXX.log")
 say "Starting Triton on $out (HTTP :$http, gRPC :$grpc); its log is $log"
 mode=local
 [[ $gpu_container == true ]] && mode=docker
-bash scripts/launch-triton.sh --model-repository "$out" --backend-lib target/release/libtriton_clip.so \
+bash scripts/launch-triton.sh --model-repository "$out" --backend-lib "$release/libtriton_clip.so" \
     --mode "$mode" --http-port "$http" --grpc-port "$grpc" --metrics-port "$metrics" >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT INT TERM

@@ -12,7 +12,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 model=$1 input=$2 batch=${3:-1} concurrency=${4:-2} seconds=${5:-10}
 work=$root/.cache/bench/${BENCH_MODE:-full}
-target=${CARGO_TARGET_DIR:-$root/target}
+source "$root/scripts/lib/target.sh"
+target=$(cargo_target_dir)
 perf_analyzer=$(bash "$root/scripts/bench/install-perf-analyzer.sh" | tail -1)
 command -v perf >/dev/null || { echo "profile: perf is not installed (apt-get install linux-perf)" >&2; exit 1; }
 out=$(mktemp -d)
