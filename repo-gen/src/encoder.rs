@@ -153,6 +153,9 @@ pub struct EncoderModel {
     /// `ort` only: ONNX Runtime threads per instance.
     pub intra_op_threads: Option<u32>,
     pub inter_op_threads: Option<u32>,
+    /// `ort` text encoders only: rows of the token embedding, so the backend
+    /// refuses a request with an id outside it instead of running the batch.
+    pub vocab_size: Option<usize>,
     /// Written after the parameters above; a key already written replaces its value.
     pub extra_parameters: Vec<(String, String)>,
 }
@@ -202,6 +205,13 @@ impl EncoderModel {
                 common.invalid("TensorRT plans run on the GPU only; use KIND_GPU instances")
             );
         }
+        match (self.tower, self.vocab_size) {
+            (Tower::Image, Some(_)) => {
+                return Err(common.invalid("vocab_size belongs to a text encoder"))
+            }
+            (Tower::Text, Some(0)) => return Err(common.invalid("vocab_size must be at least 1")),
+            _ => {}
+        }
 
         let mut parameters = Vec::new();
         if self.runtime == Runtime::Ort {
@@ -214,6 +224,9 @@ impl EncoderModel {
             }
             if let Some(threads) = self.inter_op_threads {
                 parameters.push((param::INTER_OP_THREADS, threads.to_string()));
+            }
+            if let Some(vocab_size) = self.vocab_size {
+                parameters.push((param::VOCAB_SIZE, vocab_size.to_string()));
             }
         }
         let facts = self.facts.parameters();

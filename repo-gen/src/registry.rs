@@ -94,8 +94,10 @@ pub struct ModelSpec {
     pub std: [f32; 3],
 }
 
-/// CLIP's BPE vocabulary, the text tower of every model here.
-const VOCAB_SIZE: usize = 49408;
+/// CLIP's BPE vocabulary, the text tower of every model here. Also taken for
+/// `--onnx-dir` files, which name no model (CLIP-as-service exported these
+/// same models).
+pub const VOCAB_SIZE: usize = 49408;
 
 const OPENAI_MEAN: [f32; 3] = defaults::IMAGE_MEAN;
 const OPENAI_STD: [f32; 3] = defaults::IMAGE_STD;

@@ -174,6 +174,10 @@ pub(crate) fn assemble(
         },
         intra_op_threads: None,
         inter_op_threads: None,
+        vocab_size: match tower {
+            Tower::Text => Some(prepared.vocab_size),
+            Tower::Image => None,
+        },
         extra_parameters: Vec::new(),
     };
     let ensemble = |name: &str, tower: Tower, preprocess: &str, encoder: &str, io: &TowerIo| {

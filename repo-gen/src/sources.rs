@@ -32,6 +32,8 @@ pub(crate) struct Prepared {
     pub(crate) logit_scale: Option<f32>,
     pub(crate) mean: [f32; 3],
     pub(crate) std: [f32; 3],
+    /// Rows of the text encoder's token embedding.
+    pub(crate) vocab_size: usize,
 }
 
 /// Padding conventions of the CLIP families. Embeddings do not depend on it
@@ -245,6 +247,7 @@ fn export_weights(
         logit_scale: weights.logit_scale,
         mean,
         std,
+        vocab_size: arch.text.vocab_size,
     })
 }
 
@@ -382,6 +385,8 @@ fn onnx_dir(dir: &Path, tokenizer: Option<&Path>) -> Result<Prepared, GenerateEr
         logit_scale,
         mean: defaults::IMAGE_MEAN,
         std: defaults::IMAGE_STD,
+        // The files name no model; every CLIP they can be shares the registry's vocabulary.
+        vocab_size: registry::VOCAB_SIZE,
     })
 }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use clip_contract::{file, kind, model, param, triton};
 use clip_export::{OnnxModel, OrtRuntime};
 use common::*;
+use repo_gen::registry;
 use serde_json::Value;
 
 const TOLERANCE: f32 = 1e-4;
@@ -142,7 +143,16 @@ fn quick_gelu_with_the_ort_runtime() {
         ort_library().to_str().unwrap()
     )));
     assert!(encoder.contains("name: \"INPUT_IDS\"\n    data_type: TYPE_INT64\n    dims: [ 77 ]"));
+    // The config's vocabulary, so the backend refuses out-of-vocabulary ids.
+    assert!(
+        encoder.contains(&parameter(param::VOCAB_SIZE, "49408")),
+        "{encoder}"
+    );
     let image = read(&repo, model::IMAGE_ENCODER);
+    assert!(
+        !image.contains(&format!("key: \"{}\"", param::VOCAB_SIZE)),
+        "{image}"
+    );
     assert!(image
         .contains("name: \"PIXEL_VALUES\"\n    data_type: TYPE_FP32\n    dims: [ 3, 224, 224 ]"));
     assert!(image.contains("name: \"EMBEDDING\"\n    data_type: TYPE_FP32\n    dims: [ 24 ]"));
@@ -214,6 +224,12 @@ fn gelu_with_the_onnxruntime_backend_and_a_prefix() {
     );
     assert!(encoder.contains("preferred_batch_size: [ 4, 8 ]"));
     assert!(!encoder.contains(&format!("key: \"{}\"", param::KIND)));
+    // Only the clip backend's onnx_encoder reads vocab_size.
+    let text_encoder = read(&repo, "tiny_clip_text_encoder");
+    assert!(
+        !text_encoder.contains(&format!("key: \"{}\"", param::VOCAB_SIZE)),
+        "{text_encoder}"
+    );
     let ensemble = read(&repo, "tiny_clip_image");
     assert!(ensemble.contains("model_name: \"tiny_clip_image_preprocess\""));
     assert!(ensemble.contains("model_name: \"tiny_clip_image_encoder\""));
@@ -659,6 +675,15 @@ fn onnx_dir_needs_a_tokenizer() {
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(repo.join("clip_text_preprocess/1/tokenizer.json").is_file());
+    // ONNX files name no vocabulary; the ort runtime's text encoder gets the registry's.
+    let encoder = read(&repo, model::TEXT_ENCODER);
+    assert!(
+        encoder.contains(&parameter(
+            param::VOCAB_SIZE,
+            &registry::VOCAB_SIZE.to_string()
+        )),
+        "{encoder}"
+    );
 
     let empty = tempfile::tempdir().unwrap();
     fails_without_writing(

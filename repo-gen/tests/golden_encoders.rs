@@ -6,6 +6,7 @@ mod common;
 use clip_contract::{model, tensor};
 use common::golden;
 use repo_gen::encoder::EnsembleStep;
+use repo_gen::registry::VOCAB_SIZE;
 use repo_gen::{
     Batching, DataType, DynamicBatching, EncoderModel, EnsembleModel, Facts, InstanceGroup,
     InstanceKind, RenderError, Runtime, TensorSpec, Tower,
@@ -62,6 +63,7 @@ fn text_encoder(runtime: Runtime) -> EncoderModel {
         ort_library: None,
         intra_op_threads: None,
         inter_op_threads: None,
+        vocab_size: Some(VOCAB_SIZE),
         extra_parameters: Vec::new(),
     }
 }
@@ -76,6 +78,7 @@ fn image_encoder(runtime: Runtime) -> EncoderModel {
             vec![3, 224, 224],
         )],
         instance_groups: vec![gpu(2, 0), gpu(2, 1), gpu(1, 2)],
+        vocab_size: None,
         ..text_encoder(runtime)
     }
 }
@@ -168,6 +171,21 @@ fn encoder_settings_that_cannot_work_are_refused() {
         .unwrap_err()
         .to_string()
         .contains("onnxruntime"));
+
+    let mut image_vocabulary = image_encoder(Runtime::Ort);
+    image_vocabulary.vocab_size = Some(VOCAB_SIZE);
+    assert!(image_vocabulary
+        .render()
+        .unwrap_err()
+        .to_string()
+        .contains("vocab_size belongs to a text encoder"));
+    let mut no_vocabulary = text_encoder(Runtime::Ort);
+    no_vocabulary.vocab_size = Some(0);
+    assert!(no_vocabulary
+        .render()
+        .unwrap_err()
+        .to_string()
+        .contains("vocab_size must be at least 1"));
 
     let mut escaping = text_encoder(Runtime::Ort);
     escaping.name = "../clip_text_encoder".into();

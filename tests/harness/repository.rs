@@ -147,6 +147,7 @@ impl Repository {
             ort_library: None,
             intra_op_threads: None,
             inter_op_threads: None,
+            vocab_size: None,
             extra_parameters: extra(parameters),
         };
         let onnx = FileSource::Onnx(OnnxModel {
