@@ -116,6 +116,26 @@ impl Client {
             .block_on(self.inner.rank(query, candidates, options))
     }
 
+    /// See [`crate::Client::rank_with_progress`].
+    pub fn rank_with_progress<Q, I, P>(
+        &self,
+        query: Q,
+        candidates: I,
+        options: &EncodeOptions,
+        on_encoded: P,
+    ) -> Result<Vec<Ranked>, Error>
+    where
+        Q: Into<Input>,
+        I: IntoIterator,
+        I::Item: Into<Input>,
+        P: FnMut(&Encoded),
+    {
+        self.runtime.block_on(
+            self.inner
+                .rank_with_progress(query, candidates, options, on_encoded),
+        )
+    }
+
     /// See [`crate::Client::profile`].
     pub fn profile(&self, input: impl Into<Input>, requests: u64) -> Result<Profile, Error> {
         self.runtime.block_on(self.inner.profile(input, requests))

@@ -20,7 +20,8 @@ use crate::input::{ImageSource, Input, Modality};
 use crate::models::ModelInfo;
 use crate::{bytes_request, f32_from_raw, Error};
 
-/// How `encode` batches and sends.
+/// How `encode` batches and sends. Progress is what the results say as
+/// they arrive: `encode_each`'s items, `encode_with_callbacks`' requests.
 #[derive(Debug, Clone)]
 pub struct EncodeOptions {
     /// Inputs per request (capped by the ensemble's `max_batch_size`).
@@ -29,8 +30,6 @@ pub struct EncodeOptions {
     pub concurrency: usize,
     /// Scale each embedding to unit length.
     pub normalize: bool,
-    /// Show a progress bar on stderr.
-    pub progress: bool,
 }
 
 impl Default for EncodeOptions {
@@ -39,7 +38,6 @@ impl Default for EncodeOptions {
             batch_size: 32,
             concurrency: 4,
             normalize: false,
-            progress: false,
         }
     }
 }
@@ -185,16 +183,13 @@ impl Client {
         F: FnMut(Encoded) -> Result<(), Error>,
     {
         let inputs = inputs.into_iter().map(Into::into);
-        let progress = progress_bar(options.progress, inputs.size_hint());
         let mut batches = std::pin::pin!(self.encode_batches(inputs, options));
         let mut summary = Summary::default();
         // Results that arrived before an earlier input's batch did.
         let mut waiting = BTreeMap::new();
         let mut next = 0;
         while let Some(batch) = batches.next().await {
-            let batch = batch?;
-            progress.inc(batch.len() as u64);
-            for item in batch {
+            for item in batch? {
                 waiting.insert(item.index, item);
             }
             while let Some(item) = waiting.remove(&next) {
@@ -206,7 +201,6 @@ impl Client {
                 on_item(item)?;
             }
         }
-        progress.finish_and_clear();
         debug_assert!(waiting.is_empty());
         Ok(summary)
     }
@@ -409,28 +403,6 @@ impl Client {
             .map(<[f32]>::to_vec)
             .collect())
     }
-}
-
-/// A progress bar on stderr: a bar when the input's length is known, a
-/// counter otherwise; hidden when not asked for.
-fn progress_bar(show: bool, size_hint: (usize, Option<usize>)) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let (bar, template) = match size_hint {
-        (low, Some(high)) if low == high => (
-            indicatif::ProgressBar::new(high as u64),
-            "{bar:40} {pos}/{len} items  {per_sec}  eta {eta}",
-        ),
-        _ => (
-            indicatif::ProgressBar::no_length(),
-            "{spinner} {pos} items  {per_sec}  {elapsed}",
-        ),
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(template).expect("progress template is valid"),
-    );
-    bar
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! candidates of `logit_scale x cosine`, and the raw cosine rides along.
 
 use crate::client::Client;
-use crate::encode::EncodeOptions;
+use crate::encode::{EncodeOptions, Encoded};
 use crate::input::Input;
 use crate::Error;
 
@@ -59,10 +59,36 @@ impl Client {
         I: IntoIterator,
         I::Item: Into<Input>,
     {
+        self.rank_with_progress(query, candidates, options, |_| {})
+            .await
+    }
+
+    /// [`Client::rank`], telling `on_encoded` of each input (the query
+    /// first, then the candidates in order) as its result arrives.
+    pub async fn rank_with_progress<Q, I, P>(
+        &self,
+        query: Q,
+        candidates: I,
+        options: &EncodeOptions,
+        mut on_encoded: P,
+    ) -> Result<Vec<Ranked>, Error>
+    where
+        Q: Into<Input>,
+        I: IntoIterator,
+        I::Item: Into<Input>,
+        P: FnMut(&Encoded),
+    {
         let query = query.into();
         let query_model = self.model(query.modality()).await?.clone();
         let inputs = std::iter::once(query).chain(candidates.into_iter().map(Into::into));
-        let mut encoded = self.encode(inputs, options).await?.into_iter();
+        let mut encoded = Vec::new();
+        self.encode_each(inputs, options, |item| {
+            on_encoded(&item);
+            encoded.push(item);
+            Ok(())
+        })
+        .await?;
+        let mut encoded = encoded.into_iter();
         let query = encoded
             .next()
             .expect("the query is the first input")

@@ -51,10 +51,10 @@ pub fn repo_gen() -> &'static Path {
     BINARY.get_or_init(|| build("repo-gen", "repo-gen"))
 }
 
-/// The `clip-client` command line, built once per test binary.
+/// The `clip-client` command line (package `clip-client-cli`), built once per test binary.
 pub fn clip_client_cli() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| build("clip-client", "clip-client"))
+    BINARY.get_or_init(|| build("clip-client-cli", "clip-client"))
 }
 
 /// Runs one of the project's install scripts; they print the installed path last.
