@@ -9,10 +9,10 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use clip_client::{
-    cosine, Client, ClientOptions, ConnectOptions, EncodeOptions, Error, Input, ItemFailure,
-    Modality, TlsOptions,
+    blocking, cosine, Client, ClientOptions, ConnectOptions, EncodeOptions, Error, Input,
+    ItemFailure, Modality, TlsOptions,
 };
-use clip_contract::{model, tensor};
+use clip_contract::{model, tensor, DataType};
 use harness::fixture;
 use harness::fixtures::{end_to_end, rows, EndToEnd};
 use harness::server::{clip_client_cli, tiny_clip_repository, tritonclient_python, Server};
@@ -288,6 +288,210 @@ fn library_encodes_ranks_and_isolates_bad_items() {
             assert!(step.total >= step.infer, "{profile}");
         }
     });
+}
+
+/// Just enough protobuf to edit an ONNX model: a message as its fields,
+/// (number, wire type, value), a length-delimited value without its length.
+type Field = (u64, u64, Vec<u8>);
+
+fn varint(mut value: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn read_varint(bytes: &[u8], at: &mut usize) -> u64 {
+    let mut value = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = bytes[*at];
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            break;
+        }
+    }
+    value
+}
+
+fn fields(bytes: &[u8]) -> Vec<Field> {
+    let mut at = 0;
+    let mut out = Vec::new();
+    while at < bytes.len() {
+        let key = read_varint(bytes, &mut at);
+        let value = match key & 7 {
+            0 => {
+                let start = at;
+                read_varint(bytes, &mut at);
+                start..at
+            }
+            1 => at..at + 8,
+            2 => {
+                let len = read_varint(bytes, &mut at) as usize;
+                at..at + len
+            }
+            5 => at..at + 4,
+            wire => panic!("protobuf wire type {wire}"),
+        };
+        at = value.end;
+        out.push((key >> 3, key & 7, bytes[value].to_vec()));
+    }
+    out
+}
+
+fn message(fields: &[Field]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (number, wire, value) in fields {
+        out.extend(varint(number << 3 | wire));
+        if *wire == 2 {
+            out.extend(varint(value.len() as u64));
+        }
+        out.extend(value);
+    }
+    out
+}
+
+/// Applies `edit` to the fields of each length-delimited field `number`.
+fn edit_each(parent: &mut [Field], number: u64, edit: &mut dyn FnMut(&mut Vec<Field>)) {
+    for (_, _, value) in parent.iter_mut().filter(|f| f.0 == number) {
+        let mut inner = fields(value);
+        edit(&mut inner);
+        *value = message(&inner);
+    }
+}
+
+/// The exported ONNX encoder with its EMBEDDING cast to FLOAT16 at the
+/// end, as an encoder exported in half precision throughout sends it.
+fn with_fp16_embedding(onnx: &[u8]) -> Vec<u8> {
+    // onnx.proto numbers: ModelProto.graph 7; GraphProto.node 1, output 12;
+    // NodeProto.input 1, output 2, name 3, op_type 4, attribute 5;
+    // AttributeProto.name 1, i 3, type 20 (INT = 2); ValueInfoProto.name 1,
+    // type 2; TypeProto.tensor_type 1; its elem_type 1 (FLOAT16 = 10).
+    const FLOAT16: u64 = 10;
+    let (embedding, widest) = (tensor::EMBEDDING.as_bytes(), b"EMBEDDING_FP32");
+    let bytes = |number: u64, value: &[u8]| (number, 2, value.to_vec());
+    let mut model = fields(onnx);
+    edit_each(&mut model, 7, &mut |graph| {
+        edit_each(graph, 1, &mut |node| {
+            for field in node.iter_mut().filter(|f| f.0 == 2 && f.2 == embedding) {
+                field.2 = widest.to_vec();
+            }
+        });
+        for output in graph.iter_mut().filter(|f| f.0 == 12) {
+            let mut info = fields(&output.2);
+            if info.iter().any(|f| f.0 == 1 && f.2 == embedding) {
+                edit_each(&mut info, 2, &mut |ty| {
+                    edit_each(ty, 1, &mut |tensor_type| {
+                        tensor_type.retain(|f| f.0 != 1);
+                        tensor_type.insert(0, (1, 0, varint(FLOAT16)));
+                    })
+                });
+                output.2 = message(&info);
+            }
+        }
+        let to = message(&[bytes(1, b"to"), (3, 0, varint(FLOAT16)), (20, 0, varint(2))]);
+        let cast = message(&[
+            bytes(1, widest),
+            bytes(2, embedding),
+            bytes(3, b"embedding_to_fp16"),
+            bytes(4, b"Cast"),
+            bytes(5, &to),
+        ]);
+        graph.push((1, 2, cast));
+    });
+    message(&model)
+}
+
+/// Switches the encoders and ensembles of a repo-gen repository (models
+/// named with `prefix`) to an FP16 EMBEDDING.
+fn switch_to_fp16_embeddings(repository: &Path, prefix: &str) {
+    let fp32 = "name: \"EMBEDDING\"\n    data_type: TYPE_FP32";
+    let fp16 = "name: \"EMBEDDING\"\n    data_type: TYPE_FP16";
+    for base in [model::TEXT_ENCODER, model::IMAGE_ENCODER] {
+        let onnx = repository.join(format!("{prefix}{base}/1/model.onnx"));
+        std::fs::write(&onnx, with_fp16_embedding(&std::fs::read(&onnx).unwrap())).unwrap();
+    }
+    for base in [
+        model::TEXT_ENCODER,
+        model::IMAGE_ENCODER,
+        model::TEXT_ENSEMBLE,
+        model::IMAGE_ENSEMBLE,
+    ] {
+        let path = repository.join(format!("{prefix}{base}/config.pbtxt"));
+        let config = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(config.matches(fp32).count(), 1, "{config}");
+        std::fs::write(&path, config.replace(fp32, fp16)).unwrap();
+    }
+}
+
+#[test]
+fn fp16_embeddings_are_widened_to_f32() {
+    let reference = end_to_end();
+    let dir = tempfile::tempdir().unwrap();
+    // One server: the FP32 models, and beside them a copy whose encoders
+    // and ensembles send FP16 (names prefixed with "half_").
+    let repository = dir.path().join("repository");
+    tiny_clip_repository(&repository, &[]);
+    let half_repository = dir.path().join("half");
+    tiny_clip_repository(&half_repository, &["--name-prefix", "half_"]);
+    switch_to_fp16_embeddings(&half_repository, "half_");
+    for entry in std::fs::read_dir(&half_repository).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::rename(entry.path(), repository.join(entry.file_name())).unwrap();
+    }
+    let server = Server::start(&repository);
+
+    let fp32 = blocking::Client::connect(&server.grpc_url).unwrap();
+    let fp16 = blocking::Client::connect_with(
+        &server.grpc_url,
+        ClientOptions {
+            name_prefix: "half_".into(),
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    for modality in [Modality::Text, Modality::Image] {
+        assert_eq!(
+            fp32.model(modality).unwrap().output.data_type,
+            DataType::Fp32
+        );
+        assert_eq!(
+            fp16.model(modality).unwrap().output.data_type,
+            DataType::Fp16
+        );
+    }
+    let mixed = mixed(&reference);
+    let inputs: Vec<Input> = mixed.iter().map(|(i, _, _)| i.clone()).collect();
+    let options = EncodeOptions::default();
+    let wide = fp32.encode(inputs.clone(), &options).unwrap();
+    let narrow = fp16.encode(inputs, &options).unwrap();
+    assert_eq!(narrow.len(), mixed.len());
+    for ((narrow, wide), (input, want, min)) in narrow.iter().zip(&wide).zip(&mixed) {
+        let what = input.source();
+        let narrow = narrow
+            .result
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let wide = wide.result.as_ref().unwrap();
+        assert_eq!(narrow.len(), wide.len(), "{what}");
+        for (i, (&h, &f)) in narrow.iter().zip(wide).enumerate() {
+            // Came as FP16 and was widened exactly...
+            assert_eq!(half::f16::from_f32(h).to_f32(), h, "{what}[{i}]");
+            // ...from the FP32 value, rounded: half an FP16 step, and room
+            // for FP32 noise between differently formed batches.
+            assert!(
+                (h - f).abs() <= f.abs() / 1024.0 + 1e-6,
+                "{what}[{i}]: FP16 {h}, FP32 {f}"
+            );
+        }
+        assert_close(narrow, want, *min, &what);
+    }
 }
 
 #[test]

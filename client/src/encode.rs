@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use clip_contract::tensor;
 use futures_util::future::BoxFuture;
 use futures_util::{stream, FutureExt, Stream, StreamExt};
 
@@ -18,7 +17,7 @@ use crate::client::Client;
 use crate::error::{ItemError, ItemFailure};
 use crate::input::{ImageSource, Input, Modality};
 use crate::models::ModelInfo;
-use crate::{bytes_request, f32_from_raw, Error};
+use crate::{bytes_request, output_as_f32, Error};
 
 /// How `encode` batches and sends. Progress is what the results say as
 /// they arrive: `encode_each`'s items, `encode_with_callbacks`' requests.
@@ -373,30 +372,21 @@ impl Client {
         info: &ModelInfo,
         items: &[(usize, Vec<u8>)],
     ) -> Result<Vec<Vec<f32>>, Error> {
-        let input = match info.modality {
-            Modality::Text => tensor::TEXT,
-            Modality::Image => tensor::IMAGE,
-        };
         let payloads: Vec<&[u8]> = items.iter().map(|(_, bytes)| bytes.as_slice()).collect();
-        let request = bytes_request(&info.name, input, tensor::EMBEDDING, &payloads);
+        let request = bytes_request(&info.name, &info.input.name, &info.output.name, &payloads);
         let response = self.triton.infer(request).await?;
-        let bad = |reason: String| Error::Response {
-            model: info.name.clone(),
-            reason,
-        };
-        let raw = response
-            .raw_output_contents
-            .first()
-            .ok_or_else(|| bad(format!("no {} output", tensor::EMBEDDING)))?;
-        let values = f32_from_raw(raw)?;
+        let values = output_as_f32(&response, &info.output.name)?;
         let expected = items.len() * info.embedding_dim;
         if values.len() != expected {
-            return Err(bad(format!(
-                "{} values for {} items of dimension {} (expected {expected})",
-                values.len(),
-                items.len(),
-                info.embedding_dim
-            )));
+            return Err(Error::Response {
+                model: info.name.clone(),
+                reason: format!(
+                    "{} values for {} items of dimension {} (expected {expected})",
+                    values.len(),
+                    items.len(),
+                    info.embedding_dim
+                ),
+            });
         }
         Ok(values
             .chunks_exact(info.embedding_dim)

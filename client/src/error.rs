@@ -50,11 +50,12 @@ pub enum Error {
 
     /// A raw tensor buffer does not hold a whole number of elements.
     #[error(
-        "raw {datatype} tensor has {len} bytes, not a multiple of the \
-         {elem_size}-byte element size (wrong datatype or truncated output?)"
+        "raw {} tensor has {len} bytes, not a multiple of the \
+         {elem_size}-byte element size (wrong datatype or truncated output?)",
+        .datatype.wire_name()
     )]
     RawLength {
-        datatype: &'static str,
+        datatype: clip_contract::DataType,
         len: usize,
         elem_size: usize,
     },

@@ -64,5 +64,7 @@ pub use input::{has_image_extension, ImageSource, Input, Modality};
 pub use models::ModelInfo;
 pub use profile::{ModelTiming, Profile};
 pub use rank::{clip_scores, cosine, Ranked};
-pub use tensor::{bytes_request, f16_from_raw, f32_from_raw, i64_from_raw, serialize_bytes_tensor};
+pub use tensor::{
+    bytes_request, f16_from_raw, f32_from_raw, i64_from_raw, output_as_f32, serialize_bytes_tensor,
+};
 pub use triton::{ConnectOptions, TlsOptions, Triton};

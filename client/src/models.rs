@@ -1,10 +1,10 @@
 //! What the client learns about a served CLIP model from its Triton config:
-//! the parameters repo-gen writes into every model (see `clip_contract::param`)
-//! and the ensemble's steps.
+//! the parameters repo-gen writes into every model (see `clip_contract::param`),
+//! its input and embedding tensors, and the ensemble's steps.
 
 use std::collections::HashMap;
 
-use clip_contract::param;
+use clip_contract::{param, tensor, DataType, TensorSpec};
 
 use crate::input::Modality;
 use crate::proto::model_config::SchedulingChoice;
@@ -28,11 +28,23 @@ pub struct ModelInfo {
     pub max_batch_size: usize,
     /// The models the ensemble runs, in order (preprocessing, encoder).
     pub steps: Vec<String>,
+    /// What a request carries: `TEXT` or `IMAGE`, BYTES.
+    pub input: TensorSpec,
+    /// What comes back: `EMBEDDING`, FP32 or FP16 (widened to `f32` by the client).
+    pub output: TensorSpec,
 }
 
 /// CLIP clamps the learned scale at 100 (OpenAI's training code does so
 /// after each step; the released checkpoints sit at the clamp).
 const MAX_LOGIT_SCALE: f32 = 100.0;
+
+/// A config's tensor in the shared vocabulary; `None` for a type this
+/// project never serves.
+fn spec(name: &str, data_type: i32, dims: &[i64]) -> Option<TensorSpec> {
+    let config_name = proto::DataType::try_from(data_type).ok()?.as_str_name();
+    let data_type = DataType::from_config_name(config_name)?;
+    Some(TensorSpec::new(name, data_type, dims.to_vec()))
+}
 
 impl ModelInfo {
     /// Reads the facts repo-gen writes into an ensemble's config.
@@ -45,23 +57,67 @@ impl ModelInfo {
             .iter()
             .map(|(k, v)| (k.as_str(), v.string_value.as_str()))
             .collect();
-        let missing = |key: &str| Error::Model {
+        let unusable = |reason: String| Error::Model {
             model: config.name.clone(),
-            reason: format!(
-                "its config has no {key:?} parameter; was the repository written by repo-gen?"
-            ),
+            reason,
         };
         let embedding_dim = params
             .get(param::EMBEDDING_DIM)
-            .ok_or_else(|| missing(param::EMBEDDING_DIM))?
+            .ok_or_else(|| {
+                unusable(format!(
+                    "its config has no {:?} parameter; was the repository written by repo-gen?",
+                    param::EMBEDDING_DIM
+                ))
+            })?
             .trim()
             .parse::<usize>()
             .ok()
             .filter(|d| *d > 0)
-            .ok_or_else(|| Error::Model {
-                model: config.name.clone(),
-                reason: format!("{} is not a positive integer", param::EMBEDDING_DIM),
+            .ok_or_else(|| {
+                unusable(format!(
+                    "{} is not a positive integer",
+                    param::EMBEDDING_DIM
+                ))
             })?;
+        let input_name = match modality {
+            Modality::Text => tensor::TEXT,
+            Modality::Image => tensor::IMAGE,
+        };
+        let input = config
+            .input
+            .iter()
+            .find(|t| t.name == input_name)
+            .and_then(|t| spec(&t.name, t.data_type, &t.dims))
+            .filter(|t| t.data_type == DataType::Bytes)
+            .ok_or_else(|| {
+                unusable(format!(
+                    "its config has no {input_name} input of {}",
+                    DataType::Bytes
+                ))
+            })?;
+        let output = config
+            .output
+            .iter()
+            .find(|t| t.name == tensor::EMBEDDING)
+            .and_then(|t| spec(&t.name, t.data_type, &t.dims))
+            .filter(|t| matches!(t.data_type, DataType::Fp32 | DataType::Fp16))
+            .ok_or_else(|| {
+                unusable(format!(
+                    "its config has no {} output of {} or {}",
+                    tensor::EMBEDDING,
+                    DataType::Fp32,
+                    DataType::Fp16
+                ))
+            })?;
+        // A variable dim is left to each response's check of its length.
+        if output.row_elements().is_some_and(|n| n != embedding_dim) {
+            return Err(unusable(format!(
+                "its {} dims {:?} disagree with {} = {embedding_dim}",
+                tensor::EMBEDDING,
+                output.dims,
+                param::EMBEDDING_DIM
+            )));
+        }
         let log_logit_scale = params
             .get(param::LOGIT_SCALE)
             .and_then(|v| v.trim().parse::<f32>().ok())
@@ -83,6 +139,8 @@ impl ModelInfo {
             // 0 means the model takes no batch dimension; send one item at a time.
             max_batch_size: usize::try_from(config.max_batch_size).unwrap_or(0).max(1),
             steps,
+            input,
+            output,
         })
     }
 
@@ -99,10 +157,19 @@ impl ModelInfo {
 mod tests {
     use super::*;
 
+    /// The text ensemble's config as Triton reports it, with `params`; its
+    /// EMBEDDING has a variable dim unless a test sets one.
     fn config(params: &[(&str, &str)]) -> proto::ModelConfig {
         proto::ModelConfig {
             name: "clip_text".into(),
             max_batch_size: 64,
+            input: vec![proto::ModelInput {
+                name: tensor::TEXT.into(),
+                data_type: proto::DataType::TypeString.into(),
+                dims: vec![1],
+                ..Default::default()
+            }],
+            output: vec![embedding(proto::DataType::TypeFp32, -1)],
             parameters: params
                 .iter()
                 .map(|(k, v)| {
@@ -130,6 +197,15 @@ mod tests {
         }
     }
 
+    fn embedding(data_type: proto::DataType, dim: i64) -> proto::ModelOutput {
+        proto::ModelOutput {
+            name: tensor::EMBEDDING.into(),
+            data_type: data_type.into(),
+            dims: vec![dim],
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn reads_repo_gen_parameters_and_steps() {
         let info = ModelInfo::from_config(
@@ -152,7 +228,7 @@ mod tests {
     fn logit_scale_is_exponentiated_and_clamped() {
         let with = |v: &str| {
             ModelInfo::from_config(
-                Modality::Image,
+                Modality::Text,
                 &config(&[(param::EMBEDDING_DIM, "8"), (param::LOGIT_SCALE, v)]),
             )
             .unwrap()
@@ -170,5 +246,44 @@ mod tests {
         let err = ModelInfo::from_config(Modality::Text, &config(&[(param::EMBEDDING_DIM, "0")]))
             .unwrap_err();
         assert!(err.to_string().contains("positive"), "{err}");
+    }
+
+    #[test]
+    fn the_tensors_come_from_the_config_and_fp16_embeddings_are_accepted() {
+        let mut fp16 = config(&[(param::EMBEDDING_DIM, "8")]);
+        fp16.output = vec![embedding(proto::DataType::TypeFp16, 8)];
+        let info = ModelInfo::from_config(Modality::Text, &fp16).unwrap();
+        assert_eq!(
+            info.input,
+            TensorSpec::new(tensor::TEXT, DataType::Bytes, vec![1])
+        );
+        assert_eq!(
+            info.output,
+            TensorSpec::new(tensor::EMBEDDING, DataType::Fp16, vec![8])
+        );
+    }
+
+    #[test]
+    fn tensors_the_client_cannot_use_are_refused_with_the_reason() {
+        let refused = |modality: Modality, output: proto::ModelOutput| {
+            let mut config = config(&[(param::EMBEDDING_DIM, "8")]);
+            config.output = vec![output];
+            ModelInfo::from_config(modality, &config)
+                .unwrap_err()
+                .to_string()
+        };
+        let err = refused(Modality::Text, embedding(proto::DataType::TypeInt64, 8));
+        assert!(
+            err.contains("no EMBEDDING output of TYPE_FP32 or TYPE_FP16"),
+            "{err}"
+        );
+        let err = refused(Modality::Text, embedding(proto::DataType::TypeFp32, 16));
+        assert!(
+            err.contains("[16]") && err.contains("embedding_dim = 8"),
+            "{err}"
+        );
+        // The text ensemble's config read as the image ensemble's: no IMAGE input.
+        let err = refused(Modality::Image, embedding(proto::DataType::TypeFp32, 8));
+        assert!(err.contains("no IMAGE input of TYPE_STRING"), "{err}");
     }
 }

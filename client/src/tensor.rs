@@ -1,8 +1,10 @@
 //! Triton's raw tensor encoding: `BYTES` elements with length prefixes, and
 //! little-endian numeric outputs from `raw_output_contents`.
 
+use clip_contract::DataType;
+
 use crate::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
-use crate::proto::ModelInferRequest;
+use crate::proto::{ModelInferRequest, ModelInferResponse};
 use crate::Error;
 
 /// A request of `[n, 1]` `BYTES` items for tensor `input` of `model`,
@@ -12,7 +14,7 @@ pub fn bytes_request(model: &str, input: &str, output: &str, items: &[&[u8]]) ->
         model_name: model.into(),
         inputs: vec![InferInputTensor {
             name: input.into(),
-            datatype: "BYTES".into(),
+            datatype: DataType::Bytes.wire_name().into(),
             shape: vec![items.len() as i64, 1],
             ..Default::default()
         }],
@@ -47,8 +49,9 @@ pub fn serialize_bytes_tensor(items: &[&[u8]]) -> Vec<u8> {
 /// length that is not a whole number of elements.
 fn le_chunks<'a, const N: usize>(
     bytes: &'a [u8],
-    datatype: &'static str,
+    datatype: DataType,
 ) -> Result<impl Iterator<Item = [u8; N]> + 'a, Error> {
+    debug_assert_eq!(datatype.element_size(), Some(N));
     if !bytes.len().is_multiple_of(N) {
         return Err(Error::RawLength {
             datatype,
@@ -63,7 +66,7 @@ fn le_chunks<'a, const N: usize>(
 
 /// Decodes a raw `FP32` tensor (little-endian, as Triton sends it).
 pub fn f32_from_raw(bytes: &[u8]) -> Result<Vec<f32>, Error> {
-    Ok(le_chunks::<4>(bytes, "FP32")?
+    Ok(le_chunks::<4>(bytes, DataType::Fp32)?
         .map(f32::from_le_bytes)
         .collect())
 }
@@ -71,16 +74,46 @@ pub fn f32_from_raw(bytes: &[u8]) -> Result<Vec<f32>, Error> {
 /// Decodes a raw `FP16` tensor (little-endian) and widens each value to
 /// `f32`, which is exact.
 pub fn f16_from_raw(bytes: &[u8]) -> Result<Vec<f32>, Error> {
-    Ok(le_chunks::<2>(bytes, "FP16")?
+    Ok(le_chunks::<2>(bytes, DataType::Fp16)?
         .map(|b| half::f16::from_le_bytes(b).to_f32())
         .collect())
 }
 
 /// Decodes a raw `INT64` tensor (little-endian).
 pub fn i64_from_raw(bytes: &[u8]) -> Result<Vec<i64>, Error> {
-    Ok(le_chunks::<8>(bytes, "INT64")?
+    Ok(le_chunks::<8>(bytes, DataType::Int64)?
         .map(i64::from_le_bytes)
         .collect())
+}
+
+/// Output `name` of `response` as `f32` values: `FP32` as sent, `FP16`
+/// widened (exactly). Any other type, or a missing output, is an error
+/// naming the model, so a float embedding is never read from the wrong bytes.
+pub fn output_as_f32(response: &ModelInferResponse, name: &str) -> Result<Vec<f32>, Error> {
+    let bad = |reason: String| Error::Response {
+        model: response.model_name.clone(),
+        reason,
+    };
+    // raw_output_contents[i] holds the data of outputs[i].
+    let position = response
+        .outputs
+        .iter()
+        .position(|output| output.name == name)
+        .ok_or_else(|| bad(format!("no {name} output")))?;
+    let raw = response
+        .raw_output_contents
+        .get(position)
+        .ok_or_else(|| bad(format!("no raw contents for output {name}")))?;
+    let datatype = &response.outputs[position].datatype;
+    match DataType::from_wire_name(datatype) {
+        Some(DataType::Fp32) => f32_from_raw(raw),
+        Some(DataType::Fp16) => f16_from_raw(raw),
+        _ => Err(bad(format!(
+            "output {name} is {datatype}; it must be {} or {}",
+            DataType::Fp32.wire_name(),
+            DataType::Fp16.wire_name()
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -154,7 +187,7 @@ mod tests {
         assert!(matches!(
             err,
             Error::RawLength {
-                datatype: "FP32",
+                datatype: DataType::Fp32,
                 len: 6,
                 elem_size: 4
             }
@@ -167,6 +200,59 @@ mod tests {
         assert!(matches!(
             i64_from_raw(&[0; 12]),
             Err(Error::RawLength { elem_size: 8, .. })
+        ));
+    }
+
+    fn response(outputs: &[(&str, &str, Vec<u8>)]) -> ModelInferResponse {
+        use crate::proto::model_infer_response::InferOutputTensor;
+        ModelInferResponse {
+            model_name: "clip_text".into(),
+            outputs: outputs
+                .iter()
+                .map(|(name, datatype, _)| InferOutputTensor {
+                    name: (*name).into(),
+                    datatype: (*datatype).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            raw_output_contents: outputs.iter().map(|(_, _, raw)| raw.clone()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn outputs_are_found_by_name_and_fp16_is_widened() {
+        let fp32: Vec<u8> = [0.5f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        // 0x3C00 = 1.0, 0xC000 = -2.0, 0x3555 ~= 0.33325.
+        let fp16 = vec![0x00, 0x3C, 0x00, 0xC0, 0x55, 0x35];
+        let both = response(&[("OTHER", "FP32", fp32.clone()), ("EMBEDDING", "FP16", fp16)]);
+        assert_eq!(
+            output_as_f32(&both, "EMBEDDING").unwrap(),
+            [1.0, -2.0, 0.33325195]
+        );
+        assert_eq!(output_as_f32(&both, "OTHER").unwrap(), [0.5, -2.0]);
+    }
+
+    #[test]
+    fn outputs_that_are_not_float_or_not_there_are_errors() {
+        let ints = response(&[("EMBEDDING", "INT64", vec![0; 8])]);
+        let err = output_as_f32(&ints, "EMBEDDING").unwrap_err().to_string();
+        assert!(
+            err.contains("clip_text") && err.contains("EMBEDDING is INT64"),
+            "{err}"
+        );
+        let err = output_as_f32(&ints, "MISSING").unwrap_err().to_string();
+        assert!(err.contains("no MISSING output"), "{err}");
+        let mut no_data = ints.clone();
+        no_data.raw_output_contents.clear();
+        assert!(output_as_f32(&no_data, "EMBEDDING").is_err());
+        let ragged = response(&[("EMBEDDING", "FP16", vec![0; 3])]);
+        assert!(matches!(
+            output_as_f32(&ragged, "EMBEDDING"),
+            Err(Error::RawLength { elem_size: 2, .. })
         ));
     }
 }
