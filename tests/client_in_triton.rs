@@ -290,6 +290,151 @@ fn library_encodes_ranks_and_isolates_bad_items() {
     });
 }
 
+#[test]
+fn blocking_client_encodes_ranks_indexes_and_profiles() {
+    let reference = end_to_end();
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let client = blocking::Client::connect(&server.grpc_url).unwrap();
+    let image = client.model(Modality::Image).unwrap();
+    assert_eq!(image.name, model::IMAGE_ENSEMBLE);
+    assert_eq!(image.embedding_dim, reference.image[0].len());
+    assert_eq!(image.output.data_type, DataType::Fp32);
+    let health = client.health().unwrap();
+    assert!(health.ok(), "{health}");
+
+    // Every input at its place, each embedding against Hugging Face's.
+    let mixed = mixed(&reference);
+    let inputs: Vec<Input> = mixed.iter().map(|(i, _, _)| i.clone()).collect();
+    let options = EncodeOptions {
+        batch_size: 4,
+        concurrency: 3,
+        ..EncodeOptions::default()
+    };
+    let encoded = client.encode(inputs.clone(), &options).unwrap();
+    assert_eq!(encoded.len(), mixed.len());
+    for (position, (item, (input, want, min))) in encoded.iter().zip(&mixed).enumerate() {
+        assert_eq!((item.index, &item.input), (position, input));
+        let got = item.result.as_ref().unwrap_or_else(|e| panic!("{e}"));
+        assert_close(got, want, *min, &input.source());
+    }
+
+    // Streamed in input order; a corrupt image fails alone, among good items.
+    let bad = vec![
+        Input::text(&reference.sentences[3]),
+        Input::image_bytes(b"junk".to_vec()),
+        Input::image_path(&reference.images[3]),
+    ];
+    let mut streamed = Vec::new();
+    let summary = client
+        .encode_each(bad.clone(), &options, |item| {
+            streamed.push(item);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((summary.encoded, summary.failed), (2, 1));
+    let indices: Vec<usize> = streamed.iter().map(|item| item.index).collect();
+    assert_eq!(indices, [0, 1, 2]);
+    assert_close(
+        streamed[0].result.as_ref().unwrap(),
+        &reference.text[3],
+        TEXT_COSINE,
+        "text 3",
+    );
+    let failure = streamed[1].result.as_ref().unwrap_err();
+    assert_eq!(failure.index, 1);
+    assert!(
+        matches!(failure.failure, ItemFailure::Rejected(_)),
+        "{failure}"
+    );
+    assert_close(
+        streamed[2].result.as_ref().unwrap(),
+        &reference.image[3],
+        IMAGE_COSINE,
+        "image 3",
+    );
+    // An error from the callback ends the job and comes back as it was.
+    let err = client
+        .encode_each(bad.clone(), &options, |_| {
+            Err(Error::Io {
+                context: "the sink is full".into(),
+                source: std::io::Error::other("no space"),
+            })
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("the sink is full"), "{err}");
+
+    // Per-request callbacks: the good items once each, the bad one by index.
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    let summary = client
+        .encode_with_callbacks(
+            bad,
+            &options,
+            |items| done.extend(items.iter().map(|item| item.index)),
+            |error| failed.push(error.index),
+        )
+        .unwrap();
+    done.sort_unstable();
+    assert_eq!((done, failed), (vec![0, 2], vec![1]));
+    assert_eq!((summary.encoded, summary.failed), (2, 1));
+
+    // Rank: the reference order, and progress told of the query and then
+    // each candidate in order.
+    for (image, want) in reference.images.iter().zip(&reference.ranking).take(3) {
+        let mut told = Vec::new();
+        let ranked = client
+            .rank_with_progress(image.as_path(), &reference.sentences, &options, |item| {
+                told.push(item.index)
+            })
+            .unwrap();
+        assert_eq!(told, (0..=reference.sentences.len()).collect::<Vec<_>>());
+        let order: Vec<usize> = ranked
+            .iter()
+            .map(|r| {
+                reference
+                    .sentences
+                    .iter()
+                    .position(|s| Input::text(s) == r.input)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(&order, want, "ranking for {}", image.display());
+    }
+
+    // Index the images, then find each one by itself.
+    let index = dir.path().join("index");
+    let mut written = 0;
+    let summary = client
+        .index(
+            &index,
+            reference.images.clone(),
+            &options,
+            |n| written += n,
+            |error| panic!("{error}"),
+        )
+        .unwrap();
+    let count = reference.images.len() as u64;
+    assert_eq!(
+        (summary.added, summary.failed, summary.total),
+        (count, 0, count)
+    );
+    assert_eq!(written, count);
+    for image in &reference.images {
+        let hits = client.search(&index, image.as_path(), 1).unwrap();
+        assert_eq!(hits[0].source, image.display().to_string());
+        assert!(
+            hits[0].score > 0.9999,
+            "{}: {}",
+            image.display(),
+            hits[0].score
+        );
+    }
+
+    let profile = client.profile("a photo of a cat", 2).unwrap();
+    let steps: Vec<&str> = profile.steps.iter().map(|s| s.model.as_str()).collect();
+    assert_eq!(steps, [model::TEXT_PREPROCESS, model::TEXT_ENCODER]);
+}
+
 /// Just enough protobuf to edit an ONNX model: a message as its fields,
 /// (number, wire type, value), a length-delimited value without its length.
 type Field = (u64, u64, Vec<u8>);
