@@ -147,10 +147,13 @@ fn now_ns() -> u64 {
 ///
 /// SAFETY: `text` must be null or a valid NUL-terminated string.
 unsafe fn owned(text: *const c_char) -> String {
-    if text.is_null() {
-        String::new()
-    } else {
-        CStr::from_ptr(text).to_string_lossy().into_owned()
+    // SAFETY: the caller guarantees a null or valid NUL-terminated string.
+    unsafe {
+        if text.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(text).to_string_lossy().into_owned()
+        }
     }
 }
 
@@ -171,21 +174,25 @@ pub unsafe extern "C" fn TRITONBACKEND_Initialize(
     _backend: *mut sys::TRITONBACKEND_Backend,
 ) -> RawError {
     guarded("TRITONBACKEND_Initialize", || {
-        let (mut major, mut minor) = (0u32, 0u32);
-        check(sys::TRITONBACKEND_ApiVersion(&mut major, &mut minor)).map_err(Failure::internal)?;
-        if major != API_MAJOR || minor < API_MINOR {
-            return Err(Failure {
+        // SAFETY: Triton calls this once with its backend; the out-pointers are locals.
+        unsafe {
+            let (mut major, mut minor) = (0u32, 0u32);
+            check(sys::TRITONBACKEND_ApiVersion(&mut major, &mut minor))
+                .map_err(Failure::internal)?;
+            if major != API_MAJOR || minor < API_MINOR {
+                return Err(Failure {
                 code: sys::TRITONSERVER_errorcode_enum_TRITONSERVER_ERROR_UNSUPPORTED,
                 message: format!(
                     "the clip backend needs Triton backend API {API_MAJOR}.{API_MINOR} or a newer {API_MAJOR}.x; the server offers {major}.{minor}"
                 ),
             });
+            }
+            log_info(&format!(
+                "clip backend {} loaded (backend API {major}.{minor})",
+                env!("CARGO_PKG_VERSION")
+            ));
+            Ok(())
         }
-        log_info(&format!(
-            "clip backend {} loaded (backend API {major}.{minor})",
-            env!("CARGO_PKG_VERSION")
-        ));
-        Ok(())
     })
 }
 
@@ -194,67 +201,78 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInitialize(
     model: *mut sys::TRITONBACKEND_Model,
 ) -> RawError {
     guarded("TRITONBACKEND_ModelInitialize", || {
-        let mut name = null();
-        check(sys::TRITONBACKEND_ModelName(model, &mut name)).map_err(Failure::internal)?;
-        let name = owned(name);
-        let mut version = 0u64;
-        check(sys::TRITONBACKEND_ModelVersion(model, &mut version)).map_err(Failure::internal)?;
+        // SAFETY: `model` is the live handle Triton passed to this entry point; out-pointers are locals, and the strings Triton returns live as long as the model.
+        unsafe {
+            let mut name = null();
+            check(sys::TRITONBACKEND_ModelName(model, &mut name)).map_err(Failure::internal)?;
+            let name = owned(name);
+            let mut version = 0u64;
+            check(sys::TRITONBACKEND_ModelVersion(model, &mut version))
+                .map_err(Failure::internal)?;
 
-        let (mut artifact, mut location) = (0, null());
-        check(sys::TRITONBACKEND_ModelRepository(
-            model,
-            &mut artifact,
-            &mut location,
-        ))
-        .map_err(Failure::internal)?;
-        if artifact != sys::TRITONBACKEND_artifacttype_enum_TRITONBACKEND_ARTIFACT_FILESYSTEM {
-            return Err(Failure::invalid(format!(
+            let (mut artifact, mut location) = (0, null());
+            check(sys::TRITONBACKEND_ModelRepository(
+                model,
+                &mut artifact,
+                &mut location,
+            ))
+            .map_err(Failure::internal)?;
+            if artifact != sys::TRITONBACKEND_artifacttype_enum_TRITONBACKEND_ARTIFACT_FILESYSTEM {
+                return Err(Failure::invalid(format!(
                 "model '{name}': the clip backend reads models from a filesystem repository only"
             )));
+            }
+            let version_dir = PathBuf::from(owned(location)).join(version.to_string());
+
+            let spec = config::parse(&model_config_json(model)?)
+                .map_err(|e| Failure::invalid(e.to_string()))?;
+            let kind = kinds::load(spec, &version_dir, Some(ort_log_sink()))
+                .map_err(|e| Failure::invalid(format!("model '{name}': {e}")))?;
+            log_info(&format!(
+                "model '{name}' version {version}: ready, reads input '{}'",
+                kind.input_name()
+            ));
+
+            let state = Box::new(ModelState { name, kind });
+            check(sys::TRITONBACKEND_ModelSetState(
+                model,
+                Box::into_raw(state).cast(),
+            ))
+            .map_err(Failure::internal)
         }
-        let version_dir = PathBuf::from(owned(location)).join(version.to_string());
-
-        let spec = config::parse(&model_config_json(model)?)
-            .map_err(|e| Failure::invalid(e.to_string()))?;
-        let kind = kinds::load(spec, &version_dir, Some(ort_log_sink()))
-            .map_err(|e| Failure::invalid(format!("model '{name}': {e}")))?;
-        log_info(&format!(
-            "model '{name}' version {version}: ready, reads input '{}'",
-            kind.input_name()
-        ));
-
-        let state = Box::new(ModelState { name, kind });
-        check(sys::TRITONBACKEND_ModelSetState(
-            model,
-            Box::into_raw(state).cast(),
-        ))
-        .map_err(Failure::internal)
     })
 }
 
 /// SAFETY: `model` must be a valid model handle.
 unsafe fn model_config_json(model: *mut sys::TRITONBACKEND_Model) -> Result<String, Failure> {
-    let mut message = null_mut();
-    check(sys::TRITONBACKEND_ModelConfig(model, 1, &mut message)).map_err(Failure::internal)?;
-    let (mut base, mut size) = (null(), 0usize);
-    let serialized = check(sys::TRITONSERVER_MessageSerializeToJson(
-        message, &mut base, &mut size,
-    ))
-    .map(|()| {
-        String::from_utf8_lossy(std::slice::from_raw_parts(base.cast::<u8>(), size)).into_owned()
-    });
-    let _ = check(sys::TRITONSERVER_MessageDelete(message));
-    serialized.map_err(Failure::internal)
+    // SAFETY: `model` is a valid handle (caller's contract); the serialized buffer belongs to `message`, read before it is deleted.
+    unsafe {
+        let mut message = null_mut();
+        check(sys::TRITONBACKEND_ModelConfig(model, 1, &mut message)).map_err(Failure::internal)?;
+        let (mut base, mut size) = (null(), 0usize);
+        let serialized = check(sys::TRITONSERVER_MessageSerializeToJson(
+            message, &mut base, &mut size,
+        ))
+        .map(|()| {
+            String::from_utf8_lossy(std::slice::from_raw_parts(base.cast::<u8>(), size))
+                .into_owned()
+        });
+        let _ = check(sys::TRITONSERVER_MessageDelete(message));
+        serialized.map_err(Failure::internal)
+    }
 }
 
 /// SAFETY: `model` must be a valid model handle whose state we set.
 unsafe fn model_state<'m>(model: *mut sys::TRITONBACKEND_Model) -> Result<&'m ModelState, Failure> {
-    let mut state = null_mut();
-    check(sys::TRITONBACKEND_ModelState(model, &mut state)).map_err(Failure::internal)?;
-    state
-        .cast::<ModelState>()
-        .as_ref()
-        .ok_or_else(|| Failure::internal("model has no state"))
+    // SAFETY: `model` is valid and its state, when set, is the ModelState Box set by ModelInitialize.
+    unsafe {
+        let mut state = null_mut();
+        check(sys::TRITONBACKEND_ModelState(model, &mut state)).map_err(Failure::internal)?;
+        state
+            .cast::<ModelState>()
+            .as_ref()
+            .ok_or_else(|| Failure::internal("model has no state"))
+    }
 }
 
 #[no_mangle]
@@ -262,13 +280,16 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelFinalize(
     model: *mut sys::TRITONBACKEND_Model,
 ) -> RawError {
     guarded("TRITONBACKEND_ModelFinalize", || {
-        let mut state = null_mut();
-        check(sys::TRITONBACKEND_ModelState(model, &mut state)).map_err(Failure::internal)?;
-        if !state.is_null() {
-            let state = Box::from_raw(state.cast::<ModelState>());
-            log_info(&format!("model '{}': unloaded", state.name));
+        // SAFETY: `model` is live; its state is the Box this backend set in ModelInitialize, taken back exactly once here.
+        unsafe {
+            let mut state = null_mut();
+            check(sys::TRITONBACKEND_ModelState(model, &mut state)).map_err(Failure::internal)?;
+            if !state.is_null() {
+                let state = Box::from_raw(state.cast::<ModelState>());
+                log_info(&format!("model '{}': unloaded", state.name));
+            }
+            Ok(())
         }
-        Ok(())
     })
 }
 
@@ -277,39 +298,41 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInstanceInitialize(
     instance: *mut sys::TRITONBACKEND_ModelInstance,
 ) -> RawError {
     guarded("TRITONBACKEND_ModelInstanceInitialize", || {
-        let mut name = null();
-        check(sys::TRITONBACKEND_ModelInstanceName(instance, &mut name))
-            .map_err(Failure::internal)?;
-        let name = owned(name);
-        let mut kind = 0;
-        check(sys::TRITONBACKEND_ModelInstanceKind(instance, &mut kind))
-            .map_err(Failure::internal)?;
-        let device = if kind
-            == sys::TRITONSERVER_instancegroupkind_enum_TRITONSERVER_INSTANCEGROUPKIND_GPU
-        {
-            let mut device_id = 0;
-            check(sys::TRITONBACKEND_ModelInstanceDeviceId(
-                instance,
-                &mut device_id,
-            ))
-            .map_err(Failure::internal)?;
-            Device::Gpu(device_id)
-        } else {
-            Device::Cpu
-        };
-        let mut model = null_mut();
-        check(sys::TRITONBACKEND_ModelInstanceModel(instance, &mut model))
-            .map_err(Failure::internal)?;
-        let model = model_state(model)?;
+        // SAFETY: `instance` is the live handle Triton passed; its model's state was set by ModelInitialize; a state Triton refuses is freed here, once.
+        unsafe {
+            let mut name = null();
+            check(sys::TRITONBACKEND_ModelInstanceName(instance, &mut name))
+                .map_err(Failure::internal)?;
+            let name = owned(name);
+            let mut kind = 0;
+            check(sys::TRITONBACKEND_ModelInstanceKind(instance, &mut kind))
+                .map_err(Failure::internal)?;
+            let device = if kind
+                == sys::TRITONSERVER_instancegroupkind_enum_TRITONSERVER_INSTANCEGROUPKIND_GPU
+            {
+                let mut device_id = 0;
+                check(sys::TRITONBACKEND_ModelInstanceDeviceId(
+                    instance,
+                    &mut device_id,
+                ))
+                .map_err(Failure::internal)?;
+                Device::Gpu(device_id)
+            } else {
+                Device::Cpu
+            };
+            let mut model = null_mut();
+            check(sys::TRITONBACKEND_ModelInstanceModel(instance, &mut model))
+                .map_err(Failure::internal)?;
+            let model = model_state(model)?;
 
-        let placement = Instance {
-            name: name.clone(),
-            device,
-        };
-        let runner = Arc::clone(&model.kind).runner(&placement).map_err(|e| {
-            Failure::invalid(format!("model '{}' instance '{name}': {e}", model.name))
-        })?;
-        match (device, runner.device()) {
+            let placement = Instance {
+                name: name.clone(),
+                device,
+            };
+            let runner = Arc::clone(&model.kind).runner(&placement).map_err(|e| {
+                Failure::invalid(format!("model '{}' instance '{name}': {e}", model.name))
+            })?;
+            match (device, runner.device()) {
             (Device::Gpu(_), Device::Cpu) => log(
                 sys::TRITONSERVER_loglevel_enum_TRITONSERVER_LOG_WARN,
                 &format!("instance '{name}': preprocessing runs on the CPU; KIND_GPU only pins it to a GPU's NUMA node"),
@@ -317,21 +340,22 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInstanceInitialize(
             (_, Device::Gpu(id)) => log_info(&format!("instance '{name}': runs on CUDA device {id}")),
             _ => {}
         }
-        let state = Box::new(InstanceState {
-            name,
-            input_name: model.kind.input_name().to_owned(),
-            runner,
-        });
-        let raw = Box::into_raw(state);
-        check(sys::TRITONBACKEND_ModelInstanceSetState(
-            instance,
-            raw.cast(),
-        ))
-        .map_err(|e| {
-            // Triton did not take it; FINALIZE will not see it either.
-            drop(Box::from_raw(raw));
-            Failure::internal(e)
-        })
+            let state = Box::new(InstanceState {
+                name,
+                input_name: model.kind.input_name().to_owned(),
+                runner,
+            });
+            let raw = Box::into_raw(state);
+            check(sys::TRITONBACKEND_ModelInstanceSetState(
+                instance,
+                raw.cast(),
+            ))
+            .map_err(|e| {
+                // Triton did not take it; FINALIZE will not see it either.
+                drop(Box::from_raw(raw));
+                Failure::internal(e)
+            })
+        }
     })
 }
 
@@ -340,14 +364,17 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInstanceFinalize(
     instance: *mut sys::TRITONBACKEND_ModelInstance,
 ) -> RawError {
     guarded("TRITONBACKEND_ModelInstanceFinalize", || {
-        let mut state = null_mut();
-        check(sys::TRITONBACKEND_ModelInstanceState(instance, &mut state))
-            .map_err(Failure::internal)?;
-        if !state.is_null() {
-            let state = Box::from_raw(state.cast::<InstanceState>());
-            log_info(&format!("instance '{}': finalized", state.name));
+        // SAFETY: `instance` is live; its state is the Box set in ModelInstanceInitialize, taken back exactly once here.
+        unsafe {
+            let mut state = null_mut();
+            check(sys::TRITONBACKEND_ModelInstanceState(instance, &mut state))
+                .map_err(Failure::internal)?;
+            if !state.is_null() {
+                let state = Box::from_raw(state.cast::<InstanceState>());
+                log_info(&format!("instance '{}': finalized", state.name));
+            }
+            Ok(())
         }
-        Ok(())
     })
 }
 
@@ -357,13 +384,16 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInstanceFinalize(
 unsafe fn instance_state<'i>(
     instance: *mut sys::TRITONBACKEND_ModelInstance,
 ) -> Result<&'i mut InstanceState, RequestError> {
-    let mut state = null_mut();
-    check(sys::TRITONBACKEND_ModelInstanceState(instance, &mut state))
-        .map_err(RequestError::internal)?;
-    state
-        .cast::<InstanceState>()
-        .as_mut()
-        .ok_or_else(|| RequestError::internal("model instance has no state"))
+    // SAFETY: `instance` is valid, its state is the InstanceState Box set at instance initialization, and Triton runs one Execute per instance at a time, so the &mut is unique.
+    unsafe {
+        let mut state = null_mut();
+        check(sys::TRITONBACKEND_ModelInstanceState(instance, &mut state))
+            .map_err(RequestError::internal)?;
+        state
+            .cast::<InstanceState>()
+            .as_mut()
+            .ok_or_else(|| RequestError::internal("model instance has no state"))
+    }
 }
 
 #[no_mangle]
@@ -372,20 +402,23 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInstanceExecute(
     requests: *mut *mut sys::TRITONBACKEND_Request,
     request_count: u32,
 ) -> RawError {
-    let requests: &[*mut sys::TRITONBACKEND_Request] = if requests.is_null() {
-        &[]
-    } else {
-        std::slice::from_raw_parts(requests, request_count as usize)
-    };
-    // A panic while processing is answered per request inside; this outer
-    // guard only keeps one in the response plumbing from reaching Triton.
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| execute(instance, requests))) {
-        log_error(&format!(
-            "the clip backend panicked while answering a batch: {}",
-            panic_message(&*payload)
-        ));
+    // SAFETY: Triton passes `request_count` live requests at `requests` and a live `instance`.
+    unsafe {
+        let requests: &[*mut sys::TRITONBACKEND_Request] = if requests.is_null() {
+            &[]
+        } else {
+            std::slice::from_raw_parts(requests, request_count as usize)
+        };
+        // A panic while processing is answered per request inside; this outer
+        // guard only keeps one in the response plumbing from reaching Triton.
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| execute(instance, requests))) {
+            log_error(&format!(
+                "the clip backend panicked while answering a batch: {}",
+                panic_message(&*payload)
+            ));
+        }
+        null_mut()
     }
-    null_mut()
 }
 
 /// Answers and releases every request of one batch.
@@ -395,76 +428,79 @@ unsafe fn execute(
     instance: *mut sys::TRITONBACKEND_ModelInstance,
     requests: &[*mut sys::TRITONBACKEND_Request],
 ) {
-    let exec_start = now_ns();
+    // SAFETY: `instance` and `requests` are the live handles Triton passed to Execute (caller's contract); each request is answered and released exactly once, at the end.
+    unsafe {
+        let exec_start = now_ns();
 
-    // Whatever happens below, every request gets exactly one response and is released.
-    let mut stats = (exec_start, exec_start, 0u64);
-    let output = catch_unwind(AssertUnwindSafe(|| {
-        let state = instance_state(instance)?;
-        let name = state.input_name.as_str();
-        let inputs: Vec<Result<Input<'_>, RequestError>> =
-            requests.iter().map(|&r| read_input(r, name)).collect();
-        stats.2 = inputs
+        // Whatever happens below, every request gets exactly one response and is released.
+        let mut stats = (exec_start, exec_start, 0u64);
+        let output = catch_unwind(AssertUnwindSafe(|| {
+            let state = instance_state(instance)?;
+            let name = state.input_name.as_str();
+            let inputs: Vec<Result<Input<'_>, RequestError>> =
+                requests.iter().map(|&r| read_input(r, name)).collect();
+            stats.2 = inputs
+                .iter()
+                .flatten()
+                .map(|i| i.shape.first().copied().unwrap_or(0).max(0) as u64)
+                .sum();
+            stats.0 = now_ns();
+            let output = state.runner.execute(&inputs);
+            stats.1 = now_ns();
+            Ok::<_, RequestError>(output)
+        }));
+        let output = output.unwrap_or_else(|payload| {
+            let message = format!(
+                "the clip backend panicked on this batch: {}",
+                panic_message(&*payload)
+            );
+            log_error(&message);
+            Err(RequestError::internal(message))
+        });
+        // After a panic mid-compute the end was never taken; Triton subtracts these unsigned.
+        let (compute_start, compute_end, batch_size) = (stats.0, stats.1.max(stats.0), stats.2);
+
+        let successes: Vec<bool> = requests
             .iter()
-            .flatten()
-            .map(|i| i.shape.first().copied().unwrap_or(0).max(0) as u64)
-            .sum();
-        stats.0 = now_ns();
-        let output = state.runner.execute(&inputs);
-        stats.1 = now_ns();
-        Ok::<_, RequestError>(output)
-    }));
-    let output = output.unwrap_or_else(|payload| {
-        let message = format!(
-            "the clip backend panicked on this batch: {}",
-            panic_message(&*payload)
-        );
-        log_error(&message);
-        Err(RequestError::internal(message))
-    });
-    // After a panic mid-compute the end was never taken; Triton subtracts these unsigned.
-    let (compute_start, compute_end, batch_size) = (stats.0, stats.1.max(stats.0), stats.2);
-
-    let successes: Vec<bool> = requests
-        .iter()
-        .enumerate()
-        .map(|(index, &request)| match &output {
-            Ok(output) => respond(request, output, index),
-            Err(error) => respond_error(request, error),
-        })
-        .collect();
-    let exec_end = now_ns();
-    for (&request, success) in requests.iter().zip(successes) {
-        let report = sys::TRITONBACKEND_ModelInstanceReportStatistics(
-            instance,
-            request,
-            success,
-            exec_start,
-            compute_start,
-            compute_end,
-            exec_end,
-        );
-        if let Err(message) = check(report) {
-            log_error(&format!("could not report request statistics: {message}"));
+            .enumerate()
+            .map(|(index, &request)| match &output {
+                Ok(output) => respond(request, output, index),
+                Err(error) => respond_error(request, error),
+            })
+            .collect();
+        let exec_end = now_ns();
+        for (&request, success) in requests.iter().zip(successes) {
+            let report = sys::TRITONBACKEND_ModelInstanceReportStatistics(
+                instance,
+                request,
+                success,
+                exec_start,
+                compute_start,
+                compute_end,
+                exec_end,
+            );
+            if let Err(message) = check(report) {
+                log_error(&format!("could not report request statistics: {message}"));
+            }
+            if let Err(message) = check(sys::TRITONBACKEND_RequestRelease(
+                request,
+                sys::tritonserver_requestreleaseflag_enum_TRITONSERVER_REQUEST_RELEASE_ALL,
+            )) {
+                log_error(&format!("could not release a request: {message}"));
+            }
         }
-        if let Err(message) = check(sys::TRITONBACKEND_RequestRelease(
-            request,
-            sys::tritonserver_requestreleaseflag_enum_TRITONSERVER_REQUEST_RELEASE_ALL,
-        )) {
-            log_error(&format!("could not release a request: {message}"));
-        }
-    }
-    if batch_size > 0 {
-        let report = sys::TRITONBACKEND_ModelInstanceReportBatchStatistics(
-            instance,
-            batch_size,
-            exec_start,
-            compute_start,
-            compute_end,
-            exec_end,
-        );
-        if let Err(message) = check(report) {
-            log_error(&format!("could not report batch statistics: {message}"));
+        if batch_size > 0 {
+            let report = sys::TRITONBACKEND_ModelInstanceReportBatchStatistics(
+                instance,
+                batch_size,
+                exec_start,
+                compute_start,
+                compute_end,
+                exec_end,
+            );
+            if let Err(message) = check(report) {
+                log_error(&format!("could not report batch statistics: {message}"));
+            }
         }
     }
 }
@@ -498,72 +534,75 @@ unsafe fn read_input<'r>(
     request: *mut sys::TRITONBACKEND_Request,
     name: &str,
 ) -> Result<Input<'r>, RequestError> {
-    let c_name = c_string(name);
-    let mut input = null_mut();
-    check(sys::TRITONBACKEND_RequestInput(
-        request,
-        c_name.as_ptr(),
-        &mut input,
-    ))
-    .map_err(|m| RequestError::invalid(format!("input '{name}' is missing: {m}")))?;
-    let (mut datatype, mut shape, mut dims, mut byte_size, mut buffers) =
-        (0, null(), 0u32, 0u64, 0u32);
-    check(sys::TRITONBACKEND_InputProperties(
-        input,
-        null_mut(),
-        &mut datatype,
-        &mut shape,
-        &mut dims,
-        &mut byte_size,
-        &mut buffers,
-    ))
-    .map_err(RequestError::internal)?;
-    let shape = if dims == 0 {
-        Vec::new()
-    } else {
-        std::slice::from_raw_parts(shape, dims as usize).to_vec()
-    };
-
-    let mut parts = Vec::with_capacity(buffers as usize);
-    for index in 0..buffers {
-        let (mut base, mut size) = (null(), 0u64);
-        let (mut memory_type, mut memory_id) = (
-            sys::TRITONSERVER_memorytype_enum_TRITONSERVER_MEMORY_CPU,
-            0i64,
-        );
-        check(sys::TRITONBACKEND_InputBuffer(
+    // SAFETY: `request` is live (caller's contract); the input and its buffers are Triton's and stay valid until the request is released, after processing.
+    unsafe {
+        let c_name = c_string(name);
+        let mut input = null_mut();
+        check(sys::TRITONBACKEND_RequestInput(
+            request,
+            c_name.as_ptr(),
+            &mut input,
+        ))
+        .map_err(|m| RequestError::invalid(format!("input '{name}' is missing: {m}")))?;
+        let (mut datatype, mut shape, mut dims, mut byte_size, mut buffers) =
+            (0, null(), 0u32, 0u64, 0u32);
+        check(sys::TRITONBACKEND_InputProperties(
             input,
-            index,
-            &mut base,
-            &mut size,
-            &mut memory_type,
-            &mut memory_id,
+            null_mut(),
+            &mut datatype,
+            &mut shape,
+            &mut dims,
+            &mut byte_size,
+            &mut buffers,
         ))
         .map_err(RequestError::internal)?;
-        if !is_host_memory(memory_type) {
-            return Err(RequestError::invalid(format!(
-                "input '{name}' is in GPU memory; the clip backend reads host memory only"
-            )));
+        let shape = if dims == 0 {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(shape, dims as usize).to_vec()
+        };
+
+        let mut parts = Vec::with_capacity(buffers as usize);
+        for index in 0..buffers {
+            let (mut base, mut size) = (null(), 0u64);
+            let (mut memory_type, mut memory_id) = (
+                sys::TRITONSERVER_memorytype_enum_TRITONSERVER_MEMORY_CPU,
+                0i64,
+            );
+            check(sys::TRITONBACKEND_InputBuffer(
+                input,
+                index,
+                &mut base,
+                &mut size,
+                &mut memory_type,
+                &mut memory_id,
+            ))
+            .map_err(RequestError::internal)?;
+            if !is_host_memory(memory_type) {
+                return Err(RequestError::invalid(format!(
+                    "input '{name}' is in GPU memory; the clip backend reads host memory only"
+                )));
+            }
+            if size > 0 {
+                parts.push(std::slice::from_raw_parts(base.cast::<u8>(), size as usize));
+            }
         }
-        if size > 0 {
-            parts.push(std::slice::from_raw_parts(base.cast::<u8>(), size as usize));
-        }
-    }
-    let data = match parts.as_slice() {
-        [] => Cow::Borrowed(&[][..]),
-        [only] => Cow::Borrowed(*only),
-        many => Cow::Owned(many.concat()),
-    };
-    let datatype = datatype_from_raw(datatype).ok_or_else(|| {
-        RequestError::invalid(format!(
+        let data = match parts.as_slice() {
+            [] => Cow::Borrowed(&[][..]),
+            [only] => Cow::Borrowed(*only),
+            many => Cow::Owned(many.concat()),
+        };
+        let datatype = datatype_from_raw(datatype).ok_or_else(|| {
+            RequestError::invalid(format!(
             "input '{name}' has Triton data type #{datatype}, which the clip backend does not read"
         ))
-    })?;
-    Ok(Input {
-        datatype,
-        shape,
-        data,
-    })
+        })?;
+        Ok(Input {
+            datatype,
+            shape,
+            data,
+        })
+    }
 }
 
 /// Sends the one final response of `request`, number `index` of the batch:
@@ -576,23 +615,27 @@ unsafe fn respond(
     output: &BatchOutput,
     index: usize,
 ) -> bool {
-    match output.response(index) {
-        Ok((shape, bytes)) => send(request, |response| {
-            write_output(
-                response,
-                &output.name,
-                output.tensor.datatype(),
-                &shape,
-                bytes,
-            )
-        }),
-        Err(error) => respond_error(request, &error),
+    // SAFETY: `request` is live (caller's contract).
+    unsafe {
+        match output.response(index) {
+            Ok((shape, bytes)) => send(request, |response| {
+                write_output(
+                    response,
+                    &output.name,
+                    output.tensor.datatype(),
+                    &shape,
+                    bytes,
+                )
+            }),
+            Err(error) => respond_error(request, &error),
+        }
     }
 }
 
 /// SAFETY: `request` must be a live request handle.
 unsafe fn respond_error(request: *mut sys::TRITONBACKEND_Request, error: &RequestError) -> bool {
-    send(request, |_| Err(Failure::from(error)))
+    // SAFETY: `request` is live (caller's contract).
+    unsafe { send(request, |_| Err(Failure::from(error))) }
 }
 
 /// Creates the response of `request`, fills it with `fill`, and sends it as
@@ -603,28 +646,31 @@ unsafe fn send(
     request: *mut sys::TRITONBACKEND_Request,
     fill: impl FnOnce(*mut sys::TRITONBACKEND_Response) -> Result<(), Failure>,
 ) -> bool {
-    let mut response = null_mut();
-    if let Err(message) = check(sys::TRITONBACKEND_ResponseNew(&mut response, request)) {
-        log_error(&format!("could not create a response: {message}"));
-        return false;
+    // SAFETY: `request` is live (caller's contract); the response is sent once, and the error we made is deleted after sending, which does not take it.
+    unsafe {
+        let mut response = null_mut();
+        if let Err(message) = check(sys::TRITONBACKEND_ResponseNew(&mut response, request)) {
+            log_error(&format!("could not create a response: {message}"));
+            return false;
+        }
+        let failure = fill(response).err();
+        let success = failure.is_none();
+        let error = failure.map_or(null_mut(), Failure::into_raw);
+        let sent = check(sys::TRITONBACKEND_ResponseSend(
+            response,
+            sys::tritonserver_responsecompleteflag_enum_TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+            error,
+        ));
+        // Sending does not take ownership of the error.
+        if !error.is_null() {
+            sys::TRITONSERVER_ErrorDelete(error);
+        }
+        if let Err(message) = sent {
+            log_error(&format!("could not send a response: {message}"));
+            return false;
+        }
+        success
     }
-    let failure = fill(response).err();
-    let success = failure.is_none();
-    let error = failure.map_or(null_mut(), Failure::into_raw);
-    let sent = check(sys::TRITONBACKEND_ResponseSend(
-        response,
-        sys::tritonserver_responsecompleteflag_enum_TRITONSERVER_RESPONSE_COMPLETE_FINAL,
-        error,
-    ));
-    // Sending does not take ownership of the error.
-    if !error.is_null() {
-        sys::TRITONSERVER_ErrorDelete(error);
-    }
-    if let Err(message) = sent {
-        log_error(&format!("could not send a response: {message}"));
-        return false;
-    }
-    success
 }
 
 /// SAFETY: `response` must be a live response handle.
@@ -635,37 +681,40 @@ unsafe fn write_output(
     shape: &[i64],
     bytes: &[u8],
 ) -> Result<(), Failure> {
-    let c_name = c_string(name);
-    let mut handle = null_mut();
-    check(sys::TRITONBACKEND_ResponseOutput(
-        response,
-        &mut handle,
-        c_name.as_ptr(),
-        datatype_to_raw(datatype),
-        shape.as_ptr(),
-        shape.len() as u32,
-    ))
-    .map_err(Failure::internal)?;
-    let mut buffer: *mut c_void = null_mut();
-    let (mut memory_type, mut memory_id) = (
-        sys::TRITONSERVER_memorytype_enum_TRITONSERVER_MEMORY_CPU,
-        0i64,
-    );
-    check(sys::TRITONBACKEND_OutputBuffer(
-        handle,
-        &mut buffer,
-        bytes.len() as u64,
-        &mut memory_type,
-        &mut memory_id,
-    ))
-    .map_err(Failure::internal)?;
-    if !is_host_memory(memory_type) {
-        return Err(Failure::internal(format!(
-            "output '{name}' was placed in GPU memory"
-        )));
+    // SAFETY: `response` is live (caller's contract); Triton allocated `buffer` for exactly `bytes.len()` bytes in host memory, checked before the copy.
+    unsafe {
+        let c_name = c_string(name);
+        let mut handle = null_mut();
+        check(sys::TRITONBACKEND_ResponseOutput(
+            response,
+            &mut handle,
+            c_name.as_ptr(),
+            datatype_to_raw(datatype),
+            shape.as_ptr(),
+            shape.len() as u32,
+        ))
+        .map_err(Failure::internal)?;
+        let mut buffer: *mut c_void = null_mut();
+        let (mut memory_type, mut memory_id) = (
+            sys::TRITONSERVER_memorytype_enum_TRITONSERVER_MEMORY_CPU,
+            0i64,
+        );
+        check(sys::TRITONBACKEND_OutputBuffer(
+            handle,
+            &mut buffer,
+            bytes.len() as u64,
+            &mut memory_type,
+            &mut memory_id,
+        ))
+        .map_err(Failure::internal)?;
+        if !is_host_memory(memory_type) {
+            return Err(Failure::internal(format!(
+                "output '{name}' was placed in GPU memory"
+            )));
+        }
+        if !bytes.is_empty() {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), buffer.cast::<u8>(), bytes.len());
+        }
+        Ok(())
     }
-    if !bytes.is_empty() {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), buffer.cast::<u8>(), bytes.len());
-    }
-    Ok(())
 }

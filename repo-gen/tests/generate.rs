@@ -15,23 +15,11 @@ use serde_json::Value;
 const TOLERANCE: f32 = 1e-4;
 
 fn manifest() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(tiny_clip().join("manifest.json")).unwrap())
-        .unwrap()
+    clip_test_support::tiny_clip::manifest().clone()
 }
 
 fn read_f32(entry: &Value) -> Vec<f32> {
-    let bytes = std::fs::read(tiny_clip().join(entry["file"].as_str().unwrap())).unwrap();
-    match entry["dtype"].as_str().unwrap() {
-        "f32" => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        "f16" => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32())
-            .collect(),
-        other => panic!("dtype {other}"),
-    }
+    clip_test_support::tiny_clip::Tensor::read(entry).f32s()
 }
 
 /// Runs the repository's two model.onnx files on the fixture inputs and

@@ -9,7 +9,7 @@ use common::*;
 use repo_gen::registry;
 
 fn tokenizer() -> String {
-    workspace_root()
+    clip_test_support::workspace_root()
         .join("tests/fixtures/text/tokenizer.json")
         .to_str()
         .unwrap()

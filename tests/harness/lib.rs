@@ -5,18 +5,8 @@
 pub mod fixtures;
 pub mod grpc;
 pub mod http;
+pub mod mixed;
 pub mod repository;
 pub mod server;
 
-use std::path::{Path, PathBuf};
-
-/// The workspace root (this crate lives in `tests/`).
-pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-}
-
-pub fn fixture(relative: &str) -> PathBuf {
-    workspace_root().join("tests/fixtures").join(relative)
-}
+pub use clip_test_support::{fixture, workspace_root};

@@ -3,9 +3,11 @@
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use clip_test_support::install;
 
 use crate::{http, workspace_root};
 
@@ -55,24 +57,6 @@ pub fn repo_gen() -> &'static Path {
 pub fn clip_client_cli() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| build("clip-client-cli", "clip-client"))
-}
-
-/// Runs one of the project's install scripts; they print the installed path last.
-fn install(script: &str) -> PathBuf {
-    let output = Command::new("bash")
-        .arg(workspace_root().join("scripts").join(script))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("run scripts/{script}: {e}"));
-    assert!(output.status.success(), "scripts/{script} failed");
-    let stdout = String::from_utf8(output.stdout).expect("utf-8 path");
-    PathBuf::from(
-        stdout
-            .lines()
-            .last()
-            .unwrap_or_else(|| panic!("scripts/{script} printed no path"))
-            .trim(),
-    )
 }
 
 /// The local tritonserver binary, installed once by the project's own script.
@@ -229,7 +213,4 @@ impl Drop for Server {
 }
 
 /// `libonnxruntime.so` for the `onnx_encoder` kind, installed once by the project's own script.
-pub fn onnxruntime_library() -> &'static Path {
-    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
-    LIBRARY.get_or_init(|| install("install-onnxruntime.sh"))
-}
+pub use clip_test_support::ort_library as onnxruntime_library;

@@ -242,6 +242,16 @@ pub fn bytes_elements<'d>(
     Ok(elements)
 }
 
+/// One request of BYTES elements, as Triton hands it over (tests).
+#[cfg(test)]
+pub(crate) fn bytes_request(elements: &[&[u8]]) -> Result<Input<'static>, RequestError> {
+    Ok(Input {
+        datatype: DataType::Bytes,
+        shape: vec![elements.len() as i64, 1],
+        data: Cow::Owned(serialize_bytes(elements)),
+    })
+}
+
 /// Triton's BYTES serialisation of `elements`.
 #[cfg(test)]
 pub(crate) fn serialize_bytes(elements: &[&[u8]]) -> Vec<u8> {

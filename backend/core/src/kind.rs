@@ -43,3 +43,12 @@ pub trait Runner: Send {
     /// alone; a request whose input could not even be read arrives as one.
     fn execute(&mut self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput;
 }
+
+/// A KIND_CPU instance (tests).
+#[cfg(test)]
+pub(crate) fn cpu_instance() -> Instance {
+    Instance {
+        name: "test_0".into(),
+        device: Device::Cpu,
+    }
+}

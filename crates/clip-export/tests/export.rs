@@ -2,11 +2,10 @@
 //! (tests/fixtures/tiny-clip, made by scripts/fixtures/tiny_clip.py).
 //!
 //! ONNX Runtime comes from scripts/install-onnxruntime.sh, run once per test
-//! binary, unless ORT_DYLIB_PATH is set.
+//! binary.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use clip_export::{
@@ -14,41 +13,17 @@ use clip_export::{
     ExportError, ExportOptions, ExternalDataPolicy, OnnxModel, OrtRuntime, WeightDtype,
     WeightLayout,
 };
+use clip_test_support::{ort_library, tiny_clip};
 use serde_json::Value;
 
 const TOLERANCE: f32 = 1e-4;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn fixtures() -> PathBuf {
-    workspace_root().join("tests/fixtures/tiny-clip")
+    tiny_clip::dir()
 }
 
 fn runtime() -> OrtRuntime {
-    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
-    let library = LIBRARY.get_or_init(|| {
-        let script = workspace_root().join("scripts/install-onnxruntime.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/install-onnxruntime.sh");
-        assert!(
-            output.status.success(),
-            "scripts/install-onnxruntime.sh failed"
-        );
-        let stdout = String::from_utf8(output.stdout).expect("utf-8 path");
-        PathBuf::from(
-            stdout
-                .lines()
-                .last()
-                .expect("the script prints the library path")
-                .trim(),
-        )
-    });
-    OrtRuntime::load(Some(library), "the test's library").expect("load ONNX Runtime")
+    OrtRuntime::load(Some(ort_library()), "the test's library").expect("load ONNX Runtime")
 }
 
 struct Fixtures {
@@ -61,49 +36,14 @@ struct Fixtures {
     image_size: usize,
 }
 
-fn read_bin(entry: &Value) -> (Vec<u8>, Vec<usize>, String) {
-    let file = fixtures().join(entry["file"].as_str().unwrap());
-    let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    let shape = entry["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    (bytes, shape, entry["dtype"].as_str().unwrap().to_string())
-}
-
-fn f32s(entry: &Value) -> (Vec<f32>, Vec<usize>) {
-    let (bytes, shape, dtype) = read_bin(entry);
-    let data: Vec<f32> = match dtype.as_str() {
-        "f32" => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        "f16" => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32())
-            .collect(),
-        other => panic!("unexpected dtype {other}"),
-    };
-    assert_eq!(data.len(), shape.iter().product::<usize>());
-    (data, shape)
-}
-
 fn fx() -> &'static Fixtures {
     static FX: OnceLock<Fixtures> = OnceLock::new();
     FX.get_or_init(|| {
-        let manifest: Value = serde_json::from_str(
-            &std::fs::read_to_string(fixtures().join("manifest.json")).unwrap(),
-        )
-        .unwrap();
-        let (bytes, ids_shape, dtype) = read_bin(&manifest["inputs"]["input_ids"]);
-        assert_eq!(dtype, "i64");
-        let input_ids = bytes
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        let (pixels, px_shape) = f32s(&manifest["inputs"]["pixel_values"]);
+        let manifest = tiny_clip::manifest().clone();
+        let ids = tiny_clip::input("input_ids");
+        let (input_ids, ids_shape) = (ids.i64s(), ids.shape);
+        let pixels = tiny_clip::input("pixel_values");
+        let (pixels, px_shape) = (pixels.f32s(), pixels.shape);
         Fixtures {
             input_ids,
             id_rows: ids_shape[0],
@@ -117,7 +57,8 @@ fn fx() -> &'static Fixtures {
 }
 
 fn reference(variant: &str, which: &str) -> (Vec<f32>, Vec<usize>) {
-    f32s(&fx().manifest["variants"][variant][which])
+    let reference = tiny_clip::reference(variant, which);
+    (reference.f32s(), reference.shape)
 }
 
 fn arch_for(variant: &str, layout: WeightLayout) -> ClipArchitecture {

@@ -3,33 +3,12 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Output};
 
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+pub use clip_test_support::ort_library;
 
 pub fn tiny_clip() -> PathBuf {
-    workspace_root().join("tests/fixtures/tiny-clip")
-}
-
-/// libonnxruntime from scripts/install-onnxruntime.sh (run once per test binary).
-pub fn ort_library() -> &'static Path {
-    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
-    LIBRARY.get_or_init(|| {
-        let output = Command::new("bash")
-            .arg(workspace_root().join("scripts/install-onnxruntime.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/install-onnxruntime.sh");
-        assert!(
-            output.status.success(),
-            "scripts/install-onnxruntime.sh failed"
-        );
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        PathBuf::from(stdout.lines().last().expect("a path").trim())
-    })
+    clip_test_support::tiny_clip::dir()
 }
 
 /// Runs repo-gen with `args`, without ORT_DYLIB_PATH from the environment.

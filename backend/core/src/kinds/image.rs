@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clip_contract::tensor;
 use clip_image::{ImageOptions, ImagePreprocessor};
 
-use super::{Preprocess, Shared};
+use super::shared::{Preprocess, Shared};
 use crate::batch::{bytes_elements, BatchOutput, HostTensor, Input, RequestError, Rows};
 use crate::config::ImageSpec;
 use crate::kind::{Instance, Kind, Runner};
@@ -99,15 +99,12 @@ impl Preprocess for ImagePreprocess {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use clip_contract::defaults;
+    use clip_test_support::fixture;
 
     use super::*;
-    use crate::config::KindSpec;
+    use crate::batch::bytes_request;
     use crate::kind::Device;
-    use crate::kinds::load;
-    use crate::kinds::tests::{bytes_request, fixtures};
 
     fn image_spec(half_precision: bool) -> ImageSpec {
         ImageSpec {
@@ -121,16 +118,11 @@ mod tests {
     }
 
     fn image(name: &str) -> Vec<u8> {
-        std::fs::read(fixtures().join("images/inputs").join(name)).unwrap()
+        std::fs::read(fixture("images/inputs").join(name)).unwrap()
     }
 
     fn runner() -> Box<dyn Runner> {
-        let kind = load(
-            KindSpec::ImagePreprocess(image_spec(false)),
-            Path::new("/nonexistent"),
-            None,
-        )
-        .unwrap();
+        let kind = Arc::new(ImagePreprocess::new(image_spec(false)).unwrap());
         assert_eq!(kind.input_name(), tensor::IMAGE);
         // Preprocessing ignores KIND_GPU and shares one copy between instances.
         let gpu = Instance {

@@ -5,6 +5,7 @@
 
 mod image;
 pub mod onnx;
+mod shared;
 mod text;
 
 use std::path::Path;
@@ -12,9 +13,8 @@ use std::sync::Arc;
 
 use clip_ort::LogSink;
 
-use crate::batch::{BatchOutput, Input, RequestError};
 use crate::config::KindSpec;
-use crate::kind::{Device, Kind, Runner};
+use crate::kind::Kind;
 
 pub use image::ImagePreprocess;
 pub use onnx::OnnxEncoder;
@@ -34,50 +34,36 @@ pub fn load(
     })
 }
 
-/// A preprocessing step: stateless per batch, so every instance shares it.
-trait Preprocess: Send + Sync {
-    fn execute(&self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput;
-}
-
-/// The runner of a preprocessing model's instances: the model's one copy.
-/// Preprocessing always runs on the CPU, whatever the instance group says.
-struct Shared<P: ?Sized>(Arc<P>);
-
-impl<P: Preprocess + ?Sized> Runner for Shared<P> {
-    fn device(&self) -> Device {
-        Device::Cpu
-    }
-
-    fn execute(&mut self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput {
-        self.0.execute(batch)
-    }
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::borrow::Cow;
-    use std::path::PathBuf;
+mod tests {
+    use std::path::Path;
+
+    use clip_contract::{defaults, tensor};
+    use clip_test_support::fixture;
 
     use super::*;
-    use crate::batch::{serialize_bytes, DataType};
-    use crate::kind::Instance;
+    use crate::config::{ImageSpec, TextSpec};
 
-    pub(crate) fn fixtures() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-    }
-
-    pub(crate) fn bytes_request(elements: &[&[u8]]) -> Result<Input<'static>, RequestError> {
-        Ok(Input {
-            datatype: DataType::Bytes,
-            shape: vec![elements.len() as i64, 1],
-            data: Cow::Owned(serialize_bytes(elements)),
-        })
-    }
-
-    pub(crate) fn cpu_instance() -> Instance {
-        Instance {
-            name: "test_0".into(),
-            device: Device::Cpu,
-        }
+    #[test]
+    fn the_factory_builds_the_kind_the_config_names() {
+        let text = KindSpec::TextPreprocess(TextSpec {
+            tokenizer_file: defaults::TOKENIZER_FILE.into(),
+            context_length: defaults::CONTEXT_LENGTH,
+            pad_id: None,
+        });
+        assert_eq!(
+            load(text, &fixture("text"), None).unwrap().input_name(),
+            tensor::TEXT
+        );
+        let image = KindSpec::ImagePreprocess(ImageSpec {
+            size: defaults::IMAGE_SIZE,
+            mean: defaults::IMAGE_MEAN,
+            std: defaults::IMAGE_STD,
+            max_pixels: defaults::MAX_PIXELS,
+            reduced_scale_decode: true,
+            half_precision: false,
+        });
+        let image = load(image, Path::new("/nonexistent"), None).unwrap();
+        assert_eq!(image.input_name(), tensor::IMAGE);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clip_contract::{param, tensor};
 use clip_text::{TextError, TextOptions, Tokenizer};
 
-use super::{Preprocess, Shared};
+use super::shared::{Preprocess, Shared};
 use crate::batch::{bytes_elements, BatchOutput, HostTensor, Input, RequestError, Rows};
 use crate::config::TextSpec;
 use crate::kind::{Instance, Kind, Runner};
@@ -96,20 +96,19 @@ impl Preprocess for TextPreprocess {
 mod tests {
     use clip_contract::defaults;
 
+    use clip_test_support::fixture;
+
     use super::*;
-    use crate::batch::ErrorKind;
-    use crate::config::KindSpec;
-    use crate::kind::Device;
-    use crate::kinds::load;
-    use crate::kinds::tests::{bytes_request, cpu_instance, fixtures};
+    use crate::batch::{bytes_request, ErrorKind};
+    use crate::kind::{cpu_instance, Device};
 
     fn text_kind(pad_id: Option<u32>) -> Arc<dyn Kind> {
-        let spec = KindSpec::TextPreprocess(TextSpec {
+        let spec = TextSpec {
             tokenizer_file: defaults::TOKENIZER_FILE.into(),
             context_length: defaults::CONTEXT_LENGTH,
             pad_id,
-        });
-        load(spec, &fixtures().join("text"), None).unwrap_or_else(|e| panic!("{e}"))
+        };
+        Arc::new(TextPreprocess::load(spec, &fixture("text")).unwrap_or_else(|e| panic!("{e}")))
     }
 
     #[test]
@@ -211,12 +210,12 @@ mod tests {
 
     #[test]
     fn missing_tokenizer_names_the_file() {
-        let spec = KindSpec::TextPreprocess(TextSpec {
+        let spec = TextSpec {
             tokenizer_file: "absent.json".into(),
             context_length: 77,
             pad_id: None,
-        });
-        let message = load(spec, &fixtures().join("text"), None)
+        };
+        let message = TextPreprocess::load(spec, &fixture("text"))
             .err()
             .expect("load fails");
         assert!(message.contains("absent.json"), "{message}");

@@ -12,14 +12,14 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clip_contract::{param, TensorSpec};
+use clip_contract::param;
 use clip_ort::{LogSink, OrtError, Runtime, ORT_DYLIB_ENV};
 use ort::ep::ExecutionProvider;
 use ort::session::Session;
 
 use crate::config::EncoderSpec;
 use crate::kind::{Device, Instance, Kind, Runner};
-use runner::EncoderRunner;
+use runner::{EncoderRunner, Io};
 use signature::{check_signature, Declared};
 
 /// Where the ONNX Runtime library comes from: the `ort_library` parameter
@@ -83,10 +83,7 @@ pub fn threads(spec: &EncoderSpec, cores: usize) -> (usize, usize) {
 pub struct OnnxEncoder {
     runtime: &'static Runtime,
     model_path: PathBuf,
-    input: TensorSpec,
-    output: TensorSpec,
-    /// Token ids at or above it are refused per request (text encoders).
-    vocab_size: Option<u64>,
+    io: Arc<Io>,
     intra_op_threads: usize,
     inter_op_threads: usize,
 }
@@ -112,9 +109,11 @@ impl OnnxEncoder {
         Ok(OnnxEncoder {
             runtime,
             model_path,
-            input: spec.input,
-            output: spec.output,
-            vocab_size: spec.vocab_size,
+            io: Arc::new(Io {
+                input: spec.input,
+                output: spec.output,
+                vocab_size: spec.vocab_size,
+            }),
             intra_op_threads,
             inter_op_threads,
         })
@@ -157,8 +156,8 @@ impl OnnxEncoder {
                 .collect::<Vec<_>>()
         };
         check_signature(
-            &self.input,
-            &self.output,
+            &self.io.input,
+            &self.io.output,
             &declared(session.inputs()),
             &declared(session.outputs()),
         )?;
@@ -168,7 +167,7 @@ impl OnnxEncoder {
 
 impl Kind for OnnxEncoder {
     fn input_name(&self) -> &str {
-        &self.input.name
+        &self.io.input.name
     }
 
     fn runner(self: Arc<Self>, instance: &Instance) -> Result<Box<dyn Runner>, String> {
@@ -182,7 +181,11 @@ impl Kind for OnnxEncoder {
             Provider::Cpu => Device::Cpu,
             Provider::Cuda { device_id } => Device::Gpu(device_id),
         };
-        Ok(Box::new(EncoderRunner::new(self, session, device)))
+        Ok(Box::new(EncoderRunner::new(
+            Arc::clone(&self.io),
+            session,
+            device,
+        )))
     }
 }
 

@@ -12,12 +12,20 @@ use ort::value::PrimitiveTensorElementType;
 use ort::value::{DynValue, Tensor};
 
 use super::signature::element_of;
-use super::OnnxEncoder;
 use crate::batch::{BatchOutput, Element, HostTensor, Input, RequestError, Rows};
 use crate::kind::{Device, Runner};
 
+/// What every instance of one encoder model runs: its tensors as the
+/// config declares them (and the session was checked against).
+pub(super) struct Io {
+    pub input: TensorSpec,
+    pub output: TensorSpec,
+    /// Token ids at or above it are refused per request (text encoders).
+    pub vocab_size: Option<u64>,
+}
+
 pub(super) struct EncoderRunner {
-    kind: Arc<OnnxEncoder>,
+    io: Arc<Io>,
     session: Session,
     device: Device,
 }
@@ -149,9 +157,9 @@ impl AsRef<[u8]> for OrtOutput {
 }
 
 impl EncoderRunner {
-    pub(super) fn new(kind: Arc<OnnxEncoder>, session: Session, device: Device) -> Self {
+    pub(super) fn new(io: Arc<Io>, session: Session, device: Device) -> Self {
         EncoderRunner {
-            kind,
+            io,
             session,
             device,
         }
@@ -163,8 +171,7 @@ impl EncoderRunner {
         rows: usize,
         values: Vec<T>,
     ) -> Result<HostTensor, String> {
-        let kind = &*self.kind;
-        let (input, output) = (&kind.input, &kind.output);
+        let (input, output) = (&self.io.input, &self.io.output);
         let mut shape = vec![rows as i64];
         shape.extend_from_slice(&input.dims);
         let value = Tensor::from_array((shape, values)).map_err(|e| e.to_string())?;
@@ -204,10 +211,10 @@ impl EncoderRunner {
             mut requests,
             rows,
             values,
-        } = gather::<T>(&self.kind.input, self.kind.vocab_size, batch);
-        let kind = Arc::clone(&self.kind);
+        } = gather::<T>(&self.io.input, self.io.vocab_size, batch);
+        let io = Arc::clone(&self.io);
         let empty =
-            || HostTensor::from_bytes(kind.output.data_type, kind.output.dims.clone(), Vec::new());
+            || HostTensor::from_bytes(io.output.data_type, io.output.dims.clone(), Vec::new());
         let tensor = if rows == 0 {
             empty()
         } else {
@@ -225,7 +232,7 @@ impl EncoderRunner {
             }
         };
         BatchOutput {
-            name: self.kind.output.name.clone(),
+            name: self.io.output.name.clone(),
             tensor,
             requests,
         }
@@ -241,7 +248,7 @@ impl Runner for EncoderRunner {
     /// its rows of the output. A bad request fails alone; an ONNX Runtime
     /// failure fails the good ones.
     fn execute(&mut self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput {
-        match self.kind.input.data_type {
+        match self.io.input.data_type {
             DataType::Int64 => self.execute_typed::<i64>(batch),
             DataType::Fp16 => self.execute_typed::<f16>(batch),
             _ => self.execute_typed::<f32>(batch),

@@ -3,8 +3,7 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use clip_contract::{tensor, DataType, TensorSpec};
 use clip_export::proto::{
@@ -12,6 +11,7 @@ use clip_export::proto::{
     NodeProto,
 };
 use clip_export::{ClipArchitecture, ClipWeights, ExportOptions, OnnxModel};
+use clip_test_support::{ort_library, tiny_clip};
 use half::f16;
 use ort::value::TensorElementType;
 use prost::Message;
@@ -23,72 +23,29 @@ use crate::batch::{BatchOutput, ErrorKind, Input, RequestError};
 
 const TOLERANCE: f32 = 1e-4;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn tiny() -> PathBuf {
-    root().join("tests/fixtures/tiny-clip")
-}
-
-/// libonnxruntime through the project's installer, as clip-export's tests find it.
-pub(crate) fn ort_library() -> &'static Path {
-    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
-    LIBRARY.get_or_init(|| {
-        let output = Command::new("bash")
-            .arg(root().join("scripts/install-onnxruntime.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/install-onnxruntime.sh");
-        assert!(output.status.success(), "install-onnxruntime.sh failed");
-        let stdout = String::from_utf8(output.stdout).expect("utf-8");
-        PathBuf::from(stdout.lines().last().expect("a path").trim())
-    })
-}
-
-fn manifest() -> &'static Value {
-    static MANIFEST: OnceLock<Value> = OnceLock::new();
-    MANIFEST.get_or_init(|| {
-        serde_json::from_str(&std::fs::read_to_string(tiny().join("manifest.json")).unwrap())
-            .unwrap()
-    })
-}
-
-fn bin(entry: &Value) -> (Vec<u8>, Vec<usize>) {
-    let bytes = std::fs::read(tiny().join(entry["file"].as_str().unwrap())).unwrap();
-    let shape = entry["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    (bytes, shape)
+    tiny_clip::dir()
 }
 
 /// The reference token ids: raw little-endian INT64 bytes, [rows, 77].
-pub(crate) fn input_ids() -> (Vec<u8>, Vec<usize>) {
-    bin(&manifest()["inputs"]["input_ids"])
+fn input_ids() -> (Vec<u8>, Vec<usize>) {
+    let ids = tiny_clip::input("input_ids");
+    (ids.bytes, ids.shape)
 }
 
 /// The reference pixels: raw little-endian FP16 bytes, [rows, 3, 224, 224].
-pub(crate) fn pixels_f16() -> (Vec<u8>, Vec<usize>) {
-    bin(&manifest()["inputs"]["pixel_values"])
+fn pixels_f16() -> (Vec<u8>, Vec<usize>) {
+    let pixels = tiny_clip::input("pixel_values");
+    (pixels.bytes, pixels.shape)
 }
 
 fn pixels_f32() -> Vec<u8> {
-    pixels_f16()
-        .0
-        .chunks_exact(2)
-        .flat_map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32().to_le_bytes())
-        .collect()
+    let pixels = tiny_clip::input("pixel_values").f32s();
+    bytemuck::cast_slice(&pixels).to_vec()
 }
 
 fn reference(variant: &str, which: &str) -> Vec<f32> {
-    bin(&manifest()["variants"][variant][which])
-        .0
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
+    tiny_clip::reference(variant, which).f32s()
 }
 
 fn weights(variant: &str) -> ClipWeights {
@@ -141,7 +98,7 @@ fn spec(input: TensorSpec, output: TensorSpec) -> EncoderSpec {
 }
 
 fn cpu() -> Instance {
-    crate::kinds::tests::cpu_instance()
+    crate::kind::cpu_instance()
 }
 
 fn runner(spec: EncoderSpec, dir: &Path) -> Result<Box<dyn Runner>, String> {
