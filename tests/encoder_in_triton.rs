@@ -10,11 +10,12 @@ use std::sync::{Arc, Barrier};
 
 use clip_contract::{model, param, tensor};
 use clip_export::{ClipArchitecture, ClipWeights, ExportOptions};
+use clip_test_support::tiny_clip;
 use harness::http::{self, Tensor};
+use harness::mixed::Burst;
 use harness::repository::{Repository, Serving};
 use harness::server::{onnxruntime_library, Server};
 use repo_gen::{DataType, TensorSpec};
-use serde_json::Value;
 
 const TOLERANCE: f32 = 1e-4;
 const VARIANT: &str = "quick_gelu";
@@ -23,20 +24,13 @@ const CONTEXT: i64 = 77;
 const IMAGE_SIZE: i64 = 224;
 
 fn tiny(relative: &str) -> PathBuf {
-    harness::fixture("tiny-clip").join(relative)
-}
-
-fn manifest() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(tiny("manifest.json")).unwrap()).unwrap()
-}
-
-fn bin(entry: &Value) -> Vec<u8> {
-    std::fs::read(tiny(entry["file"].as_str().unwrap())).unwrap()
+    tiny_clip::dir().join(relative)
 }
 
 /// The reference token ids, one little-endian INT64 row of 77 per sentence.
 fn id_rows() -> Vec<Vec<u8>> {
-    bin(&manifest()["inputs"]["input_ids"])
+    tiny_clip::input("input_ids")
+        .bytes
         .chunks_exact(CONTEXT as usize * 8)
         .map(<[u8]>::to_vec)
         .collect()
@@ -44,13 +38,10 @@ fn id_rows() -> Vec<Vec<u8>> {
 
 /// The reference pixels (stored as FP16), widened to little-endian FP32 rows.
 fn pixel_rows() -> Vec<Vec<u8>> {
-    let widened: Vec<u8> = bin(&manifest()["inputs"]["pixel_values"])
-        .chunks_exact(2)
-        .flat_map(|c| {
-            half::f16::from_le_bytes([c[0], c[1]])
-                .to_f32()
-                .to_le_bytes()
-        })
+    let widened: Vec<u8> = tiny_clip::input("pixel_values")
+        .f32s()
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
         .collect();
     widened
         .chunks_exact((3 * IMAGE_SIZE * IMAGE_SIZE * 4) as usize)
@@ -59,10 +50,8 @@ fn pixel_rows() -> Vec<Vec<u8>> {
 }
 
 fn reference(which: &str) -> Vec<Vec<f32>> {
-    bin(&manifest()["variants"][VARIANT][which])
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect::<Vec<_>>()
+    tiny_clip::reference(VARIANT, which)
+        .f32s()
         .chunks_exact(EMBED_DIM as usize)
         .map(<[f32]>::to_vec)
         .collect()
@@ -451,84 +440,45 @@ fn token_ids_outside_the_vocabulary_fail_their_request_alone() {
         row[3 * 8..4 * 8].copy_from_slice(&id.to_le_bytes());
         row
     };
-    let (too_large, negative) = (with_id(&ids[0], vocab_size as i64), with_id(&ids[0], -1));
-
-    // Requests of 1 to 3 rows: each bad row in every position, alone and
-    // together, with all-good requests between them.
-    let mut requests: Vec<Vec<Option<usize>>> = Vec::new();
-    let mut next = 0;
-    for len in 1..=3usize {
-        for mask in 0..(1u32 << len) {
-            let rows = (0..len)
-                .map(|i| {
-                    next += 1;
-                    (mask & (1 << i) == 0).then_some(next % ids.len())
-                })
-                .collect();
-            requests.push(rows);
-            requests.push(vec![Some(next % ids.len()), Some((next + 3) % ids.len())]);
-        }
-    }
-    let barrier = Arc::new(Barrier::new(requests.len()));
-    let handles: Vec<_> = requests
-        .iter()
-        .enumerate()
-        .map(|(index, rows)| {
-            let data: Vec<Vec<u8>> = rows
-                .iter()
-                .enumerate()
-                .map(|(position, row)| match row {
-                    Some(r) => ids[*r].clone(),
-                    None if (index + position) % 2 == 0 => too_large.clone(),
-                    None => negative.clone(),
-                })
-                .collect();
-            let refs: Vec<&Vec<u8>> = data.iter().collect();
-            let input = request(tensor::INPUT_IDS, "INT64", &[CONTEXT], &refs);
-            let (barrier, url) = (Arc::clone(&barrier), server.http_url.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                http::infer(
-                    &url,
-                    model::TEXT_ENCODER,
-                    std::slice::from_ref(&input),
-                    &[tensor::EMBEDDING],
-                )
-            })
-        })
-        .collect();
-    for (rows, handle) in requests.iter().zip(handles) {
-        let outcome = handle.join().expect("request thread");
-        match (rows.iter().position(Option::is_none), outcome) {
-            (Some(bad), Err(failure)) => {
-                assert_eq!(failure.status, 400, "{rows:?}: {failure:?}");
-                let says = format!("INPUT_IDS element {bad}: token id ");
-                assert!(
-                    failure.message.contains(&says)
-                        && failure.message.contains("outside the vocabulary"),
-                    "{rows:?}: {:?} does not name element {bad}",
-                    failure.message
-                );
-            }
-            (Some(bad), Ok(_)) => {
-                panic!("{rows:?}: row {bad} is bad, yet the request got a result")
-            }
-            (None, Err(failure)) => panic!("{rows:?}: a good request failed: {failure:?}"),
-            (None, Ok(outputs)) => {
-                assert_eq!(outputs[0].shape, vec![rows.len() as i64, EMBED_DIM]);
-                let got = outputs[0].as_f32();
-                for (position, row) in rows.iter().enumerate() {
-                    let row = row.expect("good");
-                    let start = position * EMBED_DIM as usize;
-                    let diff = max_diff(&got[start..start + EMBED_DIM as usize], &text_ref[row]);
-                    assert!(diff <= TOLERANCE, "{rows:?}: row {position}: {diff}");
-                }
-            }
-        }
-    }
+    let burst = Burst {
+        model: model::TEXT_ENCODER,
+        input: tensor::INPUT_IDS,
+        output: tensor::EMBEDDING,
+        bads: vec![with_id(&ids[0], vocab_size as i64), with_id(&ids[1], -1)],
+        goods: ids,
+        tensor: |rows| Tensor {
+            name: tensor::INPUT_IDS.into(),
+            datatype: "INT64".into(),
+            shape: vec![rows.len() as i64, CONTEXT],
+            data: rows.concat(),
+        },
+    };
+    let dim = EMBED_DIM as usize;
+    burst.check(&server, |output, row, good| {
+        max_diff(
+            &output.as_f32()[row * dim..(row + 1) * dim],
+            &text_ref[good],
+        ) <= TOLERANCE
+    });
     let sizes = batch_sizes(&server, model::TEXT_ENCODER);
     assert!(
         sizes.iter().any(|&b| b > 3),
         "no batch of several requests formed: {sizes:?}"
+    );
+
+    // The message names the element, the id and the limit.
+    let failure = http::infer(
+        &server.http_url,
+        model::TEXT_ENCODER,
+        &[(burst.tensor)(&[&burst.goods[2], &burst.bads[0]])],
+        &[tensor::EMBEDDING],
+    )
+    .expect_err("an id outside the vocabulary");
+    assert_eq!(failure.status, 400, "{failure:?}");
+    assert!(
+        failure.message.contains(&format!(
+            "INPUT_IDS element 1: token id {vocab_size} is outside the vocabulary (ids must be in 0..{vocab_size})"
+        )),
+        "{failure:?}"
     );
 }
