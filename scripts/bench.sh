@@ -74,7 +74,7 @@ date -u '+%Y-%m-%d %H:%M UTC' >"$results/date"
 cat /proc/loadavg >"$results/loadavg_start"
 
 log "building (release, -j $jobs, target $target)"
-cargo build --release -j "$jobs" -p clip-backend -p repo-gen -p clip-bench -p clip-client
+cargo build --release -j "$jobs" -p clip-backend -p repo-gen -p clip-bench -p clip-client-cli
 bin=$target/release
 server=$(bash scripts/install-triton.sh | tail -1)
 ort=$(bash scripts/install-onnxruntime.sh | tail -1)
