@@ -1,0 +1,54 @@
+//! Preprocessing parameters and the size guard they impose, kept apart so the decoders can read them without
+//! depending on `ImagePreprocessor`.
+
+use crate::error::ImageError;
+
+/// Preprocessing parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageOptions {
+    /// Output side: the shortest side is resized to `size`, then a `size x size` center crop is taken.
+    pub size: u32,
+    /// Per-channel (RGB) mean subtracted after scaling to `[0, 1]`.
+    pub mean: [f32; 3],
+    /// Per-channel (RGB) standard deviation divided by after subtracting the mean.
+    pub std: [f32; 3],
+    /// Decompression-bomb guard: images with `width * height > max_pixels` are refused before decoding.
+    pub max_pixels: u64,
+    /// Decode large JPEGs at a reduced DCT scale (1/2, 1/4 or 1/8: the strongest reduction that keeps the shortest
+    /// side `>= 2 * size`) before the bicubic resize. Faster, slightly different from the reference (mean well under
+    /// one level on camera-like photos). JPEGs with a shortest side below `4 * size` / other formats are unaffected.
+    pub reduced_scale_decode: bool,
+}
+
+impl Default for ImageOptions {
+    /// CLIP's defaults (224, OpenAI mean/std, 40 MP) with the exact full-scale JPEG path.
+    fn default() -> Self {
+        use clip_contract::defaults;
+        Self {
+            size: defaults::IMAGE_SIZE,
+            mean: defaults::IMAGE_MEAN,
+            std: defaults::IMAGE_STD,
+            max_pixels: defaults::MAX_PIXELS,
+            reduced_scale_decode: false,
+        }
+    }
+}
+
+impl ImageOptions {
+    /// The header's dimensions against the decompression-bomb guard, checked before any pixel is decoded.
+    pub(crate) fn check_dimensions(&self, width: u64, height: u64) -> Result<(), ImageError> {
+        if width == 0 || height == 0 {
+            return Err(ImageError::ZeroSize { width, height });
+        }
+        let pixels = width.saturating_mul(height);
+        if pixels > self.max_pixels {
+            return Err(ImageError::TooManyPixels {
+                width,
+                height,
+                pixels,
+                limit: self.max_pixels,
+            });
+        }
+        Ok(())
+    }
+}
