@@ -5,9 +5,9 @@
 //! request of good elements gets exactly the library's pixels or token ids.
 //! (Token ids for the encoder: tests/encoder_in_triton.rs.)
 
-use clip_contract::{defaults, model, tensor};
+use clip_contract::{defaults, model, param, tensor};
 use harness::fixtures::{images, library_pixels, sentences, tokenizer_dir};
-use harness::http::Tensor;
+use harness::http::{self, Tensor};
 use harness::mixed::{assert_shared_batches, Burst};
 use harness::repository::{Repository, Serving};
 use harness::server::Server;
@@ -81,4 +81,103 @@ fn texts_with_bad_elements_in_every_position_share_batches_safely() {
         output.as_i64()[row * width..(row + 1) * width] == sentences[good].end_padded()[..]
     });
     assert_shared_batches(&server, model::TEXT_PREPROCESS);
+}
+
+/// Elements over the models' size limits (`max_image_bytes`,
+/// `max_text_bytes`), in every position: each such request fails with
+/// INVALID_ARG naming the element; the requests sharing its batches get
+/// exactly their own results. The bad elements are valid images and
+/// sentences: only their size is refused.
+#[test]
+fn oversized_elements_in_every_position_fail_their_requests_alone() {
+    let limit = 100_000;
+    let repository = Repository::new();
+    let limit_text = limit.to_string();
+    repository.add_image(
+        model::IMAGE_PREPROCESS,
+        &serving(),
+        false,
+        &[(param::MAX_IMAGE_BYTES, limit_text.as_str())],
+    );
+    repository.add_text(
+        model::TEXT_PREPROCESS,
+        &serving(),
+        &tokenizer_dir(),
+        &[(param::MAX_TEXT_BYTES, "64")],
+    );
+    let server = Server::start(repository.path());
+
+    let fixture = |name: &str| {
+        images()
+            .into_iter()
+            .find(|(file, _)| file.ends_with(name))
+            .expect("fixture")
+            .1
+    };
+    let goods: Vec<Vec<u8>> = ["tall.jpg", "chelsea_exif_rot.jpg", "coffee_q90.jpg"]
+        .iter()
+        .map(|name| fixture(name))
+        .collect();
+    let bads: Vec<Vec<u8>> = ["rocket.jpg", "large_2mp.jpg"]
+        .iter()
+        .map(|name| fixture(name))
+        .collect();
+    assert!(goods.iter().all(|g| g.len() <= limit) && bads.iter().all(|b| b.len() > limit));
+    let pixels: Vec<Vec<f32>> = goods.iter().map(|g| library_pixels(g)).collect();
+    let stride = pixels[0].len();
+    let images = Burst {
+        model: model::IMAGE_PREPROCESS,
+        input: tensor::IMAGE,
+        output: tensor::PIXEL_VALUES,
+        goods,
+        bads,
+        tensor: |elements| Tensor::bytes(tensor::IMAGE, elements),
+    };
+    images.check(&server, |output, row, good| {
+        output.as_f32()[row * stride..(row + 1) * stride] == pixels[good][..]
+    });
+
+    let sentences: Vec<_> = sentences()
+        .into_iter()
+        .filter(|s| s.text.len() <= 64)
+        .take(4)
+        .collect();
+    let width = defaults::CONTEXT_LENGTH;
+    let texts = Burst {
+        model: model::TEXT_PREPROCESS,
+        input: tensor::TEXT,
+        output: tensor::INPUT_IDS,
+        goods: sentences
+            .iter()
+            .map(|s| s.text.clone().into_bytes())
+            .collect(),
+        bads: vec![
+            "a photo of a cat ".repeat(4).into_bytes(),
+            "x".repeat(100_000).into_bytes(),
+        ],
+        tensor: |elements| Tensor::bytes(tensor::TEXT, elements),
+    };
+    texts.check(&server, |output, row, good| {
+        output.as_i64()[row * width..(row + 1) * width] == sentences[good].end_padded()[..]
+    });
+
+    // The message names the size, the limit and the parameter that sets it.
+    let failure = http::infer(
+        &server.http_url,
+        model::IMAGE_PREPROCESS,
+        &[Tensor::bytes(
+            tensor::IMAGE,
+            &[&images.goods[0], &images.bads[0]],
+        )],
+        &[tensor::PIXEL_VALUES],
+    )
+    .expect_err("over the limit");
+    assert_eq!(failure.status, 400, "{failure:?}");
+    assert!(
+        failure.message.contains(&format!(
+            "IMAGE element 1 is {} bytes, over this model's limit of {limit} (parameter 'max_image_bytes')",
+            images.bads[0].len()
+        )),
+        "{failure:?}"
+    );
 }

@@ -193,6 +193,24 @@ impl fmt::Display for RequestError {
     }
 }
 
+/// Refuses a request holding an element over `limit` bytes, naming the
+/// first such element and the config parameter that sets the limit; checked
+/// before any of the request's elements is worked on.
+pub fn check_element_sizes(
+    tensor: &str,
+    elements: &[&[u8]],
+    limit: usize,
+    parameter: &str,
+) -> Result<(), RequestError> {
+    match elements.iter().position(|e| e.len() > limit) {
+        Some(index) => Err(RequestError::invalid(format!(
+            "{tensor} element {index} is {} bytes, over this model's limit of {limit} (parameter '{parameter}')",
+            elements[index].len()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Checks that `input` is a batch of single BYTES elements (shape `[n, 1]`)
 /// and splits Triton's serialisation (a 4-byte little-endian length before
 /// each element) into the elements.

@@ -28,6 +28,8 @@ pub struct TextSpec {
     pub tokenizer_file: PathBuf,
     pub context_length: usize,
     pub pad_id: Option<u32>,
+    /// Larger elements fail their request before any work.
+    pub max_text_bytes: usize,
 }
 
 #[derive(Debug, PartialEq)]
@@ -36,6 +38,8 @@ pub struct ImageSpec {
     pub mean: [f32; 3],
     pub std: [f32; 3],
     pub max_pixels: u64,
+    /// Larger elements fail their request before any work.
+    pub max_image_bytes: usize,
     pub reduced_scale_decode: bool,
     pub half_precision: bool,
 }
@@ -177,6 +181,7 @@ impl Reader<'_> {
             tokenizer_file: self.inside_version_folder(tokenizer_file)?,
             context_length,
             pad_id: self.number(param::PAD_TOKEN_ID)?,
+            max_text_bytes: self.limit(param::MAX_TEXT_BYTES, defaults::MAX_TEXT_BYTES)?,
         })
     }
 
@@ -224,6 +229,7 @@ impl Reader<'_> {
             max_pixels: self
                 .number(param::MAX_PIXELS)?
                 .unwrap_or(defaults::MAX_PIXELS),
+            max_image_bytes: self.limit(param::MAX_IMAGE_BYTES, defaults::MAX_IMAGE_BYTES)?,
             reduced_scale_decode: self.flag(param::REDUCED_SCALE_DECODE)?.unwrap_or(true),
             half_precision,
         })
@@ -357,6 +363,14 @@ impl Reader<'_> {
                 })
             })
             .transpose()
+    }
+
+    /// A size limit: a whole number of at least 1, else `default`.
+    fn limit(&self, key: &str, default: usize) -> Result<usize, ConfigError> {
+        match self.number::<usize>(key)? {
+            Some(0) => Err(self.error(format!("parameter '{key}' must be at least 1"))),
+            limit => Ok(limit.unwrap_or(default)),
+        }
     }
 
     fn flag(&self, key: &str) -> Result<Option<bool>, ConfigError> {
@@ -532,6 +546,7 @@ mod tests {
                 tokenizer_file: "tokenizer.json".into(),
                 context_length: 77,
                 pad_id: None,
+                max_text_bytes: defaults::MAX_TEXT_BYTES,
             })
         );
     }
@@ -540,12 +555,13 @@ mod tests {
     fn text_parameters() {
         let config = text_config(json!({
             "output": [{"name": "INPUT_IDS", "data_type": "TYPE_INT64", "dims": [64]}],
-            "parameters": {"pad_token_id": string("0"), "tokenizer_file": string("tok/tokenizer.json"), "context_length": string("64")}
+            "parameters": {"pad_token_id": string("0"), "tokenizer_file": string("tok/tokenizer.json"), "context_length": string("64"), "max_text_bytes": string("1000")}
         }));
         let KindSpec::TextPreprocess(spec) = parse_value(config).unwrap() else {
             panic!("not a text model")
         };
         assert_eq!((spec.context_length, spec.pad_id), (64, Some(0)));
+        assert_eq!(spec.max_text_bytes, 1000);
         assert_eq!(spec.tokenizer_file, PathBuf::from("tok/tokenizer.json"));
     }
 
@@ -562,6 +578,7 @@ mod tests {
                 mean: defaults::IMAGE_MEAN,
                 std: defaults::IMAGE_STD,
                 max_pixels: defaults::MAX_PIXELS,
+                max_image_bytes: defaults::MAX_IMAGE_BYTES,
                 reduced_scale_decode: true,
                 half_precision: true,
             })
@@ -572,12 +589,14 @@ mod tests {
     fn image_parameters() {
         let config = image_config(json!({"parameters": {
             "image_mean": string("0.5, 0.5,0.5"), "image_std": string("0.25,0.25,0.25"),
-            "max_pixels": string("1000"), "reduced_scale_decode": string("false")
+            "max_pixels": string("1000"), "reduced_scale_decode": string("false"),
+            "max_image_bytes": string("4096")
         }}));
         let KindSpec::ImagePreprocess(spec) = parse_value(config).unwrap() else {
             panic!("not an image model")
         };
         assert_eq!((spec.mean, spec.std), ([0.5; 3], [0.25; 3]));
+        assert_eq!(spec.max_image_bytes, 4096);
         assert_eq!((spec.max_pixels, spec.reduced_scale_decode), (1000, false));
     }
 
@@ -726,6 +745,14 @@ mod tests {
             (
                 text_config(json!({"max_batch_size": 0})),
                 "max_batch_size must be at least 1",
+            ),
+            (
+                text_config(json!({"parameters": {"max_text_bytes": string("0")}})),
+                "parameter 'max_text_bytes' must be at least 1",
+            ),
+            (
+                image_config(json!({"parameters": {"max_image_bytes": string("64MB")}})),
+                "parameter 'max_image_bytes' must be a whole number",
             ),
             (
                 text_config(

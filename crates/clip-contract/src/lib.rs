@@ -58,6 +58,10 @@ pub mod param {
     pub const IMAGE_STD: &str = "image_std";
     /// Largest image (width x height) the preprocessor decodes.
     pub const MAX_PIXELS: &str = "max_pixels";
+    /// Largest element, in bytes, a preprocessing model takes; a request
+    /// holding a larger one fails with INVALID_ARG before any work.
+    pub const MAX_TEXT_BYTES: &str = "max_text_bytes";
+    pub const MAX_IMAGE_BYTES: &str = "max_image_bytes";
     /// `true` lets JPEG decode at 1/2, 1/4 or 1/8 scale when the photo is large.
     pub const REDUCED_SCALE_DECODE: &str = "reduced_scale_decode";
     /// Path of `libonnxruntime.so` for `onnx_encoder` models (else `ORT_DYLIB_PATH`).
@@ -108,4 +112,10 @@ pub mod defaults {
     pub const IMAGE_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
     /// Decompression-bomb guard: 40 megapixels.
     pub const MAX_PIXELS: u64 = 40_000_000;
+    /// 64 KiB of text: hundreds of times more than the 77 tokens a CLIP
+    /// keeps, small enough that cleaning and tokenizing it stays in the
+    /// milliseconds.
+    pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+    /// 64 MiB per encoded image: a 40-megapixel JPEG or PNG fits.
+    pub const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
 }

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use clip_contract::tensor;
+use clip_contract::{param, tensor};
 use clip_image::{ImageOptions, ImagePreprocessor};
 
 use super::shared::{Preprocess, Shared};
-use crate::batch::{bytes_elements, BatchOutput, HostTensor, Input, RequestError, Rows};
+use crate::batch::{
+    bytes_elements, check_element_sizes, BatchOutput, HostTensor, Input, RequestError, Rows,
+};
 use crate::config::ImageSpec;
 use crate::kind::{Instance, Kind, Runner};
 
@@ -15,6 +17,7 @@ pub struct ImagePreprocess {
     preprocessor: ImagePreprocessor,
     size: i64,
     half_precision: bool,
+    max_image_bytes: usize,
 }
 
 impl ImagePreprocess {
@@ -31,6 +34,7 @@ impl ImagePreprocess {
             preprocessor,
             size: i64::from(spec.size),
             half_precision: spec.half_precision,
+            max_image_bytes: spec.max_image_bytes,
         })
     }
 }
@@ -58,6 +62,13 @@ impl Preprocess for ImagePreprocess {
             .map(|input| {
                 let elements =
                     bytes_elements(tensor::IMAGE, input.as_ref().map_err(Clone::clone)?)?;
+                // An oversized element fails its request before anything of it is decoded.
+                check_element_sizes(
+                    tensor::IMAGE,
+                    &elements,
+                    self.max_image_bytes,
+                    param::MAX_IMAGE_BYTES,
+                )?;
                 images.extend_from_slice(&elements);
                 Ok(rows.take(elements.len()))
             })
@@ -112,9 +123,52 @@ mod tests {
             mean: defaults::IMAGE_MEAN,
             std: defaults::IMAGE_STD,
             max_pixels: defaults::MAX_PIXELS,
+            max_image_bytes: defaults::MAX_IMAGE_BYTES,
             reduced_scale_decode: true,
             half_precision,
         }
+    }
+
+    /// An element over max_image_bytes fails its request before any of its
+    /// images is decoded; the requests around it get their own pixels.
+    #[test]
+    fn an_oversized_image_fails_its_request_alone() {
+        let (small, large) = (image("tall.jpg"), image("rocket.jpg"));
+        let limit = small.len() + 1;
+        let kind = ImagePreprocess::new(ImageSpec {
+            max_image_bytes: limit,
+            ..image_spec(false)
+        })
+        .unwrap();
+        let results = kind.execute(&[
+            bytes_request(&[&small]),
+            bytes_request(&[&small, &large]),
+            bytes_request(&[&large, b"not an image"]),
+            bytes_request(&[&small, &small]),
+        ]);
+        let alone = ImagePreprocess::new(image_spec(false))
+            .unwrap()
+            .execute(&[bytes_request(&[&small])])
+            .values::<f32>(0)
+            .unwrap();
+        assert_eq!(results.values::<f32>(0).unwrap(), alone);
+        let over = results.response(1).unwrap_err();
+        assert_eq!(
+            over.message,
+            format!(
+                "IMAGE element 1 is {} bytes, over this model's limit of {limit} (parameter 'max_image_bytes')",
+                large.len()
+            )
+        );
+        assert!(results
+            .response(2)
+            .unwrap_err()
+            .message
+            .starts_with("IMAGE element 0 is"));
+        assert_eq!(
+            results.values::<f32>(3).unwrap(),
+            [alone.clone(), alone].concat()
+        );
     }
 
     fn image(name: &str) -> Vec<u8> {

@@ -50,6 +50,7 @@ mod tests {
             tokenizer_file: defaults::TOKENIZER_FILE.into(),
             context_length: defaults::CONTEXT_LENGTH,
             pad_id: None,
+            max_text_bytes: defaults::MAX_TEXT_BYTES,
         });
         assert_eq!(
             load(text, &fixture("text"), None).unwrap().input_name(),
@@ -60,6 +61,7 @@ mod tests {
             mean: defaults::IMAGE_MEAN,
             std: defaults::IMAGE_STD,
             max_pixels: defaults::MAX_PIXELS,
+            max_image_bytes: defaults::MAX_IMAGE_BYTES,
             reduced_scale_decode: true,
             half_precision: false,
         });

@@ -8,12 +8,15 @@ use clip_contract::{param, tensor};
 use clip_text::{TextError, TextOptions, Tokenizer};
 
 use super::shared::{Preprocess, Shared};
-use crate::batch::{bytes_elements, BatchOutput, HostTensor, Input, RequestError, Rows};
+use crate::batch::{
+    bytes_elements, check_element_sizes, BatchOutput, HostTensor, Input, RequestError, Rows,
+};
 use crate::config::TextSpec;
 use crate::kind::{Instance, Kind, Runner};
 
 pub struct TextPreprocess {
     tokenizer: Tokenizer,
+    max_text_bytes: usize,
 }
 
 impl TextPreprocess {
@@ -33,7 +36,10 @@ impl TextPreprocess {
             }
             e => e.to_string(),
         })?;
-        Ok(TextPreprocess { tokenizer })
+        Ok(TextPreprocess {
+            tokenizer,
+            max_text_bytes: spec.max_text_bytes,
+        })
     }
 
     /// Tokenizes one request's sentences into its rows of the batch buffer.
@@ -72,6 +78,12 @@ impl Preprocess for TextPreprocess {
             .iter()
             .map(|input| {
                 let texts = bytes_elements(tensor::TEXT, input.as_ref().map_err(Clone::clone)?)?;
+                check_element_sizes(
+                    tensor::TEXT,
+                    &texts,
+                    self.max_text_bytes,
+                    param::MAX_TEXT_BYTES,
+                )?;
                 Ok((rows.take(texts.len()), texts))
             })
             .collect();
@@ -102,13 +114,53 @@ mod tests {
     use crate::batch::{bytes_request, ErrorKind};
     use crate::kind::{cpu_instance, Device};
 
-    fn text_kind(pad_id: Option<u32>) -> Arc<dyn Kind> {
-        let spec = TextSpec {
+    fn text_spec(pad_id: Option<u32>) -> TextSpec {
+        TextSpec {
             tokenizer_file: defaults::TOKENIZER_FILE.into(),
             context_length: defaults::CONTEXT_LENGTH,
             pad_id,
-        };
+            max_text_bytes: defaults::MAX_TEXT_BYTES,
+        }
+    }
+
+    fn text_kind(pad_id: Option<u32>) -> Arc<dyn Kind> {
+        let spec = text_spec(pad_id);
         Arc::new(TextPreprocess::load(spec, &fixture("text")).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// An element over max_text_bytes fails its request, naming it, before
+    /// anything of the request is tokenized; the rest of the batch runs.
+    #[test]
+    fn an_oversized_text_fails_its_request_alone() {
+        let spec = TextSpec {
+            max_text_bytes: 8,
+            ..text_spec(Some(0))
+        };
+        let mut kind = Arc::new(TextPreprocess::load(spec, &fixture("text")).unwrap())
+            .runner(&cpu_instance())
+            .unwrap();
+        let results = kind.execute(&[
+            bytes_request(&[b"a cat", b"nine byte"]),
+            bytes_request(&[b"a dog", b"8 bytes!"]),
+            bytes_request(&[b"much too long", b"\xff"]),
+        ]);
+        let over = results.response(0).unwrap_err();
+        assert_eq!(over.kind, ErrorKind::InvalidArg);
+        assert_eq!(
+            over.message,
+            "TEXT element 1 is 9 bytes, over this model's limit of 8 (parameter 'max_text_bytes')"
+        );
+        assert_eq!(results.shape(1), [2, 77], "8 bytes is within the limit");
+        // The size check comes first: element 1's bad UTF-8 is never looked at.
+        assert!(
+            results
+                .response(2)
+                .unwrap_err()
+                .message
+                .starts_with("TEXT element 0 is 13 bytes"),
+            "{:?}",
+            results.response(2)
+        );
     }
 
     #[test]
@@ -212,8 +264,7 @@ mod tests {
     fn missing_tokenizer_names_the_file() {
         let spec = TextSpec {
             tokenizer_file: "absent.json".into(),
-            context_length: 77,
-            pad_id: None,
+            ..text_spec(None)
         };
         let message = TextPreprocess::load(spec, &fixture("text"))
             .err()
