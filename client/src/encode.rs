@@ -6,7 +6,8 @@
 //! when it starts, so memory holds `concurrency x batch_size` images at
 //! most, however long the input. When the server rejects a batch as
 //! invalid, the batch is split in halves until the bad items are alone, so
-//! one corrupt image costs only itself.
+//! one corrupt image costs only itself. An [`Input::Invalid`] is never
+//! sent: its error goes out at once, in its own place.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -58,10 +59,15 @@ pub struct Summary {
     pub failed: usize,
 }
 
-/// Inputs of one request, all of one modality, with their positions.
-struct Batch {
-    modality: Modality,
-    items: Vec<(usize, Input)>,
+/// What the batcher hands out.
+enum Batch {
+    /// Inputs of one request, all of one modality, with their positions.
+    Request {
+        modality: Modality,
+        items: Vec<(usize, Input)>,
+    },
+    /// An [`Input::Invalid`] with its error: nothing to send.
+    Invalid(Encoded),
 }
 
 /// Groups a lazy input sequence into per-modality batches. When one
@@ -99,7 +105,7 @@ impl<I: Iterator<Item = Input>> Batcher<I> {
     fn flush(&mut self, modality: Modality) {
         let items = std::mem::take(self.pending(modality));
         if !items.is_empty() {
-            self.ready.push_back(Batch { modality, items });
+            self.ready.push_back(Batch::Request { modality, items });
         }
     }
 
@@ -126,7 +132,19 @@ impl<I: Iterator<Item = Input>> Iterator for Batcher<I> {
             };
             let index = self.next_index;
             self.next_index += 1;
-            let modality = input.modality();
+            let modality = match input.modality_or_error(index) {
+                Ok(modality) => modality,
+                Err(error) => {
+                    // Nothing to send: it leaves at once, without waiting
+                    // for a partial batch (ordered output puts it in place).
+                    self.ready.push_back(Batch::Invalid(Encoded {
+                        index,
+                        input,
+                        result: Err(error),
+                    }));
+                    continue;
+                }
+            };
             let size = self.size;
             let pending = self.pending(modality);
             pending.push((index, input));
@@ -261,8 +279,12 @@ impl Client {
     /// Reads the batch's images, sends it (in chunks of the model's largest
     /// batch) and pairs every input with its outcome.
     async fn run_batch(&self, batch: Batch, normalize: bool) -> Result<Vec<Encoded>, Error> {
-        let info = self.model(batch.modality).await?;
-        let payloads = self.payloads(&batch).await;
+        let (modality, items) = match batch {
+            Batch::Request { modality, items } => (modality, items),
+            Batch::Invalid(encoded) => return Ok(vec![encoded]),
+        };
+        let info = self.model(modality).await?;
+        let payloads = self.payloads(&items).await;
         let mut readable = Vec::new();
         let mut outcomes: Vec<Option<Result<Vec<f32>, ItemFailure>>> = Vec::new();
         for (position, payload) in payloads.into_iter().enumerate() {
@@ -282,8 +304,7 @@ impl Client {
         for (position, result) in served {
             outcomes[position] = Some(result.map_err(ItemFailure::Rejected));
         }
-        Ok(batch
-            .items
+        Ok(items
             .into_iter()
             .zip(outcomes)
             .map(|((index, input), outcome)| {
@@ -310,8 +331,8 @@ impl Client {
     }
 
     /// The bytes each item of the batch sends, read all at once.
-    async fn payloads(&self, batch: &Batch) -> Vec<Result<Vec<u8>, String>> {
-        let reads = batch.items.iter().map(|(_, input)| self.payload_of(input));
+    async fn payloads(&self, items: &[(usize, Input)]) -> Vec<Result<Vec<u8>, String>> {
+        let reads = items.iter().map(|(_, input)| self.payload_of(input));
         futures_util::future::join_all(reads).await
     }
 
@@ -321,6 +342,7 @@ impl Client {
         match input {
             Input::Text(text) => Ok(text.as_bytes().to_vec()),
             Input::Image(ImageSource::Bytes(bytes)) => Ok(bytes.clone()),
+            Input::Invalid { reason, .. } => Err(reason.clone()),
             Input::Image(source) => {
                 let reader = self.reader.clone();
                 let source = source.clone();
@@ -399,9 +421,23 @@ impl Client {
 mod tests {
     use super::*;
 
+    /// Each batch's modality (`None` for an invalid input) and positions.
+    fn batches_of(inputs: Vec<Input>, size: usize) -> Vec<(Option<Modality>, Vec<usize>)> {
+        Batcher::new(inputs.into_iter(), size)
+            .map(|b| match b {
+                Batch::Request { modality, items } => {
+                    (Some(modality), items.iter().map(|(i, _)| *i).collect())
+                }
+                Batch::Invalid(encoded) => (None, vec![encoded.index]),
+            })
+            .collect()
+    }
+
     fn batches(inputs: &[&str], size: usize) -> Vec<(Modality, Vec<usize>)> {
-        Batcher::new(inputs.iter().map(|s| Input::detect(*s)), size)
-            .map(|b| (b.modality, b.items.iter().map(|(i, _)| *i).collect()))
+        let inputs = inputs.iter().map(|s| Input::detect(*s)).collect();
+        batches_of(inputs, size)
+            .into_iter()
+            .map(|(modality, items)| (modality.expect("no invalid inputs"), items))
             .collect()
     }
 
@@ -430,6 +466,49 @@ mod tests {
     }
 
     #[test]
+    fn an_invalid_input_leaves_alone_at_once_with_its_error_and_takes_no_slot() {
+        use Modality::{Image, Text};
+        let inputs = vec![
+            Input::invalid("\\xff", "line 1 is not UTF-8"),
+            Input::text("a"),
+            Input::invalid("b\\xc3", "line 3 is not UTF-8"),
+            Input::invalid("c\\x80", "line 4 is not UTF-8"),
+            Input::image_path("x.jpg"),
+            Input::text("d"),
+            Input::invalid("\\xfe", "line 7 is not UTF-8"),
+        ];
+        assert_eq!(
+            batches_of(inputs.clone(), 2),
+            [
+                (None, vec![0]),
+                (None, vec![2]),
+                (None, vec![3]),
+                (Some(Text), vec![1, 5]),
+                (Some(Image), vec![4]),
+                (None, vec![6]),
+            ]
+        );
+        let Some(Batch::Invalid(encoded)) = Batcher::new(inputs.into_iter().skip(2), 2).next()
+        else {
+            panic!("the first input is invalid");
+        };
+        assert_eq!(encoded.index, 0);
+        assert_eq!(
+            encoded.input,
+            Input::invalid("b\\xc3", "line 3 is not UTF-8")
+        );
+        let error = encoded.result.unwrap_err();
+        assert_eq!(
+            error.failure,
+            ItemFailure::Invalid("line 3 is not UTF-8".into())
+        );
+        assert_eq!(
+            error.to_string(),
+            "input #0 (b\\xc3): invalid input: line 3 is not UTF-8"
+        );
+    }
+
+    #[test]
     fn batcher_pulls_inputs_lazily() {
         let pulled = std::cell::Cell::new(0);
         let inputs = (0..).map(|i| {
@@ -437,7 +516,7 @@ mod tests {
             Input::text(format!("{i}"))
         });
         let mut batcher = Batcher::new(inputs, 3);
-        assert_eq!(batcher.next().unwrap().items.len(), 3);
+        assert!(matches!(batcher.next(), Some(Batch::Request { items, .. }) if items.len() == 3));
         assert_eq!(pulled.get(), 3);
         batcher.next();
         assert_eq!(pulled.get(), 6);

@@ -132,6 +132,10 @@ pub enum ItemFailure {
     /// The server rejected it (corrupt or unsupported image, too large).
     #[error("rejected by the server: {0}")]
     Rejected(String),
+    /// It was an [`Input::Invalid`](crate::Input::Invalid), known to be
+    /// unusable before anything was sent (a listed line that is not UTF-8).
+    #[error("invalid input: {0}")]
+    Invalid(String),
 }
 
 /// One input that failed, with its position in the input sequence.

@@ -60,24 +60,25 @@ impl Client {
             let mut items = Vec::with_capacity(batch.len());
             let mut sources = Vec::with_capacity(batch.len());
             for encoded in &batch {
-                match &encoded.result {
-                    Ok(embedding) => {
+                match (&encoded.result, encoded.input.modality()) {
+                    (Ok(embedding), Some(modality)) => {
                         sources.push(encoded.input.source());
-                        items.push((kind_of(encoded.input.modality()), embedding.as_slice()));
+                        items.push((modality, embedding.as_slice()));
                     }
-                    Err(error) => {
+                    (Err(error), _) => {
                         summary.failed += 1;
                         on_error(error);
                     }
+                    (Ok(_), None) => unreachable!("an invalid input is never encoded"),
                 }
             }
-            let Some(first) = batch.iter().find(|e| e.result.is_ok()) else {
+            let Some(&(modality, _)) = items.first() else {
                 continue;
             };
             let index = match &mut index {
                 Some(index) => index,
                 None => {
-                    let info = self.model(first.input.modality()).await?;
+                    let info = self.model(modality).await?;
                     let spec = IndexSpec {
                         dim: info.embedding_dim,
                         model: info.clip_model.clone(),
@@ -88,9 +89,9 @@ impl Client {
             let items: Vec<Item<'_>> = items
                 .iter()
                 .zip(&sources)
-                .map(|((kind, embedding), source)| Item {
+                .map(|((modality, embedding), source)| Item {
                     source,
-                    kind: *kind,
+                    kind: kind_of(*modality),
                     embedding,
                 })
                 .collect();
@@ -116,7 +117,7 @@ impl Client {
     ) -> Result<Vec<Hit>, Error> {
         let index = Index::open(path)?;
         let query = query.into();
-        let info = self.model(query.modality()).await?;
+        let info = self.model(query.modality_or_error(0)?).await?;
         if info.clip_model != index.spec().model {
             return Err(Error::Model {
                 model: info.name.clone(),

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use base64::Engine;
 
+use crate::error::{ItemError, ItemFailure};
+
 /// Largest image the client downloads or reads from a `data:` URI.
 const MAX_FETCH_BYTES: u64 = 256 << 20;
 /// Per-download limit for `http(s)://` images.
@@ -59,6 +61,18 @@ pub enum ImageSource {
 pub enum Input {
     Text(String),
     Image(ImageSource),
+    /// An input already known to be unusable, e.g. a line of a list that is
+    /// not UTF-8: it is neither a sentence nor an image, so it is never
+    /// sent. `encode` reports it in its place, as that item's
+    /// [`ItemFailure::Invalid`](crate::ItemFailure::Invalid), and goes on
+    /// with the others; calls that need every input (rank, search,
+    /// profile) fail with it. Made with [`Input::invalid`].
+    Invalid {
+        /// What to show for it (e.g. the line, with its bad bytes escaped).
+        source: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
 }
 
 impl Input {
@@ -103,10 +117,38 @@ impl Input {
         Input::Image(ImageSource::Bytes(bytes.into()))
     }
 
-    pub fn modality(&self) -> Modality {
+    /// An input that fails as this item, with `reason`, without being
+    /// sent: for what a caller's list holds but cannot turn into a sentence
+    /// or an image (a line that is not UTF-8 must not become a different
+    /// sentence). `source` is what reports show for it.
+    pub fn invalid(source: impl Into<String>, reason: impl Into<String>) -> Input {
+        Input::Invalid {
+            source: source.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The ensemble it goes to; `None` for [`Input::Invalid`], which goes
+    /// to none.
+    pub fn modality(&self) -> Option<Modality> {
         match self {
-            Input::Text(_) => Modality::Text,
-            Input::Image(_) => Modality::Image,
+            Input::Text(_) => Some(Modality::Text),
+            Input::Image(_) => Some(Modality::Image),
+            Input::Invalid { .. } => None,
+        }
+    }
+
+    /// Its modality, or, for [`Input::Invalid`], its error as input
+    /// `index`.
+    pub(crate) fn modality_or_error(&self, index: usize) -> Result<Modality, ItemError> {
+        match self {
+            Input::Text(_) => Ok(Modality::Text),
+            Input::Image(_) => Ok(Modality::Image),
+            Input::Invalid { reason, .. } => Err(ItemError {
+                index,
+                source_text: self.short_source(),
+                failure: ItemFailure::Invalid(reason.clone()),
+            }),
         }
     }
 
@@ -119,6 +161,7 @@ impl Input {
             Input::Image(ImageSource::Url(url)) => url.clone(),
             Input::Image(ImageSource::DataUri(uri)) => uri.clone(),
             Input::Image(ImageSource::Bytes(bytes)) => format!("<{} bytes>", bytes.len()),
+            Input::Invalid { source, .. } => source.clone(),
         }
     }
 
@@ -265,7 +308,7 @@ mod tests {
 
     #[test]
     fn uris_and_image_paths_are_images_everything_else_is_text() {
-        let image = |s: &str| Input::detect(s).modality() == Modality::Image;
+        let image = |s: &str| Input::detect(s).modality() == Some(Modality::Image);
         assert!(image("http://example.com/cat"));
         assert!(image("https://example.com/cat.jpg?size=2"));
         assert!(image("data:image/png;base64,iVBORw0KGgo="));
@@ -286,8 +329,8 @@ mod tests {
         let name = file.to_str().unwrap();
         assert_eq!(Input::detect(name), Input::image_path(&file));
         // Without a slash the same word stays a sentence.
-        assert_eq!(Input::detect("IMG_0001").modality(), Modality::Text);
-        assert_eq!(Input::text(name).modality(), Modality::Text);
+        assert_eq!(Input::detect("IMG_0001").modality(), Some(Modality::Text));
+        assert_eq!(Input::text(name).modality(), Some(Modality::Text));
     }
 
     #[test]

@@ -101,7 +101,7 @@ impl Client {
     /// warm-up request), and reports the mean time of each part.
     pub async fn profile(&self, input: impl Into<Input>, requests: u64) -> Result<Profile, Error> {
         let input = input.into();
-        let info = self.model(input.modality()).await?.clone();
+        let info = self.model(input.modality_or_error(0)?).await?.clone();
         let requests = requests.max(1);
         let payload = self
             .payload_of(&input)

@@ -79,7 +79,7 @@ impl Client {
         P: FnMut(&Encoded),
     {
         let query = query.into();
-        let query_model = self.model(query.modality()).await?.clone();
+        let query_model = self.model(query.modality_or_error(0)?).await?.clone();
         let inputs = std::iter::once(query).chain(candidates.into_iter().map(Into::into));
         let mut encoded = Vec::new();
         self.encode_each(inputs, options, |item| {

@@ -15,7 +15,10 @@ use crate::npy::NpyWriter;
 struct JsonLine<'a> {
     index: usize,
     input: String,
-    modality: String,
+    /// "text" or "image"; absent for an input that was invalid (a `--from`
+    /// line that is not UTF-8), which went to neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modality: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     embedding: Option<&'a [f32]>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -27,7 +30,7 @@ impl<'a> JsonLine<'a> {
         JsonLine {
             index: item.index,
             input: item.input.source(),
-            modality: item.input.modality().to_string(),
+            modality: item.input.modality().map(|m| m.to_string()),
             embedding: item.result.as_deref().ok(),
             error: item.result.as_ref().err().map(|e| e.failure.to_string()),
         }
