@@ -1038,3 +1038,165 @@ fn a_server_stopped_mid_job_ends_it_with_a_clear_error() {
         assert!(done > 0 && done < sentences.len(), "{done}");
     });
 }
+
+/// Issue 14, defect 4: a `--from` line that is not UTF-8 is that input's
+/// error, at its row, and every other line is still encoded.
+#[test]
+fn from_file_lines_that_are_not_utf8_fail_alone_in_their_rows() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let reference = end_to_end();
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let url = server.grpc_url.as_str();
+    let image = |i: usize| reference.images[i].as_os_str().as_bytes().to_vec();
+    let sentence = |i: usize| reference.sentences[i].as_bytes().to_vec();
+
+    // (line of the file, its bytes, its embedding in the reference and the
+    // least cosine to it, if the line is good)
+    type Line<'a> = (usize, Vec<u8>, Option<(&'a [f32], f32)>);
+    #[rustfmt::skip]
+    let lines: Vec<Line> = vec![
+        (1, b"\xff\xfe a bad first line".to_vec(), None),
+        (2, sentence(0), Some((&reference.text[0], TEXT_COSINE))),
+        (3, image(0), Some((&reference.image[0], IMAGE_COSINE))),
+        (4, b"caf\xe9 au lait".to_vec(), None),
+        (6, sentence(1), Some((&reference.text[1], TEXT_COSINE))),
+        (7, b"\xc3".to_vec(), None),
+        (8, b"photos/\x80cat.jpg".to_vec(), None),
+        (9, image(1), Some((&reference.image[1], IMAGE_COSINE))),
+        (10, sentence(2), Some((&reference.text[2], TEXT_COSINE))),
+        (11, b"a bad last line \xff".to_vec(), None),
+    ];
+    let mut file = Vec::new();
+    for (number, bytes, _) in &lines {
+        if *number == 6 {
+            file.extend_from_slice(b"\n"); // line 5 is empty: skipped, as ever
+        }
+        file.extend_from_slice(bytes);
+        // Line 9 ends in CRLF; the last line has no newline at all.
+        match number {
+            9 => file.extend_from_slice(b"\r\n"),
+            11 => {}
+            _ => file.push(b'\n'),
+        }
+    }
+    let list = dir.path().join("mixed.txt");
+    std::fs::write(&list, &file).unwrap();
+
+    // One argument first (row 0) and an empty line 5, so rows and line
+    // numbers differ: the error must name the line.
+    let batching = ["--batch-size", "2", "--concurrency", "1"];
+    let mut args = vec!["encode", &reference.sentences[3]];
+    args.extend(["--from", list.to_str().unwrap()]);
+    args.extend(batching);
+    let output = cli(url, &args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let bad = lines.iter().filter(|(_, _, good)| good.is_none()).count();
+    assert!(
+        stderr.contains(&format!(
+            "encoded {} of {} inputs ({bad} failed)",
+            lines.len() + 1 - bad,
+            lines.len() + 1
+        )),
+        "{stderr}"
+    );
+    let rows_out: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows_out.len(), lines.len() + 1, "{stderr}");
+
+    // The good lines alone, with the same batching, for element-wise checks.
+    let good: Vec<String> = lines
+        .iter()
+        .filter(|(_, _, good)| good.is_some())
+        .map(|(_, bytes, _)| String::from_utf8(bytes.clone()).unwrap())
+        .collect();
+    let mut args = vec!["encode", reference.sentences[3].as_str()];
+    args.extend(good.iter().map(String::as_str));
+    args.extend(batching);
+    let alone: Vec<Vec<f32>> = stdout_of(&cli(url, &args), "encode of the good lines")
+        .lines()
+        .map(|l| {
+            let line: Value = serde_json::from_str(l).unwrap();
+            rows(&Value::Array(vec![line["embedding"].clone()])).remove(0)
+        })
+        .collect();
+    let mut alone = alone.into_iter();
+    let embedding_of = |row: &Value| rows(&Value::Array(vec![row["embedding"].clone()])).remove(0);
+
+    assert_eq!(rows_out[0]["index"], 0);
+    let first = embedding_of(&rows_out[0]);
+    assert_eq!(first, alone.next().unwrap(), "row 0");
+    assert_close(&first, &reference.text[3], TEXT_COSINE, "row 0");
+    for (position, (row, (number, bytes, good))) in rows_out[1..].iter().zip(&lines).enumerate() {
+        let index = row["index"].as_u64().unwrap() as usize;
+        assert_eq!(index, position + 1, "line {number}: its row");
+        let what = format!("row {index} (line {number})");
+        match good {
+            Some((reference, min)) => {
+                assert!(row.get("error").is_none(), "{what}: {row}");
+                let got = embedding_of(row);
+                let want = alone.next().unwrap();
+                assert_eq!(got.len(), want.len(), "{what}");
+                for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!((g - w).abs() <= 1e-5, "{what}, value {k}: {g} != {w}");
+                }
+                assert_close(&got, reference, *min, &what);
+                assert_eq!(row["input"].as_str().unwrap().as_bytes(), bytes.as_slice());
+            }
+            None => {
+                assert!(row.get("embedding").is_none(), "{what}: {row}");
+                let error = row["error"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{what}: {row}"));
+                assert!(
+                    error.contains(&format!("line {number} ")) && error.contains("UTF-8"),
+                    "{what}: {error}"
+                );
+                let reported = stderr
+                    .lines()
+                    .find(|l| l.starts_with(&format!("error: input #{index} ")))
+                    .unwrap_or_else(|| panic!("{what} not on stderr:\n{stderr}"));
+                assert!(reported.contains(&format!("line {number} ")), "{reported}");
+            }
+        }
+    }
+    assert!(alone.next().is_none());
+
+    // index: the same file adds the good lines and counts the bad ones.
+    let index = dir.path().join("index");
+    let output = cli(
+        url,
+        &[
+            "index",
+            index.to_str().unwrap(),
+            "--from",
+            list.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains(&format!("added {} items ({bad} failed)", lines.len() - bad)),
+        "{stdout}"
+    );
+
+    // The library: an invalid query fails rank with its own error, and is
+    // never sent as anything else.
+    runtime().block_on(async {
+        let client = Client::connect(url).await.unwrap();
+        let query = Input::invalid("caf\\xe9", "not UTF-8");
+        let err = client
+            .rank(query, ["a cat"], &EncodeOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Item(e) if e.failure == ItemFailure::Invalid("not UTF-8".into())),
+            "{err}"
+        );
+    });
+}

@@ -2,10 +2,14 @@
 //! read lazily. A part of the list that cannot be read (a directory that
 //! cannot be walked, a `--from` file that fails mid-way) is an error value
 //! in the list, kept by [`InputList`] to be reported once the job is done.
+//! A `--from` line that is read but is not UTF-8 is an input of its own, an
+//! [`Input::Invalid`]: the library reports it as that item's error, in its
+//! row, and the lines after it are still read.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::string::FromUtf8Error;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -51,9 +55,76 @@ fn images_under(dir: PathBuf) -> impl Iterator<Item = Listed> {
         })
 }
 
-/// The non-empty lines of `--from`. A line that cannot be read ends the
-/// file with that error: what follows it cannot be trusted to be there.
-fn lines_of(path: &Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<String>>> {
+/// An argument or a `--from` line: text to tell a sentence from an image
+/// by, or a line that is not UTF-8, already the input that reports it.
+#[derive(Debug, PartialEq)]
+enum Value {
+    Text(String),
+    Invalid(Input),
+}
+
+/// The [`Input::Invalid`] for line `number` of `--from name`: shown with
+/// its bad bytes escaped (`\xff`), never turned into some other sentence.
+fn not_utf8(name: &str, number: usize, error: FromUtf8Error) -> Input {
+    let reason = format!(
+        "line {number} of --from {name} is not valid UTF-8 ({})",
+        error.utf8_error()
+    );
+    let mut shown = String::new();
+    for chunk in error.as_bytes().utf8_chunks() {
+        shown.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            shown.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    Input::invalid(shown, reason)
+}
+
+/// The non-empty lines of `reader` (`--from name`), without their `\n` or
+/// `\r\n`, read as bytes: a line that is not UTF-8 is a
+/// [`Value::Invalid`] and the next line is read as usual. A line that
+/// cannot be read at all (an I/O error) ends the list with that error:
+/// what follows it cannot be trusted to be there.
+fn lines_from(
+    mut reader: impl BufRead,
+    name: String,
+) -> impl Iterator<Item = anyhow::Result<Value>> {
+    let mut number = 0;
+    let mut ended = false;
+    std::iter::from_fn(move || {
+        while !ended {
+            number += 1;
+            let mut line = Vec::new();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => ended = true,
+                Ok(_) => {
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                        if line.last() == Some(&b'\r') {
+                            line.pop();
+                        }
+                    }
+                    if line.is_empty() {
+                        continue;
+                    }
+                    return Some(Ok(match String::from_utf8(line) {
+                        Ok(text) => Value::Text(text),
+                        Err(error) => Value::Invalid(not_utf8(&name, number, error)),
+                    }));
+                }
+                Err(error) => {
+                    ended = true;
+                    return Some(Err(anyhow::Error::new(error)
+                        .context(format!("reading --from {name} stopped at line {number}"))));
+                }
+            }
+        }
+        None
+    })
+}
+
+/// The values of the `--from` file at `path` (`-` for stdin), lazily.
+fn lines_of(path: &Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<Value>>> {
     let reader: Box<dyn BufRead> = if path == Path::new("-") {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
@@ -61,25 +132,7 @@ fn lines_of(path: &Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<S
             File::open(path).with_context(|| format!("cannot open --from {}", path.display()))?;
         Box::new(BufReader::new(file))
     };
-    let path = path.to_path_buf();
-    let mut failed = false;
-    Ok(reader
-        .lines()
-        .enumerate()
-        .map_while(move |(number, line)| {
-            if failed {
-                return None;
-            }
-            failed = line.is_err();
-            Some(line.with_context(|| {
-                format!(
-                    "reading --from {} stopped at line {}",
-                    path.display(),
-                    number + 1
-                )
-            }))
-        })
-        .filter(|line| !matches!(line, Ok(l) if l.is_empty())))
+    Ok(lines_from(reader, path.display().to_string()))
 }
 
 impl Inputs {
@@ -90,18 +143,26 @@ impl Inputs {
         let is_dir = move |value: &str| !force_text && Path::new(value).is_dir();
         let known_len = (self.from.is_none() && !self.inputs.iter().any(|v| is_dir(v)))
             .then_some(self.inputs.len() as u64);
-        let lines: Box<dyn Iterator<Item = anyhow::Result<String>>> = match &self.from {
+        let lines: Box<dyn Iterator<Item = anyhow::Result<Value>>> = match &self.from {
             None => Box::new(std::iter::empty()),
             Some(path) => Box::new(lines_of(path)?),
         };
-        let values = self.inputs.into_iter().map(Ok).chain(lines);
-        let listed = values.flat_map(move |value| -> Box<dyn Iterator<Item = Listed>> {
-            match value {
-                Ok(value) if is_dir(&value) => Box::new(images_under(PathBuf::from(value))),
-                Ok(value) => Box::new(std::iter::once(Ok(input_of(value, force_text)))),
-                Err(error) => Box::new(std::iter::once(Err(error))),
-            }
-        });
+        let arguments = self.inputs.into_iter().map(|v| Ok(Value::Text(v)));
+        let listed =
+            arguments
+                .chain(lines)
+                .flat_map(move |value| -> Box<dyn Iterator<Item = Listed>> {
+                    match value {
+                        Ok(Value::Text(value)) if is_dir(&value) => {
+                            Box::new(images_under(PathBuf::from(value)))
+                        }
+                        Ok(Value::Text(value)) => {
+                            Box::new(std::iter::once(Ok(input_of(value, force_text))))
+                        }
+                        Ok(Value::Invalid(input)) => Box::new(std::iter::once(Ok(input))),
+                        Err(error) => Box::new(std::iter::once(Err(error))),
+                    }
+                });
         Ok(InputList {
             listed: Box::new(listed),
             known_len,
@@ -198,15 +259,107 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_line_ends_the_list_and_fails_it_after_the_good_inputs() {
+    fn lines_are_read_as_bytes_without_their_line_ends_and_empty_ones_skipped() {
+        let file: &[u8] =
+            b"\xff\xfe first\nok one\r\n\r\n\ncaf\xe9 au lait\n\xc3\nx.jpg\nin\rside\nlast \xff";
+        let got: Vec<Value> = lines_from(file, "list.txt".into())
+            .map(Result::unwrap)
+            .collect();
+        let bad = |number: usize, shown: &str, error: &str| {
+            Value::Invalid(Input::invalid(
+                shown,
+                format!("line {number} of --from list.txt is not valid UTF-8 ({error})"),
+            ))
+        };
+        let text = |t: &str| Value::Text(t.into());
+        assert_eq!(
+            got,
+            [
+                bad(
+                    1,
+                    "\\xff\\xfe first",
+                    "invalid utf-8 sequence of 1 bytes from index 0"
+                ),
+                text("ok one"),
+                bad(
+                    5,
+                    "caf\\xe9 au lait",
+                    "invalid utf-8 sequence of 1 bytes from index 3"
+                ),
+                bad(6, "\\xc3", "incomplete utf-8 byte sequence from index 0"),
+                text("x.jpg"),
+                text("in\rside"),
+                bad(
+                    9,
+                    "last \\xff",
+                    "invalid utf-8 sequence of 1 bytes from index 5"
+                ),
+            ]
+        );
+        // Valid UTF-8 around the bad bytes is shown as it is.
+        let shown = |bytes: &[u8]| match lines_from(bytes, "-".into()).next() {
+            Some(Ok(Value::Invalid(input))) => input.source(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            shown(b"caf\xc3\xa9 \xe2\x82 \xf0\x9f\x90\xb1\n"),
+            "café \\xe2\\x82 🐱"
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_an_invalid_input_in_its_place_and_the_list_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let list = dir.path().join("list.txt");
-        std::fs::write(&list, b"first\n\xff\xfe\nnever read\n").unwrap();
-        let mut read = inputs(&["arg"], Some(list)).read().unwrap();
+        std::fs::write(&list, b"first\n\xff\xfe\nstill read.png\n").unwrap();
+        let mut read = inputs(&["arg"], Some(list.clone())).read().unwrap();
         let got: Vec<Input> = read.by_ref().collect();
-        assert_eq!(got, [Input::text("arg"), Input::text("first")]);
-        let err = read.finish().unwrap_err().to_string();
-        assert!(err.contains("1 error(s)"), "{err}");
+        let reason = format!(
+            "line 2 of --from {} is not valid UTF-8 \
+             (invalid utf-8 sequence of 1 bytes from index 0)",
+            list.display()
+        );
+        assert_eq!(
+            got,
+            [
+                Input::text("arg"),
+                Input::text("first"),
+                Input::invalid("\\xff\\xfe", reason),
+                Input::image_path("still read.png"),
+            ]
+        );
+        // Not an error of the list: the library reports it as an item.
+        read.finish().unwrap();
+        // --text does not make it a sentence either.
+        let mut forced = inputs(&[], Some(list));
+        forced.text = true;
+        let got: Vec<Input> = forced.read().unwrap().collect();
+        assert_eq!(got[1].modality(), None);
+        assert_eq!(got[2], Input::text("still read.png"));
+    }
+
+    #[test]
+    fn an_io_error_mid_file_ends_the_list_after_the_lines_before_it() {
+        /// Its bytes, then an I/O error instead of the end of the file.
+        struct FailsAtTheEnd(&'static [u8]);
+        impl std::io::Read for FailsAtTheEnd {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                match self.0.read(buf)? {
+                    0 => Err(std::io::Error::other("the disk went away")),
+                    n => Ok(n),
+                }
+            }
+        }
+        let reader = BufReader::new(FailsAtTheEnd(b"a\n\xff\npartial"));
+        let got: Vec<anyhow::Result<Value>> = lines_from(reader, "list.txt".into()).collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0].as_ref().unwrap(), &Value::Text("a".into()));
+        assert!(matches!(got[1], Ok(Value::Invalid(_))), "{got:?}");
+        let err = format!("{:#}", got[2].as_ref().unwrap_err());
+        assert_eq!(
+            err,
+            "reading --from list.txt stopped at line 3: the disk went away"
+        );
     }
 
     #[test]
