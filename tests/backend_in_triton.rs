@@ -403,3 +403,86 @@ fn a_model_with_a_bad_config_fails_alone_and_says_why() {
     let ids = infer_text(&server, TEXT_MODEL, &[b"still serving"]).expect("the good model serves");
     assert_eq!(ids.shape, vec![1, defaults::CONTEXT_LENGTH as i64]);
 }
+
+/// Issue 14: a URL sent as an IMAGE element is just its bytes. The server
+/// never fetches it: image_preprocess refuses it as an unknown image format
+/// (the first bytes it names are the URL's own, not a fetched file's), and
+/// the good requests batched with it still succeed. A listener on a local
+/// port, named by one of the URLs, shows that nothing connects to it.
+#[test]
+fn urls_sent_as_image_bytes_are_refused_and_never_fetched() {
+    let serving = Serving {
+        max_batch_size: 16,
+        queue_delay_us: Some(500_000),
+        instances: 1,
+    };
+    let repository = Repository::new();
+    repository.add_image(IMAGE_MODEL, &serving, false, &[]);
+    let server = Server::start(repository.path());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let local = format!("http://{}/cat.jpg", listener.local_addr().unwrap());
+    let jpeg = image("rocket.jpg");
+    let good_pixels = library_pixels(&jpeg);
+
+    // (elements, the one refused): each URL alone, one after a good image,
+    // and good requests sent in the same burst, to share dynamic batches.
+    let urls = ["https://example.com/cat.jpg", "file:///etc/passwd", &local];
+    let mut cases: Vec<(Vec<Vec<u8>>, Option<usize>)> = Vec::new();
+    for url in urls {
+        cases.push((vec![url.as_bytes().to_vec()], Some(0)));
+        cases.push((vec![jpeg.clone()], None));
+    }
+    cases.push((vec![jpeg.clone(), urls[0].as_bytes().to_vec()], Some(1)));
+
+    let barrier = Arc::new(Barrier::new(cases.len()));
+    let handles: Vec<_> = cases
+        .into_iter()
+        .map(|(elements, refused)| {
+            let barrier = Arc::clone(&barrier);
+            let url = server.http_url.clone();
+            std::thread::spawn(move || {
+                let refs: Vec<&[u8]> = elements.iter().map(Vec::as_slice).collect();
+                let input = Tensor::bytes(tensor::IMAGE, &refs);
+                barrier.wait();
+                let outcome = http::infer(&url, IMAGE_MODEL, &[input], &[tensor::PIXEL_VALUES]);
+                (elements, refused, outcome)
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (elements, refused, outcome) = handle.join().expect("request thread");
+        match (refused, outcome) {
+            (Some(element), Err(failure)) => {
+                let magic: Vec<String> = elements[element]
+                    .iter()
+                    .take(8)
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                let says = format!(
+                    "IMAGE element {element}: unknown image format (first bytes: {})",
+                    magic.join(" ")
+                );
+                assert_eq!(failure.status, 400, "{failure:?}");
+                assert!(
+                    failure.message.contains(&says),
+                    "{:?} does not say {says:?}",
+                    failure.message
+                );
+            }
+            (Some(element), Ok(_)) => panic!(
+                "the URL {:?} was accepted as an image",
+                String::from_utf8_lossy(&elements[element])
+            ),
+            (None, Ok(outputs)) => assert!(
+                outputs[0].as_f32() == good_pixels,
+                "a good image batched with URLs came back different"
+            ),
+            (None, Err(failure)) => panic!("a good image failed: {failure:?}"),
+        }
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("something connected to {local}: {other:?}"),
+    }
+}
