@@ -18,6 +18,7 @@ use crate::render::{
     check_name, render, Batching, Common, RenderError, ENCODER_TEMPLATE_NAME,
     ENSEMBLE_TEMPLATE_NAME,
 };
+use crate::warmup;
 
 /// Which runtime serves the encoders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -156,6 +157,8 @@ pub struct EncoderModel {
     /// `ort` text encoders only: rows of the token embedding, so the backend
     /// refuses a request with an id outside it instead of running the batch.
     pub vocab_size: Option<usize>,
+    /// A `model_warmup` sample of zeros at the largest batch (see [`crate::warmup`]).
+    pub warmup: bool,
     /// Written after the parameters above; a key already written replaces its value.
     pub extra_parameters: Vec<(String, String)>,
 }
@@ -273,6 +276,10 @@ impl EncoderModel {
             .map(InstanceGroup::context)
             .collect();
         context.insert("instance_groups", &groups);
+        if self.warmup {
+            let sample = warmup::zeros(&self.inputs, self.batching.max_batch_size);
+            context.insert("warmup", &[sample]);
+        }
         if self.trt_accelerator {
             let precision = if self.half_precision { "FP16" } else { "FP32" };
             context.insert(
@@ -302,6 +309,7 @@ impl EncoderModel {
             name: self.name.clone(),
             config: self.render()?,
             files: vec![VersionFile::new(file::ONNX_MODEL, onnx)],
+            warmup: Vec::new(),
         })
     }
 }
@@ -388,6 +396,7 @@ impl EnsembleModel {
             name: self.name.clone(),
             config: self.render()?,
             files: Vec::new(),
+            warmup: Vec::new(),
         })
     }
 }

@@ -28,6 +28,7 @@ mod repository;
 mod sources;
 mod staging;
 pub mod tensorrt;
+pub mod warmup;
 
 /// Triton's data types and tensors, as the backend and the client know them.
 pub use clip_contract::{DataType, TensorSpec};
@@ -41,3 +42,4 @@ pub use options::{Options, Source};
 pub use placement::{GpuChoice, InstanceGroup, InstanceKind};
 pub use preprocess::{ImagePreprocessModel, TextPreprocessModel, TOKENIZER_CONFIG_FILE};
 pub use render::{check_name, pbtxt_string, Batching, DynamicBatching, RenderError};
+pub use warmup::{WarmupFile, WARMUP_FOLDER};

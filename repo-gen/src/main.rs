@@ -163,6 +163,10 @@ struct ExportArgs {
     #[arg(long, value_name = "auto|none|0,1,...", default_value = "auto",
           value_parser = parse_gpus, help_heading = "Batching and scaling")]
     gpus: GpuChoice,
+    /// Leave out the model_warmup samples (by default every instance runs one at its
+    /// largest batch as it loads, so the first request pays no start-up cost).
+    #[arg(long, help_heading = "Batching and scaling")]
+    no_warmup: bool,
 }
 
 fn parse_gpus(text: &str) -> Result<GpuChoice, String> {
@@ -238,6 +242,7 @@ fn run(args: ExportArgs) -> ExitCode {
             }),
         },
         instances: args.instances,
+        warmup: !args.no_warmup,
         gpus: args.gpus,
         trt_accelerator: args.trt_accelerator,
         ort_library: args.ort_library,

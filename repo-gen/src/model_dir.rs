@@ -8,16 +8,19 @@ use std::path::{Path, PathBuf};
 use clip_export::OnnxModel;
 
 use crate::render::{check_name, RenderError};
+use crate::warmup::{WarmupFile, WARMUP_FOLDER};
 
 /// Version folder every generated model is written into.
 pub const VERSION: &str = "1";
 
-/// A model folder: its config and the files of its version folder.
+/// A model folder: its config, the files of its version folder, and the
+/// data files of its warmup samples.
 #[derive(Debug)]
 pub struct ModelDir {
     pub name: String,
     pub config: String,
     pub files: Vec<VersionFile>,
+    pub warmup: Vec<WarmupFile>,
 }
 
 /// A file of the version folder.
@@ -73,6 +76,14 @@ impl ModelDir {
         fs::create_dir_all(&version).map_err(io(&version))?;
         let config_path = model.join("config.pbtxt");
         fs::write(&config_path, &self.config).map_err(io(&config_path))?;
+        if !self.warmup.is_empty() {
+            let folder = model.join(WARMUP_FOLDER);
+            fs::create_dir_all(&folder).map_err(io(&folder))?;
+            for file in &self.warmup {
+                let path = folder.join(&file.name);
+                fs::write(&path, &file.bytes).map_err(io(&path))?;
+            }
+        }
         for file in &self.files {
             match &file.source {
                 FileSource::Copy(from) => {

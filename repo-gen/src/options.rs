@@ -46,6 +46,8 @@ pub struct Options {
     pub batching: Batching,
     pub instances: Option<u32>,
     pub gpus: GpuChoice,
+    /// `model_warmup` samples in the preprocessing and encoder models.
+    pub warmup: bool,
     pub trt_accelerator: bool,
     /// ONNX Runtime for the verification run (else `ORT_DYLIB_PATH`), and
     /// `ort_library` of `ort` encoders.

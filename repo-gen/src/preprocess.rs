@@ -10,6 +10,7 @@ use crate::model_dir::{FileSource, ModelDir, VersionFile};
 use crate::render::{
     render, Batching, Common, RenderError, IMAGE_TEMPLATE_NAME, TEXT_TEMPLATE_NAME,
 };
+use crate::warmup;
 
 /// Name of the tokenizer's own settings file, copied beside the tokenizer when present.
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
@@ -24,6 +25,8 @@ pub struct TextPreprocessModel {
     pub context_length: usize,
     /// Overrides the pad token id that the tokenizer files declare.
     pub pad_token_id: Option<u32>,
+    /// A `model_warmup` sample at the largest batch (see [`crate::warmup`]).
+    pub warmup: bool,
     /// Written after the parameters above; a key already written replaces its value.
     pub extra_parameters: Vec<(String, String)>,
 }
@@ -44,6 +47,8 @@ pub struct ImagePreprocessModel {
     pub reduced_scale_decode: bool,
     /// TYPE_FP16 pixels instead of TYPE_FP32.
     pub half_precision: bool,
+    /// A `model_warmup` sample at the largest batch (see [`crate::warmup`]).
+    pub warmup: bool,
     /// Written after the parameters above; a key already written replaces its value.
     pub extra_parameters: Vec<(String, String)>,
 }
@@ -57,6 +62,7 @@ impl TextPreprocessModel {
             instances: 1,
             context_length: defaults::CONTEXT_LENGTH,
             pad_token_id: None,
+            warmup: true,
             extra_parameters: Vec::new(),
         }
     }
@@ -84,6 +90,10 @@ impl TextPreprocessModel {
         context.insert("input_name", tensor::TEXT);
         context.insert("output_name", tensor::INPUT_IDS);
         context.insert("context_length", &self.context_length);
+        if self.warmup {
+            let sample = warmup::text_sample(tensor::TEXT, self.batching.max_batch_size);
+            context.insert("warmup", &[sample]);
+        }
         render(TEXT_TEMPLATE_NAME, &context)
     }
 
@@ -125,6 +135,7 @@ impl TextPreprocessModel {
             name: self.name.clone(),
             config,
             files,
+            warmup: self.warmup.then(warmup::text_file).into_iter().collect(),
         })
     }
 
@@ -154,6 +165,7 @@ impl ImagePreprocessModel {
             max_pixels: defaults::MAX_PIXELS,
             reduced_scale_decode: true,
             half_precision: false,
+            warmup: true,
             extra_parameters: Vec::new(),
         }
     }
@@ -197,6 +209,10 @@ impl ImagePreprocessModel {
         context.insert("output_name", tensor::PIXEL_VALUES);
         context.insert("image_size", &self.image_size);
         context.insert("half_precision", &self.half_precision);
+        if self.warmup {
+            let sample = warmup::image_sample(tensor::IMAGE, self.batching.max_batch_size);
+            context.insert("warmup", &[sample]);
+        }
         render(IMAGE_TEMPLATE_NAME, &context)
     }
 
@@ -206,6 +222,7 @@ impl ImagePreprocessModel {
             name: self.name.clone(),
             config: self.render()?,
             files: Vec::new(),
+            warmup: self.warmup.then(warmup::image_file).into_iter().collect(),
         })
     }
 

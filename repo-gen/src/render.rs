@@ -11,12 +11,20 @@ use std::sync::LazyLock;
 use clip_contract::BACKEND_NAME;
 use tera::{Context, Tera, Value};
 
+use crate::warmup::Sample;
+
 pub(crate) const TEXT_TEMPLATE_NAME: &str = "text_preprocess.pbtxt.tera";
 pub(crate) const IMAGE_TEMPLATE_NAME: &str = "image_preprocess.pbtxt.tera";
 pub(crate) const ENCODER_TEMPLATE_NAME: &str = "encoder.pbtxt.tera";
 pub(crate) const ENSEMBLE_TEMPLATE_NAME: &str = "ensemble.pbtxt.tera";
+/// Included by the three batched models' templates.
+const WARMUP_TEMPLATE_NAME: &str = "warmup.pbtxt.tera";
 
-const TEMPLATE_SOURCES: [(&str, &str); 4] = [
+const TEMPLATE_SOURCES: [(&str, &str); 5] = [
+    (
+        WARMUP_TEMPLATE_NAME,
+        include_str!("../../templates/warmup.pbtxt.tera"),
+    ),
     (
         TEXT_TEMPLATE_NAME,
         include_str!("../../templates/text_preprocess.pbtxt.tera"),
@@ -176,6 +184,7 @@ impl Common<'_> {
         }
         context.insert("instance_count", &self.instances);
         context.insert("parameters", &parameters);
+        context.insert("warmup", &Vec::<Sample>::new());
         Ok(context)
     }
 }

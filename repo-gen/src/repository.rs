@@ -146,6 +146,7 @@ pub(crate) fn assemble(
     text_pre.context_length = text.size as usize;
     text_pre.pad_token_id = prepared.pad_token_id(text.size as usize)?;
     text_pre.extra_parameters = parameters.clone();
+    text_pre.warmup = options.warmup;
 
     let mut image_pre = ImagePreprocessModel::new(&names.image_preprocess, batching.clone());
     image_pre.image_size = image.size as u32;
@@ -153,6 +154,7 @@ pub(crate) fn assemble(
     image_pre.extra_parameters = parameters;
     image_pre.mean = prepared.mean;
     image_pre.std = prepared.std;
+    image_pre.warmup = options.warmup;
 
     let encoder = |name: &str, tower: Tower, io: &TowerIo| EncoderModel {
         name: name.to_owned(),
@@ -178,6 +180,7 @@ pub(crate) fn assemble(
             Tower::Text => Some(prepared.vocab_size),
             Tower::Image => None,
         },
+        warmup: options.warmup,
         extra_parameters: Vec::new(),
     };
     let ensemble = |name: &str, tower: Tower, preprocess: &str, encoder: &str, io: &TowerIo| {

@@ -90,6 +90,12 @@ fn expected_tree(prefix: &str, encoder_file: &str, extra: &[&str]) -> Vec<String
         }
         if name == model::TEXT_PREPROCESS {
             tree.push(format!("{dir}/1/tokenizer.json"));
+            tree.push(format!("{dir}/warmup/"));
+            tree.push(format!("{dir}/warmup/sentence"));
+        }
+        if name == model::IMAGE_PREPROCESS {
+            tree.push(format!("{dir}/warmup/"));
+            tree.push(format!("{dir}/warmup/photo"));
         }
     }
     tree.extend(extra.iter().map(|s| (*s).to_owned()));

@@ -64,6 +64,7 @@ fn text_encoder(runtime: Runtime) -> EncoderModel {
         intra_op_threads: None,
         inter_op_threads: None,
         vocab_size: Some(VOCAB_SIZE),
+        warmup: true,
         extra_parameters: Vec::new(),
     }
 }
@@ -79,6 +80,7 @@ fn image_encoder(runtime: Runtime) -> EncoderModel {
         )],
         instance_groups: vec![gpu(2, 0), gpu(2, 1), gpu(1, 2)],
         vocab_size: None,
+        warmup: true,
         ..text_encoder(runtime)
     }
 }

@@ -68,6 +68,8 @@ fn golden_image_fp16_336() {
         max_pixels: 1_000_000,
         reduced_scale_decode: false,
         half_precision: true,
+        // The one golden config without a warmup sample.
+        warmup: false,
         extra_parameters: Vec::new(),
     };
     golden("image_preprocess_fp16_336.pbtxt", &model.render().unwrap());
@@ -333,20 +335,33 @@ fn write_into_lays_out_config_version_folder_and_tokenizer_files() {
             "bare",
             "bare/1",
             "bare/config.pbtxt",
+            "bare/warmup",
+            "bare/warmup/sentence",
             "clip_image_preprocess",
             "clip_image_preprocess/1",
             "clip_image_preprocess/config.pbtxt",
+            "clip_image_preprocess/warmup",
+            "clip_image_preprocess/warmup/photo",
             "clip_text_preprocess",
             "clip_text_preprocess/1",
             "clip_text_preprocess/1/tokenizer.json",
             "clip_text_preprocess/1/tokenizer_config.json",
             "clip_text_preprocess/config.pbtxt",
+            "clip_text_preprocess/warmup",
+            "clip_text_preprocess/warmup/sentence",
             "pad0",
             "pad0/1",
             "pad0/1/tokenizer.json",
             "pad0/config.pbtxt",
+            "pad0/warmup",
+            "pad0/warmup/sentence",
         ]
     );
+    // Triton reads a TYPE_STRING warmup file as length-prefixed elements.
+    let photo = std::fs::read(root.join("clip_image_preprocess/warmup/photo")).unwrap();
+    let length = u32::from_le_bytes(photo[..4].try_into().unwrap()) as usize;
+    assert_eq!(length, photo.len() - 4);
+    assert_eq!(&photo[4..7], &[0xFF, 0xD8, 0xFF], "a JPEG");
 }
 
 #[test]

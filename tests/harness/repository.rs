@@ -1,4 +1,6 @@
-//! Throw-away model repositories for the tests, written by repo-gen.
+//! Throw-away model repositories for the tests, written by repo-gen. Their
+//! models have no warmup samples, so Triton's statistics count only the
+//! tests' own requests (tests/warmup.rs serves repo-gen's default, with).
 
 use std::path::Path;
 
@@ -80,6 +82,7 @@ impl Repository {
     ) {
         let model = TextPreprocessModel {
             instances: serving.instances,
+            warmup: false,
             extra_parameters: extra(parameters),
             ..TextPreprocessModel::new(name, serving.batching())
         };
@@ -99,6 +102,7 @@ impl Repository {
         let model = ImagePreprocessModel {
             instances: serving.instances,
             half_precision: half,
+            warmup: false,
             extra_parameters: extra(parameters),
             ..ImagePreprocessModel::new(name, serving.batching())
         };
@@ -148,6 +152,7 @@ impl Repository {
             intra_op_threads: None,
             inter_op_threads: None,
             vocab_size: None,
+            warmup: false,
             extra_parameters: extra(parameters),
         };
         let onnx = FileSource::Onnx(OnnxModel {

@@ -1,0 +1,95 @@
+//! repo-gen's default repository warms every instance up as it loads: the
+//! real `tritonserver` runs each model's `model_warmup` sample (a sentence,
+//! a generated JPEG photo, zeros for the encoders) at the largest batch
+//! before the model is ready, and a sample the backend refuses fails the
+//! model's load, loudly, instead of the first user request.
+
+use clip_contract::model;
+use harness::http;
+use harness::repository::{Repository, Serving};
+use harness::server::{tiny_clip_repository, Server};
+use repo_gen::WARMUP_FOLDER;
+
+/// Triton's count of inferences `model` has run.
+fn inference_count(server: &Server, model: &str) -> u64 {
+    let (status, stats) =
+        http::get(&server.http_url, &format!("/v2/models/{model}/stats")).unwrap();
+    assert_eq!(status, 200, "{stats}");
+    stats["model_stats"][0]["inference_count"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn every_model_runs_its_warmup_sample_before_it_is_ready() {
+    let out = tempfile::tempdir().unwrap();
+    let repository = out.path().join("repository");
+    tiny_clip_repository(&repository, &["--max-batch-size", "8"]);
+    let server = Server::start_with(&repository, &["--log-verbose=1"]);
+
+    let log = server.log();
+    for name in [
+        model::TEXT_PREPROCESS,
+        model::IMAGE_PREPROCESS,
+        model::TEXT_ENCODER,
+        model::IMAGE_ENCODER,
+    ] {
+        assert!(
+            log.contains(&format!(
+                "model '{name}' instance {name}_0_0 is running warmup sample 'largest_batch'"
+            )),
+            "{name}: no warmup in the log"
+        );
+        // Nothing was sent yet: these are the warmup's 8 requests, one batch, all answered.
+        assert_eq!(inference_count(&server, name), 8, "{name}");
+    }
+    assert!(!log.contains("failed to run warmup sample"), "{log}");
+    for ensemble in [model::TEXT_ENSEMBLE, model::IMAGE_ENSEMBLE] {
+        assert_eq!(server.model_state(ensemble).0, "READY");
+    }
+
+    // Without warmup, nothing has run at load.
+    let cold = out.path().join("cold");
+    tiny_clip_repository(&cold, &["--no-warmup"]);
+    assert!(!cold
+        .join(model::IMAGE_PREPROCESS)
+        .join(WARMUP_FOLDER)
+        .exists());
+    let server = Server::start(&cold);
+    assert_eq!(inference_count(&server, model::IMAGE_PREPROCESS), 0);
+}
+
+#[test]
+fn a_warmup_sample_the_backend_refuses_fails_the_load_and_says_why() {
+    let out = tempfile::tempdir().unwrap();
+    let repository = out.path().join("repository");
+    tiny_clip_repository(&repository, &[]);
+    // The photo cut short: still a well-formed BYTES element, no longer a decodable JPEG.
+    let photo = repository
+        .join(model::IMAGE_PREPROCESS)
+        .join(WARMUP_FOLDER)
+        .join("photo");
+    let bytes = std::fs::read(&photo).unwrap();
+    let mut truncated = 2000u32.to_le_bytes().to_vec();
+    truncated.extend_from_slice(&bytes[4..2004]);
+    std::fs::write(&photo, truncated).unwrap();
+
+    let server = Server::start_tolerant(&repository);
+    let (state, reason) = server.model_state(model::IMAGE_PREPROCESS);
+    assert_eq!(state, "UNAVAILABLE", "{reason}");
+    assert!(
+        reason.contains("failed to run warmup sample 'largest_batch'")
+            && reason.contains("IMAGE element 0"),
+        "{reason}"
+    );
+    assert_eq!(server.model_state(model::TEXT_PREPROCESS).0, "READY");
+
+    // The harness's own models carry no warmup: tests count only their requests.
+    let plain = Repository::new();
+    plain.add_image(model::IMAGE_PREPROCESS, &Serving::default(), false, &[]);
+    assert!(!plain
+        .path()
+        .join(model::IMAGE_PREPROCESS)
+        .join(WARMUP_FOLDER)
+        .exists());
+}
