@@ -6,7 +6,7 @@
 //! (Token ids for the encoder: tests/encoder_in_triton.rs.)
 
 use clip_contract::{defaults, model, param, tensor};
-use harness::fixtures::{images, library_pixels, sentences, tokenizer_dir};
+use harness::fixtures::{image, library_pixels, sentences, tokenizer_dir, Sentence};
 use harness::http::{self, Tensor};
 use harness::mixed::{assert_shared_batches, Burst};
 use harness::repository::{Repository, Serving};
@@ -21,6 +21,45 @@ fn serving() -> Serving {
     }
 }
 
+/// A burst at the image model: each good row must be exactly the library's
+/// pixels of its photo.
+fn check_images(server: &Server, goods: Vec<Vec<u8>>, bads: Vec<Vec<u8>>) -> Burst<'static> {
+    let pixels: Vec<Vec<f32>> = goods.iter().map(|g| library_pixels(g)).collect();
+    let stride = pixels[0].len();
+    let burst = Burst {
+        model: model::IMAGE_PREPROCESS,
+        input: tensor::IMAGE,
+        output: tensor::PIXEL_VALUES,
+        goods,
+        bads,
+        tensor: |elements| Tensor::bytes(tensor::IMAGE, elements),
+    };
+    burst.check(server, |output, row, good| {
+        output.as_f32()[row * stride..(row + 1) * stride] == pixels[good][..]
+    });
+    burst
+}
+
+/// A burst at the text model: each good row must be exactly its sentence's
+/// token ids (padded with the end token, as the tokenizer files say).
+fn check_texts(server: &Server, sentences: &[Sentence], bads: Vec<Vec<u8>>) {
+    let width = defaults::CONTEXT_LENGTH;
+    let burst = Burst {
+        model: model::TEXT_PREPROCESS,
+        input: tensor::TEXT,
+        output: tensor::INPUT_IDS,
+        goods: sentences
+            .iter()
+            .map(|s| s.text.clone().into_bytes())
+            .collect(),
+        bads,
+        tensor: |elements| Tensor::bytes(tensor::TEXT, elements),
+    };
+    burst.check(server, |output, row, good| {
+        output.as_i64()[row * width..(row + 1) * width] == sentences[good].end_padded()[..]
+    });
+}
+
 #[test]
 fn images_with_bad_elements_in_every_position_share_batches_safely() {
     let repository = Repository::new();
@@ -28,33 +67,14 @@ fn images_with_bad_elements_in_every_position_share_batches_safely() {
     let server = Server::start(repository.path());
 
     let goods: Vec<Vec<u8>> = ["rocket.jpg", "astronaut.png", "chelsea.gif", "coffee.bmp"]
-        .iter()
-        .map(|name| {
-            images()
-                .into_iter()
-                .find(|(file, _)| file.ends_with(name))
-                .expect("fixture")
-                .1
-        })
+        .into_iter()
+        .map(image)
         .collect();
-    let pixels: Vec<Vec<f32>> = goods.iter().map(|g| library_pixels(g)).collect();
-    let stride = pixels[0].len();
     let corrupt: Vec<u8> = (0..3000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let truncated = goods[0][..goods[0].len() / 2].to_vec();
-
-    let burst = Burst {
-        model: model::IMAGE_PREPROCESS,
-        input: tensor::IMAGE,
-        output: tensor::PIXEL_VALUES,
-        goods,
-        bads: vec![corrupt, truncated],
-        tensor: |elements| Tensor::bytes(tensor::IMAGE, elements),
-    };
-    burst.check(&server, |output, row, good| {
-        output.as_f32()[row * stride..(row + 1) * stride] == pixels[good][..]
-    });
+    check_images(&server, goods, vec![corrupt, truncated]);
     assert_shared_batches(&server, model::IMAGE_PREPROCESS);
 }
 
@@ -65,21 +85,8 @@ fn texts_with_bad_elements_in_every_position_share_batches_safely() {
     let server = Server::start(repository.path());
 
     let sentences: Vec<_> = sentences().into_iter().take(5).collect();
-    let width = defaults::CONTEXT_LENGTH;
-    let burst = Burst {
-        model: model::TEXT_PREPROCESS,
-        input: tensor::TEXT,
-        output: tensor::INPUT_IDS,
-        goods: sentences
-            .iter()
-            .map(|s| s.text.clone().into_bytes())
-            .collect(),
-        bads: vec![b"caf\xe9 au lait".to_vec(), b"\xff".to_vec()],
-        tensor: |elements| Tensor::bytes(tensor::TEXT, elements),
-    };
-    burst.check(&server, |output, row, good| {
-        output.as_i64()[row * width..(row + 1) * width] == sentences[good].end_padded()[..]
-    });
+    let bads = vec![b"caf\xe9 au lait".to_vec(), b"\xff".to_vec()];
+    check_texts(&server, &sentences, bads);
     assert_shared_batches(&server, model::TEXT_PREPROCESS);
 }
 
@@ -107,59 +114,27 @@ fn oversized_elements_in_every_position_fail_their_requests_alone() {
     );
     let server = Server::start(repository.path());
 
-    let fixture = |name: &str| {
-        images()
-            .into_iter()
-            .find(|(file, _)| file.ends_with(name))
-            .expect("fixture")
-            .1
-    };
     let goods: Vec<Vec<u8>> = ["tall.jpg", "chelsea_exif_rot.jpg", "coffee_q90.jpg"]
-        .iter()
-        .map(|name| fixture(name))
+        .into_iter()
+        .map(image)
         .collect();
     let bads: Vec<Vec<u8>> = ["rocket.jpg", "large_2mp.jpg"]
-        .iter()
-        .map(|name| fixture(name))
+        .into_iter()
+        .map(image)
         .collect();
     assert!(goods.iter().all(|g| g.len() <= limit) && bads.iter().all(|b| b.len() > limit));
-    let pixels: Vec<Vec<f32>> = goods.iter().map(|g| library_pixels(g)).collect();
-    let stride = pixels[0].len();
-    let images = Burst {
-        model: model::IMAGE_PREPROCESS,
-        input: tensor::IMAGE,
-        output: tensor::PIXEL_VALUES,
-        goods,
-        bads,
-        tensor: |elements| Tensor::bytes(tensor::IMAGE, elements),
-    };
-    images.check(&server, |output, row, good| {
-        output.as_f32()[row * stride..(row + 1) * stride] == pixels[good][..]
-    });
+    let images = check_images(&server, goods, bads);
 
     let sentences: Vec<_> = sentences()
         .into_iter()
         .filter(|s| s.text.len() <= 64)
         .take(4)
         .collect();
-    let width = defaults::CONTEXT_LENGTH;
-    let texts = Burst {
-        model: model::TEXT_PREPROCESS,
-        input: tensor::TEXT,
-        output: tensor::INPUT_IDS,
-        goods: sentences
-            .iter()
-            .map(|s| s.text.clone().into_bytes())
-            .collect(),
-        bads: vec![
-            "a photo of a cat ".repeat(4).into_bytes(),
-            "x".repeat(100_000).into_bytes(),
-        ],
-        tensor: |elements| Tensor::bytes(tensor::TEXT, elements),
-    };
-    texts.check(&server, |output, row, good| {
-        output.as_i64()[row * width..(row + 1) * width] == sentences[good].end_padded()[..]
-    });
+    let bads = vec![
+        "a photo of a cat ".repeat(4).into_bytes(),
+        "x".repeat(100_000).into_bytes(),
+    ];
+    check_texts(&server, &sentences, bads);
 
     // The message names the size, the limit and the parameter that sets it.
     let failure = http::infer(
