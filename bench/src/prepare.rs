@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use clip_contract::{defaults, model, param, tensor, BACKEND_NAME};
-use repo_gen::{Batching, DynamicBatching, ImagePreprocessModel, TextPreprocessModel};
+use repo_gen::{
+    Batching, DynamicBatching, FileSource, ImagePreprocessModel, ModelDir, TextPreprocessModel,
+    VersionFile,
+};
 use serde_json::{json, Value};
 
 /// Name of the Python backend in Triton.
@@ -103,11 +106,9 @@ pub fn run(args: &Args) -> Result<()> {
         });
         python_model(
             &args.repo,
-            &image.name,
-            &image.render()?,
+            image.model_dir()?,
             &args.python_models.join("image_model.py"),
             &settings,
-            &[],
         )?;
         text.name = variant(PYTHON_BACKEND, "text", instances);
         let settings = json!({
@@ -117,11 +118,9 @@ pub fn run(args: &Args) -> Result<()> {
         });
         python_model(
             &args.repo,
-            &text.name,
-            &text.render()?,
+            text.model_dir(Some(&tokenizer_dir.join(defaults::TOKENIZER_FILE)))?,
             &args.python_models.join("text_model.py"),
             &settings,
-            &[tokenizer_dir.join(defaults::TOKENIZER_FILE)],
         )?;
     }
 
@@ -195,31 +194,25 @@ fn triple(text: &str) -> Result<[f32; 3]> {
     }
 }
 
-fn python_model(
-    repo: &Path,
-    name: &str,
-    clip_config: &str,
-    script: &Path,
-    settings: &Value,
-    files: &[PathBuf],
-) -> Result<()> {
+/// The Python twin of a `clip` model: the same config, files and warmup
+/// samples on the Python backend, with its model.py and settings.
+fn python_model(repo: &Path, mut dir: ModelDir, script: &Path, settings: &Value) -> Result<()> {
     let ours = format!("backend: \"{BACKEND_NAME}\"");
-    if !clip_config.contains(&ours) {
-        bail!("rendered config of {name} has no {ours}");
+    if !dir.config.contains(&ours) {
+        bail!("rendered config of {} has no {ours}", dir.name);
     }
-    let config = clip_config.replace(&ours, &format!("backend: \"{PYTHON_BACKEND}\""));
-    let version = repo.join(name).join(repo_gen::VERSION);
-    fs::create_dir_all(&version)?;
-    fs::write(repo.join(name).join("config.pbtxt"), config)?;
-    fs::copy(script, version.join("model.py"))
-        .with_context(|| format!("copying {}", script.display()))?;
+    dir.config = dir
+        .config
+        .replace(&ours, &format!("backend: \"{PYTHON_BACKEND}\""));
+    dir.files.push(VersionFile::new(
+        "model.py",
+        FileSource::Copy(script.to_path_buf()),
+    ));
+    let model = dir.write_into(repo)?;
     fs::write(
-        version.join("bench.json"),
+        model.join(repo_gen::VERSION).join("bench.json"),
         serde_json::to_string_pretty(settings)?,
     )?;
-    for file in files {
-        fs::copy(file, version.join(file.file_name().context("file name")?))?;
-    }
     Ok(())
 }
 
