@@ -12,6 +12,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 model=$1 input=$2 batch=${3:-1} concurrency=${4:-2} seconds=${5:-10}
 work=$root/.cache/bench/${BENCH_MODE:-full}
+# Cargo's target folder, as cargo resolves it (CARGO_TARGET_DIR, cargo config).
 source "$root/scripts/lib/target.sh"
 target=$(cargo_target_dir)
 perf_analyzer=$(bash "$root/scripts/bench/install-perf-analyzer.sh" | tail -1)

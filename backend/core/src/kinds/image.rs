@@ -109,7 +109,7 @@ impl Preprocess for ImagePreprocess {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use clip_contract::defaults;
     use clip_test_support::fixture;
 
@@ -117,7 +117,7 @@ mod tests {
     use crate::batch::bytes_request;
     use crate::kind::Device;
 
-    fn image_spec(half_precision: bool) -> ImageSpec {
+    pub(crate) fn image_spec(half_precision: bool) -> ImageSpec {
         ImageSpec {
             size: defaults::IMAGE_SIZE,
             mean: defaults::IMAGE_MEAN,

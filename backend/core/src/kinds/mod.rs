@@ -38,33 +38,21 @@ pub fn load(
 mod tests {
     use std::path::Path;
 
-    use clip_contract::{defaults, tensor};
+    use clip_contract::tensor;
     use clip_test_support::fixture;
 
     use super::*;
-    use crate::config::{ImageSpec, TextSpec};
+    use image::tests::image_spec;
+    use text::tests::text_spec;
 
     #[test]
     fn the_factory_builds_the_kind_the_config_names() {
-        let text = KindSpec::TextPreprocess(TextSpec {
-            tokenizer_file: defaults::TOKENIZER_FILE.into(),
-            context_length: defaults::CONTEXT_LENGTH,
-            pad_id: None,
-            max_text_bytes: defaults::MAX_TEXT_BYTES,
-        });
+        let text = KindSpec::TextPreprocess(text_spec(None));
         assert_eq!(
             load(text, &fixture("text"), None).unwrap().input_name(),
             tensor::TEXT
         );
-        let image = KindSpec::ImagePreprocess(ImageSpec {
-            size: defaults::IMAGE_SIZE,
-            mean: defaults::IMAGE_MEAN,
-            std: defaults::IMAGE_STD,
-            max_pixels: defaults::MAX_PIXELS,
-            max_image_bytes: defaults::MAX_IMAGE_BYTES,
-            reduced_scale_decode: true,
-            half_precision: false,
-        });
+        let image = KindSpec::ImagePreprocess(image_spec(false));
         let image = load(image, Path::new("/nonexistent"), None).unwrap();
         assert_eq!(image.input_name(), tensor::IMAGE);
     }

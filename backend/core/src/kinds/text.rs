@@ -105,7 +105,7 @@ impl Preprocess for TextPreprocess {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use clip_contract::defaults;
 
     use clip_test_support::fixture;
@@ -114,7 +114,7 @@ mod tests {
     use crate::batch::{bytes_request, ErrorKind};
     use crate::kind::{cpu_instance, Device};
 
-    fn text_spec(pad_id: Option<u32>) -> TextSpec {
+    pub(crate) fn text_spec(pad_id: Option<u32>) -> TextSpec {
         TextSpec {
             tokenizer_file: defaults::TOKENIZER_FILE.into(),
             context_length: defaults::CONTEXT_LENGTH,
