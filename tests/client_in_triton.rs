@@ -268,11 +268,30 @@ fn library_encodes_ranks_and_isolates_bad_items() {
         .await
         .unwrap();
         let big = fixture("images/inputs/large_12mp.jpg");
+        let answered = |client: &Client| {
+            let triton = client.triton().clone();
+            async move {
+                let stats = triton
+                    .model_statistics(model::IMAGE_ENSEMBLE)
+                    .await
+                    .unwrap();
+                let inference = stats[0].inference_stats.clone().unwrap_or_default();
+                inference.success.map_or(0, |d| d.count) + inference.fail.map_or(0, |d| d.count)
+            }
+        };
+        let before = answered(&client).await;
         let err = impatient
             .encode([big.as_path()], &EncodeOptions::default())
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        // The server may still be working on the abandoned request; the
+        // profile below reads cumulative statistics, so let it finish (it
+        // may also never have arrived: then there is nothing to wait for).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while answered(&client).await == before && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
 
         // Profile: the ensemble and both of its steps, with times that add up.
         let profile = client
