@@ -275,7 +275,7 @@ fn library_encodes_ranks_and_isolates_bad_items() {
                     .model_statistics(model::IMAGE_ENSEMBLE)
                     .await
                     .unwrap();
-                let inference = stats[0].inference_stats.clone().unwrap_or_default();
+                let inference = stats[0].inference_stats.unwrap_or_default();
                 inference.success.map_or(0, |d| d.count) + inference.fail.map_or(0, |d| d.count)
             }
         };
