@@ -1,7 +1,7 @@
 //! The `text_preprocess` kind: sentences (`TEXT`, BYTES) to token ids
 //! (`INPUT_IDS`, INT64 `[context_length]`), open_clip's tokenizer exactly.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clip_contract::{param, tensor};
@@ -21,7 +21,7 @@ pub struct TextPreprocess {
 
 impl TextPreprocess {
     pub fn load(spec: TextSpec, version_dir: &Path) -> Result<Self, String> {
-        let path = version_dir.join(&spec.tokenizer_file);
+        let path = inside_model_folder(version_dir, &spec.tokenizer_file)?;
         let options = TextOptions {
             context_length: spec.context_length,
             pad_id: spec.pad_id,
@@ -101,6 +101,30 @@ impl Preprocess for TextPreprocess {
             tensor: HostTensor::from_vec(vec![width as i64], ids),
             requests,
         }
+    }
+}
+
+/// `file` (already a plain relative path, see config) resolved through any
+/// symlinks, refused unless it stays inside the model's folder (the version
+/// folder's parent). Links within the folder, as a Kubernetes ConfigMap
+/// mount makes, are fine; a link out of it is not read.
+fn inside_model_folder(version_dir: &Path, file: &Path) -> Result<PathBuf, String> {
+    let path = version_dir.join(file);
+    let model_dir = version_dir.parent().unwrap_or(version_dir);
+    let (Ok(resolved), Ok(folder)) = (path.canonicalize(), model_dir.canonicalize()) else {
+        // Missing: the tokenizer's own error names the file.
+        return Ok(path);
+    };
+    if resolved.starts_with(&folder) {
+        Ok(resolved)
+    } else {
+        Err(format!(
+            "parameter '{}': {} resolves to {}, outside the model folder {}",
+            param::TOKENIZER_FILE,
+            path.display(),
+            resolved.display(),
+            folder.display()
+        ))
     }
 }
 
@@ -270,5 +294,46 @@ pub(crate) mod tests {
             .err()
             .expect("load fails");
         assert!(message.contains("absent.json"), "{message}");
+    }
+
+    /// A tokenizer file that is a symlink out of the model folder is refused
+    /// (so is a link to a folder outside); one to a file inside it is read.
+    #[test]
+    fn a_tokenizer_link_out_of_the_model_folder_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret.json");
+        std::fs::copy(fixture("text/tokenizer.json"), &secret).unwrap();
+        let model = tempfile::tempdir().unwrap();
+        let version = model.path().join("1");
+        std::fs::create_dir_all(version.join("shared")).unwrap();
+        std::fs::copy(
+            fixture("text/tokenizer.json"),
+            model.path().join("kept.json"),
+        )
+        .unwrap();
+        let link = |target: &Path, name: &str| {
+            std::os::unix::fs::symlink(target, version.join(name)).unwrap()
+        };
+        link(&secret, "out.json");
+        link(outside.path(), "out_dir");
+        link(&model.path().join("kept.json"), "in.json");
+        link(Path::new("../kept.json"), "relative_in.json");
+        let load = |file: &str| {
+            let spec = TextSpec {
+                tokenizer_file: file.into(),
+                ..text_spec(Some(0))
+            };
+            TextPreprocess::load(spec, &version).map(|_| ())
+        };
+        for refused in ["out.json", "out_dir/secret.json"] {
+            let message = load(refused).expect_err(refused);
+            assert!(
+                message.contains("outside the model folder") && message.contains(refused),
+                "{message}"
+            );
+        }
+        for read in ["in.json", "relative_in.json"] {
+            load(read).unwrap_or_else(|e| panic!("{read}: {e}"));
+        }
     }
 }
