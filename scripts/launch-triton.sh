@@ -79,7 +79,9 @@ case "$mode" in
         # The wheel's Python backend rides along, for models that want it.
         ln -sfn "$(dirname "$server")/../backends/python" "$backends/python"
         echo "launch-triton: local $server" >&2
+        # --cache-directory: the wheel's response cache (used with --cache-config local,size=N).
         exec "$server" --model-repository="$repository" --backend-directory="$backends" \
+            --cache-directory="$(dirname "$server")/../caches" \
             --http-port="$http" --grpc-port="$grpc" --metrics-port="$metrics" "${extra[@]}"
         ;;
     *) echo "launch-triton: --mode must be auto, local or docker" >&2; exit 2 ;;

@@ -1,14 +1,25 @@
-//! repo-gen's default repository warms every instance up as it loads: the
-//! real `tritonserver` runs each model's `model_warmup` sample (a sentence,
-//! a generated JPEG photo, zeros for the encoders) at the largest batch
-//! before the model is ready, and a sample the backend refuses fails the
-//! model's load, loudly, instead of the first user request.
+//! Warm starts. repo-gen's default repository warms every instance up as it
+//! loads: the real `tritonserver` runs each model's `model_warmup` sample (a
+//! sentence, a generated JPEG photo, zeros for the encoders) at the largest
+//! batch before the model is ready, and a sample the backend refuses fails
+//! the model's load, loudly, instead of the first user request. With
+//! `--response-cache`, repeated requests are answered from Triton's cache.
 
 use clip_contract::model;
-use harness::http;
+use harness::http::{self, Tensor};
 use harness::repository::{Repository, Serving};
 use harness::server::{tiny_clip_repository, Server};
 use repo_gen::WARMUP_FOLDER;
+
+/// The `inference_stats` counter `name` ("cache_hit", "success", ...) of `model`.
+fn stat(server: &Server, model: &str, name: &str) -> u64 {
+    let (status, stats) =
+        http::get(&server.http_url, &format!("/v2/models/{model}/stats")).unwrap();
+    assert_eq!(status, 200, "{stats}");
+    stats["model_stats"][0]["inference_stats"][name]["count"]
+        .as_u64()
+        .unwrap_or(0)
+}
 
 /// Triton's count of inferences `model` has run.
 fn inference_count(server: &Server, model: &str) -> u64 {
@@ -92,4 +103,65 @@ fn a_warmup_sample_the_backend_refuses_fails_the_load_and_says_why() {
         .join(model::IMAGE_PREPROCESS)
         .join(WARMUP_FOLDER)
         .exists());
+}
+
+/// `--response-cache`: an identical request is answered from Triton's local
+/// cache with the same bytes and without running a step; differently written
+/// sentences with the same tokens hit the encoder's cache; a failed request
+/// is never cached, so it fails again instead of getting someone's result.
+#[test]
+fn the_response_cache_answers_repeats_and_never_caches_errors() {
+    let out = tempfile::tempdir().unwrap();
+    let repository = out.path().join("repository");
+    tiny_clip_repository(&repository, &["--response-cache", "--no-warmup"]);
+    let server = Server::start_with(&repository, &["--cache-config", "local,size=16777216"]);
+    let embed = |model: &str, input: &str, elements: &[&[u8]]| {
+        http::infer(
+            &server.http_url,
+            model,
+            &[Tensor::bytes(input, elements)],
+            &["EMBEDDING"],
+        )
+        .map(|outputs| outputs[0].data.clone())
+    };
+    let text = |elements: &[&[u8]]| embed(model::TEXT_ENSEMBLE, "TEXT", elements);
+
+    let first = text(&[b"a photo of a cat", b"a dog"]).unwrap();
+    let again = text(&[b"a photo of a cat", b"a dog"]).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(stat(&server, model::TEXT_ENSEMBLE, "cache_hit"), 1);
+    assert_eq!(stat(&server, model::TEXT_ENSEMBLE, "cache_miss"), 1);
+    assert_eq!(
+        stat(&server, model::TEXT_ENCODER, "success"),
+        1,
+        "the hit ran no step"
+    );
+
+    // Other bytes, the same tokens (open_clip lower-cases and folds spaces):
+    // the ensemble misses, the encoder hits.
+    let rewritten = text(&[b"A  Photo of a CAT", b"a dog "]).unwrap();
+    assert_eq!(rewritten, first);
+    assert_eq!(stat(&server, model::TEXT_ENSEMBLE, "cache_miss"), 2);
+    assert_eq!(stat(&server, model::TEXT_ENCODER, "cache_hit"), 1);
+
+    // A request with a bad element fails every time, and leaves nothing cached.
+    for _ in 0..2 {
+        let failure = text(&[b"a dog", b"\xff\xfe"]).unwrap_err();
+        assert!(
+            failure.message.contains("element 1 is not valid UTF-8"),
+            "{}",
+            failure.message
+        );
+    }
+    assert_eq!(stat(&server, model::TEXT_ENSEMBLE, "cache_hit"), 1);
+    assert_eq!(text(&[b"a dog"]).unwrap().len(), first.len() / 2);
+
+    let photo = harness::fixtures::image("rocket.jpg");
+    let image = |elements: &[&[u8]]| embed(model::IMAGE_ENSEMBLE, "IMAGE", elements);
+    assert_eq!(image(&[&photo]).unwrap(), image(&[&photo]).unwrap());
+    assert_eq!(stat(&server, model::IMAGE_ENSEMBLE, "cache_hit"), 1);
+    for _ in 0..2 {
+        assert!(image(&[&photo[..photo.len() / 2]]).is_err());
+    }
+    assert_eq!(stat(&server, model::IMAGE_ENSEMBLE, "cache_hit"), 1);
 }

@@ -159,6 +159,10 @@ pub struct EncoderModel {
     pub vocab_size: Option<usize>,
     /// A `model_warmup` sample of zeros at the largest batch (see [`crate::warmup`]).
     pub warmup: bool,
+    /// `response_cache { enable: true }`: identical token ids or pixels (from
+    /// differently written sentences, or re-encoded copies of a photo) are
+    /// answered from Triton's cache when the server runs with one.
+    pub response_cache: bool,
     /// Written after the parameters above; a key already written replaces its value.
     pub extra_parameters: Vec<(String, String)>,
 }
@@ -280,6 +284,7 @@ impl EncoderModel {
             let sample = warmup::zeros(&self.inputs, self.batching.max_batch_size);
             context.insert("warmup", &[sample]);
         }
+        context.insert("response_cache", &self.response_cache);
         if self.trt_accelerator {
             let precision = if self.half_precision { "FP16" } else { "FP32" };
             context.insert(
@@ -333,6 +338,9 @@ pub struct EnsembleModel {
     pub output: TensorSpec,
     pub steps: Vec<EnsembleStep>,
     pub facts: Facts,
+    /// `response_cache { enable: true }`: a request identical to an earlier
+    /// one is answered from Triton's cache without running any step.
+    pub response_cache: bool,
 }
 
 #[derive(Serialize)]
@@ -387,6 +395,7 @@ impl EnsembleModel {
             })
             .collect();
         context.insert("steps", &steps);
+        context.insert("response_cache", &self.response_cache);
         render(ENSEMBLE_TEMPLATE_NAME, &context)
     }
 

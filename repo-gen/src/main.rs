@@ -167,6 +167,11 @@ struct ExportArgs {
     /// largest batch as it loads, so the first request pays no start-up cost).
     #[arg(long, help_heading = "Batching and scaling")]
     no_warmup: bool,
+    /// Let Triton answer repeated requests from its response cache: enabled in the
+    /// ensembles and the encoders. The server needs a cache too, e.g.
+    /// `tritonserver --cache-config local,size=268435456`.
+    #[arg(long, help_heading = "Batching and scaling")]
+    response_cache: bool,
 }
 
 fn parse_gpus(text: &str) -> Result<GpuChoice, String> {
@@ -243,6 +248,7 @@ fn run(args: ExportArgs) -> ExitCode {
         },
         instances: args.instances,
         warmup: !args.no_warmup,
+        response_cache: args.response_cache,
         gpus: args.gpus,
         trt_accelerator: args.trt_accelerator,
         ort_library: args.ort_library,

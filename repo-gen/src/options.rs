@@ -48,6 +48,8 @@ pub struct Options {
     pub gpus: GpuChoice,
     /// `model_warmup` samples in the preprocessing and encoder models.
     pub warmup: bool,
+    /// `response_cache` in the ensembles and encoders.
+    pub response_cache: bool,
     pub trt_accelerator: bool,
     /// ONNX Runtime for the verification run (else `ORT_DYLIB_PATH`), and
     /// `ort_library` of `ort` encoders.

@@ -19,8 +19,14 @@ pub(crate) const ENCODER_TEMPLATE_NAME: &str = "encoder.pbtxt.tera";
 pub(crate) const ENSEMBLE_TEMPLATE_NAME: &str = "ensemble.pbtxt.tera";
 /// Included by the three batched models' templates.
 const WARMUP_TEMPLATE_NAME: &str = "warmup.pbtxt.tera";
+/// Included by the encoder and ensemble templates.
+const RESPONSE_CACHE_TEMPLATE_NAME: &str = "response_cache.pbtxt.tera";
 
-const TEMPLATE_SOURCES: [(&str, &str); 5] = [
+const TEMPLATE_SOURCES: [(&str, &str); 6] = [
+    (
+        RESPONSE_CACHE_TEMPLATE_NAME,
+        include_str!("../../templates/response_cache.pbtxt.tera"),
+    ),
     (
         WARMUP_TEMPLATE_NAME,
         include_str!("../../templates/warmup.pbtxt.tera"),

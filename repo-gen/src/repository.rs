@@ -181,6 +181,7 @@ pub(crate) fn assemble(
             Tower::Image => None,
         },
         warmup: options.warmup,
+        response_cache: options.response_cache,
         extra_parameters: Vec::new(),
     };
     let ensemble = |name: &str, tower: Tower, preprocess: &str, encoder: &str, io: &TowerIo| {
@@ -211,6 +212,7 @@ pub(crate) fn assemble(
                 },
             ],
             facts: facts.clone(),
+            response_cache: options.response_cache,
         }
     };
 

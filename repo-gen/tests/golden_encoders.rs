@@ -65,6 +65,7 @@ fn text_encoder(runtime: Runtime) -> EncoderModel {
         inter_op_threads: None,
         vocab_size: Some(VOCAB_SIZE),
         warmup: true,
+        response_cache: false,
         extra_parameters: Vec::new(),
     }
 }
@@ -91,6 +92,7 @@ fn golden_ort_encoders() {
     text.ort_library = Some("/opt/onnxruntime/lib/libonnxruntime.so".into());
     text.intra_op_threads = Some(4);
     text.inter_op_threads = Some(1);
+    text.response_cache = true;
     golden("text_encoder_ort.pbtxt", &text.render().unwrap());
     golden(
         "image_encoder_ort_gpus.pbtxt",
@@ -149,6 +151,7 @@ fn ensemble(prefix: &str) -> EnsembleModel {
             },
         ],
         facts: facts(),
+        response_cache: true,
     }
 }
 

@@ -153,6 +153,7 @@ impl Repository {
             inter_op_threads: None,
             vocab_size: None,
             warmup: false,
+            response_cache: false,
             extra_parameters: extra(parameters),
         };
         let onnx = FileSource::Onnx(OnnxModel {
