@@ -8,6 +8,7 @@ use tokio::sync::OnceCell;
 
 use crate::input::{ImageReader, Modality};
 use crate::models::ModelInfo;
+use crate::servers::Servers;
 use crate::triton::{ConnectOptions, Triton};
 use crate::Error;
 
@@ -19,24 +20,29 @@ pub struct ClientOptions {
     pub name_prefix: String,
 }
 
-/// A connection to a CLIP deployment on Triton. Cheap to clone; clones
-/// share the connection and what was learnt about the models.
+/// A connection to a CLIP deployment on Triton: one server or several.
+/// Cheap to clone; clones share the connections and what was learnt about
+/// the models.
 #[derive(Debug, Clone)]
 pub struct Client {
-    pub(crate) triton: Triton,
+    pub(crate) servers: Servers,
     prefix: String,
     text: Arc<OnceCell<ModelInfo>>,
     image: Arc<OnceCell<ModelInfo>>,
     pub(crate) reader: ImageReader,
 }
 
-/// The server and each CLIP ensemble, as `health` found them.
+/// The server and each CLIP ensemble, as `health` found them. With several
+/// servers, `live` and `ready` hold for every one of them, `url` and
+/// `server_version` are the first's, and `others` says how the rest are.
 #[derive(Debug, Clone)]
 pub struct Health {
     pub url: String,
     pub server_version: String,
     pub live: bool,
     pub ready: bool,
+    /// Every other server: its address and "live, ready", or its problem.
+    pub others: Vec<(String, Result<(), String>)>,
     /// One entry per ensemble: its facts, or why it cannot be used.
     pub models: Vec<(String, Result<ModelInfo, String>)>,
 }
@@ -58,6 +64,12 @@ impl std::fmt::Display for Health {
         )?;
         writeln!(f, "live         {}", yes_no(self.live))?;
         writeln!(f, "ready        {}", yes_no(self.ready))?;
+        for (url, state) in &self.others {
+            match state {
+                Ok(()) => writeln!(f, "server       {url}: live, ready")?,
+                Err(problem) => writeln!(f, "server       {url}: NOT USABLE: {problem}")?,
+            }
+        }
         for (name, model) in &self.models {
             match model {
                 Ok(info) => writeln!(
@@ -74,15 +86,16 @@ impl std::fmt::Display for Health {
 
 impl Client {
     /// Connects to `grpc://host:port` or `grpcs://host:port` with default
-    /// options and the model names repo-gen writes by default.
+    /// options and the model names repo-gen writes by default. Several
+    /// servers are separated by commas; see [`Servers::connect`].
     pub async fn connect(url: &str) -> Result<Client, Error> {
         Client::connect_with(url, ClientOptions::default()).await
     }
 
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Client, Error> {
-        let triton = Triton::connect_with(url, options.connect).await?;
+        let servers = Servers::connect(url, options.connect).await?;
         Ok(Client {
-            triton,
+            servers,
             prefix: options.name_prefix,
             text: Arc::default(),
             image: Arc::default(),
@@ -90,9 +103,14 @@ impl Client {
         })
     }
 
-    /// The transport underneath, for Triton calls the CLIP API does not make.
+    /// The first server's transport, for Triton calls the CLIP API does not make.
     pub fn triton(&self) -> &Triton {
-        &self.triton
+        self.servers.each().next().expect("at least one server")
+    }
+
+    /// Every server, with failover: [`Servers::call`].
+    pub fn servers(&self) -> &Servers {
+        &self.servers
     }
 
     /// The Triton name of the ensemble for `modality`.
@@ -119,10 +137,17 @@ impl Client {
             model: name.clone(),
             reason,
         };
-        if !self.triton.model_ready(&name).await? {
+        if !self
+            .servers
+            .call(|t| {
+                let name = &name;
+                async move { t.model_ready(name).await }
+            })
+            .await?
+        {
             let state = self
-                .triton
-                .repository_index()
+                .servers
+                .call(|t| async move { t.repository_index().await })
                 .await?
                 .into_iter()
                 .find(|m| m.name == name);
@@ -132,7 +157,7 @@ impl Client {
                 None => format!(
                     "the server at {} has no such model (is the repository from repo-gen \
                      loaded{}?)",
-                    self.triton.url(),
+                    self.servers.urls().join(","),
                     if self.prefix.is_empty() {
                         ", or was it generated with --name-prefix"
                     } else {
@@ -141,15 +166,33 @@ impl Client {
                 ),
             }));
         }
-        let config = self.triton.model_config(&name).await?;
+        let config = self
+            .servers
+            .call(|t| {
+                let name = &name;
+                async move { t.model_config(name).await }
+            })
+            .await?;
         ModelInfo::from_config(modality, &config)
     }
 
     /// Server liveness and readiness, and whether each ensemble can be used.
     pub async fn health(&self) -> Result<Health, Error> {
-        let live = self.triton.server_live().await?;
-        let ready = self.triton.server_ready().await?;
-        let server_version = self.triton.server_metadata().await?.version;
+        let first = self.triton();
+        let mut live = first.server_live().await?;
+        let mut ready = first.server_ready().await?;
+        let server_version = first.server_metadata().await?.version;
+        let mut others = Vec::new();
+        for triton in self.servers.each().skip(1) {
+            let state = match (triton.server_live().await, triton.server_ready().await) {
+                (Ok(true), Ok(true)) => Ok(()),
+                (Ok(is_live), Ok(_)) => Err(if is_live { "not ready" } else { "not live" }.into()),
+                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+            };
+            live &= state.is_ok() || matches!(&state, Err(p) if p == "not ready");
+            ready &= state.is_ok();
+            others.push((triton.url().to_owned(), state));
+        }
         let mut models = Vec::new();
         for modality in [Modality::Text, Modality::Image] {
             let info = match self.model(modality).await {
@@ -160,10 +203,11 @@ impl Client {
             models.push((self.ensemble_name(modality), info));
         }
         Ok(Health {
-            url: self.triton.url().to_owned(),
+            url: first.url().to_owned(),
             server_version,
             live,
             ready,
+            others,
             models,
         })
     }

@@ -396,7 +396,13 @@ impl Client {
     ) -> Result<Vec<Vec<f32>>, Error> {
         let payloads: Vec<&[u8]> = items.iter().map(|(_, bytes)| bytes.as_slice()).collect();
         let request = bytes_request(&info.name, &info.input.name, &info.output.name, &payloads);
-        let response = self.triton.infer(request).await?;
+        let response = self
+            .servers
+            .call(|t| {
+                let request = request.clone();
+                async move { t.infer(request).await }
+            })
+            .await?;
         let values = output_as_f32(&response, &info.output.name)?;
         let expected = items.len() * info.embedding_dim;
         if values.len() != expected {

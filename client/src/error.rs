@@ -113,6 +113,31 @@ impl Error {
         }
     }
 
+    /// A failure worth trying again, on this server later or on another
+    /// now: the server is down or restarting, or the connection dropped.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            Error::Status { code, .. } => crate::triton::is_transient(*code),
+            Error::Unreachable { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The error of the last of `tries` further tries.
+    pub(crate) fn after_tries(self, tries: u32) -> Self {
+        match self {
+            Error::Status {
+                rpc, code, message, ..
+            } => Error::Status {
+                rpc,
+                code,
+                message,
+                retries: tries,
+            },
+            other => other,
+        }
+    }
+
     /// The gRPC status code, when the server (or the transport) gave one.
     pub fn code(&self) -> Option<tonic::Code> {
         match self {

@@ -23,8 +23,10 @@
 //! Layers, bottom up:
 //! - [`proto`]: Triton's KServe v2 gRPC API (package `inference`),
 //!   generated at build time from `proto/*.proto`.
-//! - [`Triton`]: the transport: plaintext or TLS, request metadata,
-//!   deadlines, bounded retries of transient failures.
+//! - [`Triton`]: the transport to one server: plaintext or TLS, request
+//!   metadata, deadlines.
+//! - [`Servers`]: one or many servers of a deployment, round-robin, with
+//!   failover and bounded retries of transient failures.
 //! - [`Client`]: CLIP: finds the `clip_text` / `clip_image` ensembles and
 //!   their facts, then `encode`, `rank`, `index` / `search` (on-disk, via
 //!   `clip-index`), `profile` and `health`.
@@ -39,6 +41,7 @@ mod input;
 mod models;
 mod profile;
 mod rank;
+mod servers;
 mod tensor;
 mod triton;
 
@@ -64,6 +67,7 @@ pub use input::{has_image_extension, ImageSource, Input, Modality};
 pub use models::ModelInfo;
 pub use profile::{ModelTiming, Profile};
 pub use rank::{clip_scores, cosine, Ranked};
+pub use servers::Servers;
 pub use tensor::{
     bytes_request, f16_from_raw, f32_from_raw, i64_from_raw, output_as_f32, serialize_bytes_tensor,
 };

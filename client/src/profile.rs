@@ -91,7 +91,11 @@ impl Client {
     async fn counters(&self, models: &[String]) -> Result<HashMap<String, Counters>, Error> {
         let mut out = HashMap::new();
         for model in models {
-            let stats = self.triton.model_statistics(model).await?;
+            // Summed over every server: the requests may go to any of them.
+            let mut stats = Vec::new();
+            for triton in self.servers.each() {
+                stats.extend(triton.model_statistics(model).await?);
+            }
             out.insert(model.clone(), Counters::of(&stats));
         }
         Ok(out)

@@ -141,8 +141,57 @@ fn caused_by_timeout(status: &tonic::Status) -> bool {
 
 /// GRPC statuses worth another try: the server is (re)starting, the
 /// connection dropped, or the model is still loading.
-fn is_transient(code: tonic::Code) -> bool {
+pub(crate) fn is_transient(code: tonic::Code) -> bool {
     matches!(code, tonic::Code::Unavailable | tonic::Code::Unknown)
+}
+
+type Headers = Vec<(AsciiMetadataKey, AsciiMetadataValue)>;
+
+/// The endpoint (address, TLS, timeouts) and the metadata of every call.
+fn prepare(url: &str, options: &ConnectOptions) -> Result<(Endpoint, Headers), Error> {
+    let address = parse_address(url)?;
+    let invalid = |reason: String| Error::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    let headers = options
+        .headers
+        .iter()
+        .map(|(key, value)| {
+            let key = AsciiMetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())
+                .map_err(|_| Error::InvalidHeader(format!("{key:?} is not a valid header name")))?;
+            let value = AsciiMetadataValue::try_from(value.as_str()).map_err(|_| {
+                Error::InvalidHeader(format!("value of {key} is not printable ASCII"))
+            })?;
+            Ok((key, value))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+
+    let mut endpoint = Endpoint::from_shared(address.uri.clone())
+        .map_err(|e| invalid(error_chain(&e)))?
+        .connect_timeout(options.connect_timeout)
+        .tcp_nodelay(true);
+    if address.tls {
+        let mut tls = ClientTlsConfig::new();
+        tls = match &options.tls.ca_pem {
+            Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+            None => tls.with_webpki_roots(),
+        };
+        if let Some((cert, key)) = &options.tls.client_identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(domain) = &options.tls.domain {
+            tls = tls.domain_name(domain.clone());
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| Error::Tls(error_chain(&e)))?;
+    } else if options.tls.ca_pem.is_some() || options.tls.client_identity.is_some() {
+        return Err(invalid(
+            "TLS settings were given for a plaintext address; use grpcs://".into(),
+        ));
+    }
+    Ok((endpoint, headers))
 }
 
 /// A connection to one Triton server's gRPC endpoint.
@@ -153,7 +202,7 @@ fn is_transient(code: tonic::Code) -> bool {
 pub struct Triton {
     url: String,
     client: GrpcInferenceServiceClient<Channel>,
-    headers: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
+    headers: Headers,
     options: ConnectOptions,
 }
 
@@ -167,50 +216,7 @@ impl Triton {
     /// (TLS) and fails if the connection cannot be opened within
     /// `options.connect_timeout`.
     pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Triton, Error> {
-        let address = parse_address(url)?;
-        let invalid = |reason: String| Error::InvalidUrl {
-            url: url.to_owned(),
-            reason,
-        };
-        let headers = options
-            .headers
-            .iter()
-            .map(|(key, value)| {
-                let key = AsciiMetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())
-                    .map_err(|_| {
-                        Error::InvalidHeader(format!("{key:?} is not a valid header name"))
-                    })?;
-                let value = AsciiMetadataValue::try_from(value.as_str()).map_err(|_| {
-                    Error::InvalidHeader(format!("value of {key} is not printable ASCII"))
-                })?;
-                Ok((key, value))
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-
-        let mut endpoint = Endpoint::from_shared(address.uri.clone())
-            .map_err(|e| invalid(error_chain(&e)))?
-            .connect_timeout(options.connect_timeout)
-            .tcp_nodelay(true);
-        if address.tls {
-            let mut tls = ClientTlsConfig::new();
-            tls = match &options.tls.ca_pem {
-                Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
-                None => tls.with_webpki_roots(),
-            };
-            if let Some((cert, key)) = &options.tls.client_identity {
-                tls = tls.identity(Identity::from_pem(cert, key));
-            }
-            if let Some(domain) = &options.tls.domain {
-                tls = tls.domain_name(domain.clone());
-            }
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| Error::Tls(error_chain(&e)))?;
-        } else if options.tls.ca_pem.is_some() || options.tls.client_identity.is_some() {
-            return Err(invalid(
-                "TLS settings were given for a plaintext address; use grpcs://".into(),
-            ));
-        }
+        let (endpoint, headers) = prepare(url, &options)?;
         let channel = endpoint
             .connect()
             .await
@@ -218,15 +224,27 @@ impl Triton {
                 url: url.to_owned(),
                 detail: error_chain(&source),
             })?;
+        Ok(Triton::over(url, channel, headers, options))
+    }
+
+    /// As [`Triton::connect_with`], but the connection is opened by the
+    /// first call (and reopened by later ones), so a server that is down
+    /// now can be used once it is back.
+    pub fn connect_lazy(url: &str, options: ConnectOptions) -> Result<Triton, Error> {
+        let (endpoint, headers) = prepare(url, &options)?;
+        Ok(Triton::over(url, endpoint.connect_lazy(), headers, options))
+    }
+
+    fn over(url: &str, channel: Channel, headers: Headers, options: ConnectOptions) -> Triton {
         let client = GrpcInferenceServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(Triton {
+        Triton {
             url: url.to_owned(),
             client,
             headers,
             options,
-        })
+        }
     }
 
     /// The address this client was connected with.
@@ -250,8 +268,17 @@ impl Triton {
     {
         let mut delay = self.options.retry_delay;
         let mut attempt = 0;
+        let mut message = Some(message);
         loop {
-            let mut request = tonic::Request::new(message.clone());
+            // A retry needs the message again; the last try takes it (no copy
+            // of a large image batch when there are no retries).
+            let body = if attempt < self.options.retries {
+                message.clone()
+            } else {
+                message.take()
+            };
+            let mut request =
+                tonic::Request::new(body.expect("the message is kept until the last try"));
             for (key, value) in &self.headers {
                 request.metadata_mut().insert(key.clone(), value.clone());
             }

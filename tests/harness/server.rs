@@ -89,6 +89,30 @@ pub fn tiny_clip_repository(out: &Path, extra: &[&str]) {
     assert!(status.success(), "repo-gen failed");
 }
 
+/// `scripts/launch-triton.sh` on `repository`, its output appended to `log_path`.
+fn launch(repository: &Path, extra: &[String], ports: [u16; 3], log_path: &Path) -> Child {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .expect("server log");
+    Command::new("bash")
+        .arg(workspace_root().join("scripts/launch-triton.sh"))
+        .args(["--mode", "local", "--model-repository"])
+        .arg(repository)
+        .arg("--backend-lib")
+        .arg(backend_library())
+        .args(["--http-port", &ports[0].to_string()])
+        .args(["--grpc-port", &ports[1].to_string()])
+        .args(["--metrics-port", &ports[2].to_string()])
+        .arg("--")
+        .args(extra)
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("start scripts/launch-triton.sh")
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -103,6 +127,10 @@ pub struct Server {
     pub grpc_url: String,
     log_path: PathBuf,
     _log_dir: tempfile::TempDir,
+    /// What [`Server::restart`] launches again: the repository, the flags and the ports.
+    repository: PathBuf,
+    extra: Vec<String>,
+    ports: [u16; 3],
 }
 
 impl Server {
@@ -115,36 +143,43 @@ impl Server {
     /// As [`Server::start`], with extra `tritonserver` flags. With
     /// `--strict-readiness=false` it waits for the server, not the models.
     pub fn start_with(repository: &Path, extra: &[&str]) -> Server {
-        let library = backend_library();
         tritonserver();
         let log_dir = tempfile::tempdir().expect("log folder");
         let log_path = log_dir.path().join("tritonserver.log");
-        let log = File::create(&log_path).expect("server log");
-        let (http_port, grpc_port, metrics_port) = (free_port(), free_port(), free_port());
-        let child = Command::new("bash")
-            .arg(workspace_root().join("scripts/launch-triton.sh"))
-            .args(["--mode", "local", "--model-repository"])
-            .arg(repository)
-            .arg("--backend-lib")
-            .arg(library)
-            .args(["--http-port", &http_port.to_string()])
-            .args(["--grpc-port", &grpc_port.to_string()])
-            .args(["--metrics-port", &metrics_port.to_string()])
-            .arg("--")
-            .args(extra)
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("start scripts/launch-triton.sh");
+        let ports = [free_port(), free_port(), free_port()];
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = launch(repository, &extra, ports, &log_path);
         let mut server = Server {
             child,
-            http_url: format!("http://127.0.0.1:{http_port}"),
-            grpc_url: format!("http://127.0.0.1:{grpc_port}"),
+            http_url: format!("http://127.0.0.1:{}", ports[0]),
+            grpc_url: format!("http://127.0.0.1:{}", ports[1]),
             log_path,
             _log_dir: log_dir,
+            repository: repository.to_owned(),
+            extra,
+            ports,
         };
         server.wait_ready(Duration::from_secs(120));
         server
+    }
+
+    /// Triton's Prometheus endpoint, `http://127.0.0.1:PORT/metrics`.
+    pub fn metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.ports[2])
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the server if it runs, then starts it again on the same ports
+    /// and waits until it is ready; its log goes on in the same file.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = launch(&self.repository, &self.extra, self.ports, &self.log_path);
+        self.wait_ready(Duration::from_secs(120));
     }
 
     fn wait_ready(&mut self, limit: Duration) {
@@ -207,8 +242,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

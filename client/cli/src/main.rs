@@ -38,6 +38,9 @@ struct Cli {
 #[derive(Args)]
 struct Connection {
     /// Triton's gRPC address: grpc://host:port, or grpcs://host:port for TLS.
+    /// Several servers of one deployment, comma-separated (or a name that
+    /// resolves to several addresses, as a Kubernetes headless service does),
+    /// share the work; one that fails leaves the rotation and is tried again later.
     #[arg(
         long,
         short = 's',
