@@ -3,8 +3,9 @@
 /// Formats accepted by [`ImagePreprocessor`](crate::ImagePreprocessor), for error messages.
 pub const ACCEPTED_FORMATS: &str = "JPEG, PNG, WebP, GIF, BMP";
 
+/// An accepted container format, told from the magic bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Format {
+pub enum Format {
     Jpeg,
     Png,
     Gif,

@@ -14,12 +14,13 @@ use crate::scratch::{sized, Decoded, Scratch};
 const REDUCED_SCALE_MARGIN: usize = 2;
 
 /// libjpeg-turbo decode (same library and settings as Pillow: ISLOW IDCT, fancy upsampling), optionally at a
-/// reduced DCT scale. Returns the original dimensions and the decoded image.
+/// reduced DCT scale. Returns the original dimensions, the decoded image and the scale's denominator (1 at full
+/// scale).
 pub(crate) fn decode_jpeg(
     options: &ImageOptions,
     data: &[u8],
     scratch: &mut Scratch,
-) -> Result<((u32, u32), Decoded), ImageError> {
+) -> Result<((u32, u32), Decoded, u32), ImageError> {
     const F: &str = "JPEG";
     if scratch.jpeg.is_none() {
         let d = turbojpeg::Decompressor::new().map_err(|e| ImageError::Internal(e.to_string()))?;
@@ -88,7 +89,7 @@ pub(crate) fn decode_jpeg(
         height: sh as u32,
         channels,
     };
-    Ok(((w32, h32), decoded))
+    Ok(((w32, h32), decoded, factor.denom() as u32))
 }
 
 /// libjpeg warnings (decoding finished, image fully written) that PIL tolerates. "Premature end of JPEG file"

@@ -44,15 +44,23 @@ mod scratch;
 use rayon::prelude::*;
 
 pub use error::ImageError;
-pub use format::ACCEPTED_FORMATS;
+pub use format::{Format, ACCEPTED_FORMATS};
 pub use options::ImageOptions;
 
-use format::Format;
 use normalize::Lut;
 use scratch::{sized, Scratch, RETAIN_SCRATCH_BYTES, SCRATCH};
 
 /// Largest accepted `size` (keeps `3 * size * size` and the resize geometry far from overflow).
 const MAX_SIZE: u32 = 8192;
+
+/// What decoding one image used, for callers that count it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decode {
+    pub format: Format,
+    /// The image was decoded at 1/`scale_denominator` of its size: 2, 4 or 8 for a JPEG decoded at reduced scale,
+    /// else 1.
+    pub scale_denominator: u32,
+}
 
 /// Turns encoded images into normalised CHW `f32` tensors. Cheap to share (`Send + Sync`); per-thread scratch
 /// buffers (decode buffer, resizer, libjpeg-turbo handle) are reused across calls.
@@ -106,6 +114,15 @@ impl ImagePreprocessor {
     /// `out` (whose length must equal [`pixels_per_image`](Self::pixels_per_image)). On error `out` is zeroed
     /// (when its length is right).
     pub fn preprocess_into(&self, encoded: &[u8], out: &mut [f32]) -> Result<(), ImageError> {
+        self.preprocess_reporting(encoded, out).map(|_| ())
+    }
+
+    /// [`preprocess_into`](Self::preprocess_into), also saying what the decode used.
+    pub fn preprocess_reporting(
+        &self,
+        encoded: &[u8],
+        out: &mut [f32],
+    ) -> Result<Decode, ImageError> {
         let expected = self.pixels_per_image();
         if out.len() != expected {
             return Err(ImageError::OutputLength {
@@ -164,7 +181,7 @@ impl ImagePreprocessor {
         encoded: &[u8],
         out: &mut [f32],
         scratch: &mut Scratch,
-    ) -> Result<(), ImageError> {
+    ) -> Result<Decode, ImageError> {
         if encoded.is_empty() {
             return Err(ImageError::Empty);
         }
@@ -176,7 +193,12 @@ impl ImagePreprocessor {
                 .collect::<Vec<_>>()
                 .join(" "),
         })?;
-        let result = self.decode_resize_normalize(format, encoded, out, scratch);
+        let result = self
+            .decode_resize_normalize(format, encoded, out, scratch)
+            .map(|scale_denominator| Decode {
+                format,
+                scale_denominator,
+            });
         if scratch.decode.capacity() > RETAIN_SCRATCH_BYTES {
             scratch.decode = Vec::new();
         }
@@ -192,9 +214,16 @@ impl ImagePreprocessor {
         encoded: &[u8],
         out: &mut [f32],
         scratch: &mut Scratch,
-    ) -> Result<(), ImageError> {
+    ) -> Result<u32, ImageError> {
+        // Only a JPEG is ever decoded at a reduced scale.
+        let mut scale_denominator = 1;
         let ((orig_w, orig_h), decoded) = match format {
-            Format::Jpeg => jpeg::decode_jpeg(&self.options, encoded, scratch)?,
+            Format::Jpeg => {
+                let (size, decoded, denominator) =
+                    jpeg::decode_jpeg(&self.options, encoded, scratch)?;
+                scale_denominator = denominator;
+                (size, decoded)
+            }
             _ => other_formats::decode_other(&self.options, format, encoded, &mut scratch.decode)?,
         };
         let size = self.options.size;
@@ -219,7 +248,7 @@ impl ImagePreprocessor {
             crop,
         )?;
         normalize::normalize(&self.lut, crop, ch, out);
-        Ok(())
+        Ok(scale_denominator)
     }
 }
 
