@@ -77,6 +77,13 @@ pub enum TextError {
     Bpe { piece: String, message: String },
 }
 
+/// What encoding one text did, for callers that count it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    /// The text had more tokens than the context holds and lost the rest (the end token is kept).
+    pub truncated: bool,
+}
+
 /// A CLIP text tokenizer. `Send + Sync`: share one across threads.
 pub struct Tokenizer {
     model: ModelWrapper,
@@ -189,6 +196,11 @@ impl Tokenizer {
     /// start token, BPE ids of the cleaned text, end token, pad. Over-long text is truncated so the end
     /// token stays last.
     pub fn encode_into(&self, text: &str, out: &mut [i64]) -> Result<(), TextError> {
+        self.encode_reporting(text, out).map(|_| ())
+    }
+
+    /// [`encode_into`](Self::encode_into), also saying whether the text was truncated.
+    pub fn encode_reporting(&self, text: &str, out: &mut [i64]) -> Result<Encoded, TextError> {
         if out.len() != self.context_length {
             return Err(TextError::OutLength {
                 expected: self.context_length,
@@ -217,6 +229,7 @@ impl Tokenizer {
                 }
             }
         }
+        let truncated = ids.len() > max_content;
         ids.truncate(max_content);
         out[0] = self.start_id as i64;
         for (slot, id) in out[1..].iter_mut().zip(&ids) {
@@ -226,7 +239,7 @@ impl Tokenizer {
         for slot in &mut out[ids.len() + 2..] {
             *slot = self.pad_id as i64;
         }
-        Ok(())
+        Ok(Encoded { truncated })
     }
 
     /// [`encode_into`](Self::encode_into) into a new vector.

@@ -137,6 +137,27 @@ fn layout_start_bpe_end_pad() {
     assert_eq!(out[1..7].iter().filter(|&&i| i == e).count(), 0);
 }
 
+/// Truncation is reported exactly when a token is dropped: 6 content slots hold "abcdef", not "abcdefg".
+#[test]
+fn encode_reporting_says_when_a_text_was_truncated() {
+    let dir = TempDir::new();
+    let path = write(dir.path(), "tokenizer.json", &tiny(true, true).json);
+    let tok = Tokenizer::from_file(&path, opts(Some(0))).unwrap();
+    let mut out = [0i64; 8];
+    for (text, truncated) in [
+        ("", false),
+        ("abcdef", false),
+        ("abcdefg", true),
+        ("a b c d e f g h", true),
+    ] {
+        let encoded = tok.encode_reporting(text, &mut out).unwrap();
+        assert_eq!(encoded.truncated, truncated, "{text:?}");
+        let mut plain = [0i64; 8];
+        tok.encode_into(text, &mut plain).unwrap();
+        assert_eq!(out, plain, "{text:?}");
+    }
+}
+
 #[test]
 fn wrong_out_length_is_an_error() {
     let dir = TempDir::new();
