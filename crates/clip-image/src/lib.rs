@@ -4,8 +4,9 @@
 //!
 //! 1. decode (JPEG, PNG, WebP, GIF first frame, BMP) and convert to RGB the way PIL's `image.convert("RGB")` does:
 //!    alpha is dropped (not composited), grey is replicated, palette entries are looked up (transparency ignored),
-//!    CMYK/YCCK JPEGs use Pillow's `cmyk2rgb` on Adobe-inverted data. EXIF orientation is *not* applied (the
-//!    reference does not apply it either);
+//!    CMYK/YCCK JPEGs use Pillow's `cmyk2rgb` on Adobe-inverted data, a GIF's first frame is placed on its canvas
+//!    with PIL's fill and palette rules (see `gif_frame`). EXIF orientation is *not* applied (the reference does
+//!    not apply it either);
 //! 2. resize so the shortest side is `size` and the other side `int(size * long / short)`
 //!    (transformers' `get_resize_output_image_size(default_to_square=False)`), PIL BICUBIC (Catmull-Rom, a = -0.5,
 //!    kernel widened when downscaling), horizontal pass first like Pillow;
@@ -29,11 +30,13 @@
 //!   bicubic resize; this is faster but not identical to the reference.
 
 // Module graph, acyclic: format, scratch and color import no sibling; error uses format; options uses error;
-// normalize uses options; resize uses error, scratch; jpeg uses color, error, options, scratch; other_formats uses
-// error, format, options, scratch. lib.rs uses them all and no module imports from lib.rs.
+// normalize uses options; resize uses error, scratch; jpeg uses color, error, options, scratch; gif_frame uses
+// error, options, scratch; other_formats uses error, format, options, scratch. lib.rs uses them all and no module
+// imports from lib.rs.
 mod color;
 mod error;
 mod format;
+mod gif_frame;
 mod jpeg;
 mod normalize;
 mod options;
@@ -224,6 +227,12 @@ impl ImagePreprocessor {
                 scale_denominator = denominator;
                 (size, decoded)
             }
+            Format::Gif => gif_frame::decode_gif(
+                &self.options,
+                encoded,
+                &mut scratch.decode,
+                &mut scratch.temp,
+            )?,
             _ => other_formats::decode_other(&self.options, format, encoded, &mut scratch.decode)?,
         };
         let size = self.options.size;

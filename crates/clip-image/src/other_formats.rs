@@ -1,4 +1,4 @@
-//! PNG, GIF, WebP and BMP through the `image` crate, decoded straight into the scratch buffer (no
+//! PNG, WebP and BMP through the `image` crate, decoded straight into the scratch buffer (no
 //! `DynamicImage` copy), 16-bit samples reduced to 8 bits in place.
 
 use std::io::Cursor;
@@ -10,7 +10,7 @@ use crate::format::Format;
 use crate::options::ImageOptions;
 use crate::scratch::{sized, Decoded};
 
-/// PNG / GIF / WebP / BMP through the `image` crate, decoded straight into `buf`.
+/// PNG / WebP / BMP through the `image` crate, decoded straight into `buf`.
 pub(crate) fn decode_other(
     options: &ImageOptions,
     format: Format,
@@ -27,12 +27,6 @@ pub(crate) fn decode_other(
             f,
             buf,
         ),
-        Format::Gif => decode_with(
-            options,
-            image::codecs::gif::GifDecoder::new(cursor).map_err(err)?,
-            f,
-            buf,
-        ),
         Format::WebP => decode_with(
             options,
             image::codecs::webp::WebPDecoder::new(cursor).map_err(err)?,
@@ -46,6 +40,7 @@ pub(crate) fn decode_other(
             buf,
         ),
         Format::Jpeg => unreachable!("JPEG goes through libjpeg-turbo"),
+        Format::Gif => unreachable!("GIF goes through gif_frame"),
     }
 }
 

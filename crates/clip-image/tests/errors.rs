@@ -167,6 +167,66 @@ fn decompression_bomb_headers_are_refused() {
     ));
 }
 
+/// One-frame GIF: a `sw x sh` logical screen, global palette of two entries, a `fw x fh` frame at the origin
+/// whose LZW data is only a clear code and an end code (enough for the header readers).
+fn gif_header(sw: u16, sh: u16, fw: u16, fh: u16) -> Vec<u8> {
+    let mut v = b"GIF89a".to_vec();
+    v.extend_from_slice(&sw.to_le_bytes());
+    v.extend_from_slice(&sh.to_le_bytes());
+    v.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 255, 255, 255]);
+    v.extend_from_slice(&[b',', 0, 0, 0, 0]);
+    v.extend_from_slice(&fw.to_le_bytes());
+    v.extend_from_slice(&fh.to_le_bytes());
+    v.extend_from_slice(&[0, 2, 1, 0x2C, 0, b';']); // min code size 2; codes 4 (clear), 5 (end)
+    v
+}
+
+/// PIL grows a GIF's canvas to hold a first frame that reaches past the logical screen, so the size guard must
+/// apply to the grown canvas, not to the screen descriptor alone.
+#[test]
+fn gif_canvas_grown_by_its_frame_is_size_checked() {
+    let e = run(&pre(), &gif_header(10, 10, 60_000, 60_000)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ImageError::TooManyPixels {
+                width: 60_000,
+                height: 60_000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A real file: 200x150 screen (30000 pixels), 200x133 frame at (60, 45): the canvas is 260x178.
+    let tight = ImagePreprocessor::new(ImageOptions {
+        max_pixels: 200 * 150,
+        ..ImageOptions::default()
+    })
+    .unwrap();
+    let e = run(&tight, &fixture("gif_frame_beyond_screen.gif")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ImageError::TooManyPixels {
+                width: 260,
+                height: 178,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn truncated_gif() {
+    let gif = fixture("gif_offset_frame.gif");
+    let e = run(&pre(), &gif[..gif.len() / 2]).unwrap_err();
+    assert!(
+        matches!(e, ImageError::Truncated { format: "GIF", .. }),
+        "{e}"
+    );
+}
+
 #[test]
 fn wrong_output_length() {
     let p = pre();

@@ -38,11 +38,22 @@ fn cases() -> Vec<(String, PathBuf, PathBuf)> {
         .map(|e| e.unwrap().path())
         .collect();
     inputs.sort();
-    assert!(
-        inputs.len() >= 20,
-        "expected the committed fixtures, found {}",
-        inputs.len()
-    );
+    // Exactly the inputs the manifest lists: a fixture missing from the checkout fails here, not silently.
+    let manifest = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
+    let listed: Vec<&str> = manifest
+        .split("\"file\": \"inputs/")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').expect("closing quote")])
+        .collect();
+    let mut names: Vec<String> = inputs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut listed: Vec<String> = listed.into_iter().map(String::from).collect();
+    names.sort();
+    listed.sort();
+    assert!(listed.len() >= 20, "manifest lists {} inputs", listed.len());
+    assert_eq!(names, listed, "inputs/ vs manifest.json");
     inputs
         .into_iter()
         .map(|p| {
