@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use clip_backend_core::batch::{Input, RequestError};
 use clip_backend_core::kind::{Device, Instance, Kind, Runner};
-use clip_backend_core::{config, kinds};
+use clip_backend_core::{config, kinds, metrics};
 use triton_sys as sys;
 
 use crate::io::{read_input, respond, respond_error};
+use crate::metrics::{create_families, delete_families, model_metrics};
 use crate::status::{
     check, guarded, log, log_error, log_info, now_ns, ort_log_sink, owned, panic_message, Failure,
     RawError,
@@ -36,7 +37,7 @@ struct InstanceState {
 
 #[no_mangle]
 pub unsafe extern "C" fn TRITONBACKEND_Initialize(
-    _backend: *mut sys::TRITONBACKEND_Backend,
+    backend: *mut sys::TRITONBACKEND_Backend,
 ) -> RawError {
     guarded("TRITONBACKEND_Initialize", || {
         // SAFETY: Triton calls this once with its backend; the out-pointers are locals.
@@ -52,12 +53,23 @@ pub unsafe extern "C" fn TRITONBACKEND_Initialize(
                 ),
             });
             }
+            create_families(backend)?;
             log_info(&format!(
                 "clip backend {} loaded (backend API {major}.{minor})",
                 env!("CARGO_PKG_VERSION")
             ));
             Ok(())
         }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn TRITONBACKEND_Finalize(
+    backend: *mut sys::TRITONBACKEND_Backend,
+) -> RawError {
+    // SAFETY: Triton calls this once, with the backend it initialized, after every model of it is gone.
+    guarded("TRITONBACKEND_Finalize", || unsafe {
+        delete_families(backend)
     })
 }
 
@@ -91,7 +103,8 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInitialize(
 
             let spec = config::parse(&model_config_json(model)?)
                 .map_err(|e| Failure::invalid(e.to_string()))?;
-            let kind = kinds::load(spec, &version_dir, Some(ort_log_sink()))
+            let metrics = model_metrics(model, &name, &metrics::counters(&spec))?;
+            let kind = kinds::load(spec, &version_dir, Some(ort_log_sink()), metrics)
                 .map_err(|e| Failure::invalid(format!("model '{name}': {e}")))?;
             log_info(&format!(
                 "model '{name}' version {version}: ready, reads input '{}'",

@@ -44,7 +44,7 @@ pub struct ImageSpec {
     pub half_precision: bool,
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EncoderSpec {
     /// The ONNX file, relative to the model's version folder.
     pub model_file: PathBuf,

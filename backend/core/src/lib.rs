@@ -1,12 +1,13 @@
 //! The `clip` Triton backend's logic, in safe Rust that unit-tests without
 //! a server: reading a model's config ([`config`]), the batch and its one
 //! buffer ([`batch`]), the seam between Triton and the work ([`kind`]), and
-//! the model kinds ([`kinds`]). `libtriton_clip.so` (the `backend` package)
+//! the model kinds ([`kinds`]), and what they count ([`metrics`]). `libtriton_clip.so` (the `backend` package)
 //! is only the C API over this crate.
 
 pub mod batch;
 pub mod config;
 pub mod kind;
 pub mod kinds;
+pub mod metrics;
 
 pub use clip_ort::{LogLevel, LogSink};

@@ -119,3 +119,80 @@ pub mod defaults {
     /// 64 MiB per encoded image: a 40-megapixel JPEG or PNG fits.
     pub const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
 }
+
+/// The backend's own Prometheus metrics on Triton's `/metrics`: every one a
+/// counter with a `model` label, some split by one more label whose values
+/// are the bounded sets below (never anything a request carries).
+pub mod metric {
+    /// Images decoded, by `format`.
+    pub const IMAGES_DECODED: &str = "clip_images_decoded_total";
+    /// Encoded bytes of the images decoded, by `format`.
+    pub const IMAGE_DECODED_BYTES: &str = "clip_image_decoded_bytes_total";
+    /// JPEGs decoded at a reduced DCT scale, by `scale`.
+    pub const IMAGE_REDUCED_SCALE_DECODES: &str = "clip_image_reduced_scale_decodes_total";
+    /// Time in decode, resize and normalize, and the images it covers
+    /// (failed ones included): the sum and count of a summary.
+    pub const IMAGE_PREPROCESS_SECONDS: &str = "clip_image_preprocess_seconds_total";
+    pub const IMAGE_PREPROCESS: &str = "clip_image_preprocess_total";
+    pub const TEXTS_TOKENIZED: &str = "clip_texts_tokenized_total";
+    /// Texts longer than the context, cut to fit it.
+    pub const TEXTS_TRUNCATED: &str = "clip_texts_truncated_total";
+    /// Inputs refused, by `reason`: one per element, or one per request
+    /// refused before its elements could be read.
+    pub const REJECTED: &str = "clip_rejected_total";
+    /// Time in ONNX Runtime's session run, and the runs it covers.
+    pub const ENCODER_SESSION_SECONDS: &str = "clip_encoder_session_seconds_total";
+    pub const ENCODER_SESSION_RUNS: &str = "clip_encoder_session_runs_total";
+    /// Rows (embeddings) the encoder returned.
+    pub const ENCODER_ROWS: &str = "clip_encoder_rows_total";
+
+    /// Label names.
+    pub mod label {
+        pub const MODEL: &str = "model";
+        pub const FORMAT: &str = "format";
+        pub const SCALE: &str = "scale";
+        pub const REASON: &str = "reason";
+    }
+
+    /// Values of the `format` label.
+    pub mod format {
+        pub const JPEG: &str = "jpeg";
+        pub const PNG: &str = "png";
+        pub const GIF: &str = "gif";
+        pub const WEBP: &str = "webp";
+        pub const BMP: &str = "bmp";
+        pub const ALL: [&str; 5] = [JPEG, PNG, GIF, WEBP, BMP];
+    }
+
+    /// Values of the `scale` label: the DCT scale of a reduced-scale JPEG decode.
+    pub mod scale {
+        pub const HALF: &str = "1/2";
+        pub const QUARTER: &str = "1/4";
+        pub const EIGHTH: &str = "1/8";
+        pub const ALL: [&str; 3] = [HALF, QUARTER, EIGHTH];
+    }
+
+    /// Values of the `reason` label.
+    pub mod reason {
+        /// The request's input is missing or malformed (data type, shape,
+        /// BYTES framing): the whole request, counted once.
+        pub const INVALID_REQUEST: &str = "invalid_request";
+        /// An element over `max_image_bytes` or `max_text_bytes`.
+        pub const TOO_LARGE: &str = "too_large";
+        pub const EMPTY: &str = "empty";
+        /// Magic bytes of no accepted image format.
+        pub const UNSUPPORTED_FORMAT: &str = "unsupported_format";
+        /// An accepted format using a feature the decoder lacks.
+        pub const UNSUPPORTED_FEATURE: &str = "unsupported_feature";
+        pub const TRUNCATED: &str = "truncated";
+        pub const CORRUPT: &str = "corrupt";
+        /// Over `max_pixels`, refused from the header.
+        pub const TOO_MANY_PIXELS: &str = "too_many_pixels";
+        pub const ZERO_SIZE: &str = "zero_size";
+        pub const INVALID_UTF8: &str = "invalid_utf8";
+        pub const TOKENIZER_ERROR: &str = "tokenizer_error";
+        pub const TOKEN_ID_OUT_OF_RANGE: &str = "token_id_out_of_range";
+        /// Our fault or the server's, not the input's.
+        pub const INTERNAL: &str = "internal";
+    }
+}

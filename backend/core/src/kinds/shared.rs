@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::batch::{BatchOutput, Input, RequestError};
+use crate::batch::{bytes_elements, check_element_sizes, BatchOutput, Input, RequestError};
 use crate::kind::{Device, Runner};
+use crate::metrics::{Metrics, Reason};
 
 /// A preprocessing step: stateless per batch, so every instance shares it.
 pub(super) trait Preprocess: Send + Sync {
@@ -23,4 +24,23 @@ impl<P: Preprocess + ?Sized> Runner for Shared<P> {
     fn execute(&mut self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput {
         self.0.execute(batch)
     }
+}
+
+/// A preprocessing request's BYTES elements. The request is refused, and
+/// counted once, when its input is missing or malformed, or when an element
+/// is over `limit` bytes (checked before any element is worked on).
+pub(super) fn request_elements<'d>(
+    tensor: &str,
+    input: &'d Result<Input<'_>, RequestError>,
+    (limit, parameter): (usize, &str),
+    metrics: &Metrics,
+) -> Result<Vec<&'d [u8]>, RequestError> {
+    let elements = input
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|input| bytes_elements(tensor, input))
+        .inspect_err(|e| metrics.rejected(Reason::of_request(e)))?;
+    check_element_sizes(tensor, &elements, limit, parameter)
+        .inspect_err(|_| metrics.rejected(Reason::TooLarge))?;
+    Ok(elements)
 }

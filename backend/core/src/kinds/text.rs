@@ -7,20 +7,20 @@ use std::sync::Arc;
 use clip_contract::{param, tensor};
 use clip_text::{TextError, TextOptions, Tokenizer};
 
-use super::shared::{Preprocess, Shared};
-use crate::batch::{
-    bytes_elements, check_element_sizes, BatchOutput, HostTensor, Input, RequestError, Rows,
-};
+use super::shared::{request_elements, Preprocess, Shared};
+use crate::batch::{BatchOutput, HostTensor, Input, RequestError, Rows};
 use crate::config::TextSpec;
 use crate::kind::{Instance, Kind, Runner};
+use crate::metrics::{Metrics, Reason};
 
 pub struct TextPreprocess {
     tokenizer: Tokenizer,
     max_text_bytes: usize,
+    metrics: Metrics,
 }
 
 impl TextPreprocess {
-    pub fn load(spec: TextSpec, version_dir: &Path) -> Result<Self, String> {
+    pub fn load(spec: TextSpec, version_dir: &Path, metrics: Metrics) -> Result<Self, String> {
         let path = inside_model_folder(version_dir, &spec.tokenizer_file)?;
         let options = TextOptions {
             context_length: spec.context_length,
@@ -39,22 +39,27 @@ impl TextPreprocess {
         Ok(TextPreprocess {
             tokenizer,
             max_text_bytes: spec.max_text_bytes,
+            metrics,
         })
     }
 
-    /// Tokenizes one request's sentences into its rows of the batch buffer.
+    /// Tokenizes one request's sentences into its rows of the batch buffer,
+    /// up to the first that fails.
     fn tokenize(&self, texts: &[&[u8]], rows: &mut [i64]) -> Result<(), RequestError> {
         let width = self.tokenizer.context_length();
         for (index, (text, row)) in texts.iter().zip(rows.chunks_exact_mut(width)).enumerate() {
             let text = std::str::from_utf8(text).map_err(|e| {
+                self.metrics.rejected(Reason::InvalidUtf8);
                 RequestError::invalid(format!(
                     "{} element {index} is not valid UTF-8: {e}",
                     tensor::TEXT
                 ))
             })?;
-            self.tokenizer.encode_into(text, row).map_err(|e| {
+            let encoded = self.tokenizer.encode_reporting(text, row).map_err(|e| {
+                self.metrics.rejected(Reason::TokenizerError);
                 RequestError::invalid(format!("{} element {index}: {e}", tensor::TEXT))
             })?;
+            self.metrics.text_tokenized(encoded.truncated);
         }
         Ok(())
     }
@@ -77,13 +82,8 @@ impl Preprocess for TextPreprocess {
         let parsed: Vec<_> = batch
             .iter()
             .map(|input| {
-                let texts = bytes_elements(tensor::TEXT, input.as_ref().map_err(Clone::clone)?)?;
-                check_element_sizes(
-                    tensor::TEXT,
-                    &texts,
-                    self.max_text_bytes,
-                    param::MAX_TEXT_BYTES,
-                )?;
+                let limit = (self.max_text_bytes, param::MAX_TEXT_BYTES);
+                let texts = request_elements(tensor::TEXT, input, limit, &self.metrics)?;
                 Ok((rows.take(texts.len()), texts))
             })
             .collect();
@@ -136,7 +136,9 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::batch::{bytes_request, ErrorKind};
+    use crate::config::KindSpec;
     use crate::kind::{cpu_instance, Device};
+    use crate::metrics::tests::{expect, tally, Tally};
 
     pub(crate) fn text_spec(pad_id: Option<u32>) -> TextSpec {
         TextSpec {
@@ -147,9 +149,20 @@ pub(crate) mod tests {
         }
     }
 
+    /// The kind and what it counts.
+    fn counted(spec: TextSpec) -> (Result<TextPreprocess, String>, Arc<Tally>) {
+        let (metrics, tally) = tally(&KindSpec::TextPreprocess(text_spec(None)));
+        (TextPreprocess::load(spec, &fixture("text"), metrics), tally)
+    }
+
+    fn load(spec: TextSpec, version_dir: &Path) -> Result<TextPreprocess, String> {
+        let (metrics, _) = tally(&KindSpec::TextPreprocess(text_spec(None)));
+        TextPreprocess::load(spec, version_dir, metrics)
+    }
+
     fn text_kind(pad_id: Option<u32>) -> Arc<dyn Kind> {
         let spec = text_spec(pad_id);
-        Arc::new(TextPreprocess::load(spec, &fixture("text")).unwrap_or_else(|e| panic!("{e}")))
+        Arc::new(load(spec, &fixture("text")).unwrap_or_else(|e| panic!("{e}")))
     }
 
     /// An element over max_text_bytes fails its request, naming it, before
@@ -160,7 +173,7 @@ pub(crate) mod tests {
             max_text_bytes: 8,
             ..text_spec(Some(0))
         };
-        let mut kind = Arc::new(TextPreprocess::load(spec, &fixture("text")).unwrap())
+        let mut kind = Arc::new(load(spec, &fixture("text")).unwrap())
             .runner(&cpu_instance())
             .unwrap();
         let results = kind.execute(&[
@@ -290,9 +303,7 @@ pub(crate) mod tests {
             tokenizer_file: "absent.json".into(),
             ..text_spec(None)
         };
-        let message = TextPreprocess::load(spec, &fixture("text"))
-            .err()
-            .expect("load fails");
+        let message = load(spec, &fixture("text")).err().expect("load fails");
         assert!(message.contains("absent.json"), "{message}");
     }
 
@@ -323,7 +334,7 @@ pub(crate) mod tests {
                 tokenizer_file: file.into(),
                 ..text_spec(Some(0))
             };
-            TextPreprocess::load(spec, &version).map(|_| ())
+            load(spec, &version).map(|_| ())
         };
         for refused in ["out.json", "out_dir/secret.json"] {
             let message = load(refused).expect_err(refused);
@@ -335,5 +346,35 @@ pub(crate) mod tests {
         for read in ["in.json", "relative_in.json"] {
             load(read).unwrap_or_else(|e| panic!("{read}: {e}"));
         }
+    }
+
+    /// Each text tokenized counts once, truncated ones twice; a request
+    /// stops at its first bad text, which counts by reason; a request refused
+    /// before tokenizing counts once.
+    #[test]
+    fn counts_texts_tokenized_truncated_and_refused() {
+        let spec = TextSpec {
+            max_text_bytes: 1000,
+            ..text_spec(Some(0))
+        };
+        let (kind, tally) = counted(spec);
+        let long = "a cat ".repeat(100);
+        let results = kind.unwrap().execute(&[
+            bytes_request(&[b"a cat", long.as_bytes()]),
+            bytes_request(&[b"a dog", b"\xff", b"never tokenized"]),
+            bytes_request(&[b"a dog", &[b'x'; 1001]]),
+            Err(RequestError::invalid("input 'TEXT' is missing")),
+        ]);
+        assert!(results.response(0).is_ok());
+        assert_eq!(
+            tally.counts(),
+            expect(&[
+                ("clip_texts_tokenized_total", 3.0),
+                ("clip_texts_truncated_total", 1.0),
+                ("clip_rejected_total{reason=\"invalid_utf8\"}", 1.0),
+                ("clip_rejected_total{reason=\"too_large\"}", 1.0),
+                ("clip_rejected_total{reason=\"invalid_request\"}", 1.0),
+            ])
+        );
     }
 }

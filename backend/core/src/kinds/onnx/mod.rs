@@ -19,6 +19,7 @@ use ort::session::Session;
 
 use crate::config::EncoderSpec;
 use crate::kind::{Device, Instance, Kind, Runner};
+use crate::metrics::Metrics;
 use runner::{EncoderRunner, Io};
 use signature::{check_signature, Declared};
 
@@ -86,6 +87,7 @@ pub struct OnnxEncoder {
     io: Arc<Io>,
     intra_op_threads: usize,
     inter_op_threads: usize,
+    metrics: Metrics,
 }
 
 impl OnnxEncoder {
@@ -93,6 +95,7 @@ impl OnnxEncoder {
         spec: EncoderSpec,
         version_dir: &Path,
         ort_log: Option<LogSink>,
+        metrics: Metrics,
     ) -> Result<Self, String> {
         let model_path = version_dir.join(&spec.model_file);
         if !model_path.is_file() {
@@ -116,6 +119,7 @@ impl OnnxEncoder {
             }),
             intra_op_threads,
             inter_op_threads,
+            metrics,
         })
     }
 
@@ -185,6 +189,7 @@ impl Kind for OnnxEncoder {
             Arc::clone(&self.io),
             session,
             device,
+            self.metrics.clone(),
         )))
     }
 }

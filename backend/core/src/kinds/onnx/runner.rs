@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Instant;
 
 use clip_contract::{tensor, DataType, TensorSpec};
 use half::f16;
@@ -14,6 +15,7 @@ use ort::value::{DynValue, Tensor};
 use super::signature::element_of;
 use crate::batch::{BatchOutput, Element, HostTensor, Input, RequestError, Rows};
 use crate::kind::{Device, Runner};
+use crate::metrics::{Metrics, Reason};
 
 /// What every instance of one encoder model runs: its tensors as the
 /// config declares them (and the session was checked against).
@@ -28,6 +30,7 @@ pub(super) struct EncoderRunner {
     io: Arc<Io>,
     session: Session,
     device: Device,
+    metrics: Metrics,
 }
 
 /// Each request's rows (or its error) and the good requests' values, joined.
@@ -38,11 +41,13 @@ struct Gathered<T> {
 }
 
 /// Checks every request against the config's input and copies the good
-/// ones' values, in order, into one `[rows, dims...]` buffer.
+/// ones' values, in order, into one `[rows, dims...]` buffer. A refused
+/// request is counted once, whatever its rows.
 fn gather<T: Element>(
     spec: &TensorSpec,
     vocab_size: Option<u64>,
     batch: &[Result<Input<'_>, RequestError>],
+    metrics: &Metrics,
 ) -> Gathered<T> {
     let per_row = spec.row_elements().unwrap_or(0);
     let mut cursor = Rows::default();
@@ -50,10 +55,15 @@ fn gather<T: Element>(
     let requests = batch
         .iter()
         .map(|input| {
-            let input = input.as_ref().map_err(Clone::clone)?;
-            let rows = check_request(spec, per_row, input)?;
+            let input = input
+                .as_ref()
+                .map_err(Clone::clone)
+                .inspect_err(|e| metrics.rejected(Reason::of_request(e)))?;
+            let rows = check_request(spec, per_row, input)
+                .inspect_err(|_| metrics.rejected(Reason::InvalidRequest))?;
             if spec.name == tensor::INPUT_IDS {
-                check_token_ids(spec, vocab_size, per_row, &input.data)?;
+                check_token_ids(spec, vocab_size, per_row, &input.data)
+                    .inspect_err(|_| metrics.rejected(Reason::TokenIdOutOfRange))?;
             }
             // Triton's buffers carry no alignment promise: copy them as bytes.
             let start = values.len();
@@ -157,11 +167,12 @@ impl AsRef<[u8]> for OrtOutput {
 }
 
 impl EncoderRunner {
-    pub(super) fn new(io: Arc<Io>, session: Session, device: Device) -> Self {
+    pub(super) fn new(io: Arc<Io>, session: Session, device: Device, metrics: Metrics) -> Self {
         EncoderRunner {
             io,
             session,
             device,
+            metrics,
         }
     }
 
@@ -175,10 +186,10 @@ impl EncoderRunner {
         let mut shape = vec![rows as i64];
         shape.extend_from_slice(&input.dims);
         let value = Tensor::from_array((shape, values)).map_err(|e| e.to_string())?;
-        let mut outputs = self
-            .session
-            .run(ort::inputs![input.name.as_str() => value])
-            .map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        let outputs = self.session.run(ort::inputs![input.name.as_str() => value]);
+        self.metrics.encoder_ran(start.elapsed());
+        let mut outputs = outputs.map_err(|e| e.to_string())?;
         let value = outputs
             .remove(&output.name)
             .ok_or_else(|| format!("model.onnx returned no '{}'", output.name))?;
@@ -211,7 +222,7 @@ impl EncoderRunner {
             mut requests,
             rows,
             values,
-        } = gather::<T>(&self.io.input, self.io.vocab_size, batch);
+        } = gather::<T>(&self.io.input, self.io.vocab_size, batch, &self.metrics);
         let io = Arc::clone(&self.io);
         let empty =
             || HostTensor::from_bytes(io.output.data_type, io.output.dims.clone(), Vec::new());
@@ -219,7 +230,10 @@ impl EncoderRunner {
             empty()
         } else {
             match self.run(rows, values) {
-                Ok(tensor) => tensor,
+                Ok(tensor) => {
+                    self.metrics.rows_encoded(rows);
+                    tensor
+                }
                 Err(error) => {
                     let error = RequestError::internal(format!(
                         "ONNX Runtime failed on this batch: {error}"

@@ -20,6 +20,9 @@ use serde_json::Value;
 use super::signature::{check_signature, Declared};
 use super::*;
 use crate::batch::{BatchOutput, ErrorKind, Input, RequestError};
+use crate::config::KindSpec;
+use crate::metrics::tests::{expect, tally, Tally};
+use crate::metrics::Metrics;
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -102,7 +105,22 @@ fn cpu() -> Instance {
 }
 
 fn runner(spec: EncoderSpec, dir: &Path) -> Result<Box<dyn Runner>, String> {
-    Arc::new(OnnxEncoder::load(spec, dir, None)?).runner(&cpu())
+    counted_runner(spec, dir).map(|(runner, _)| runner)
+}
+
+/// A runner and what it counts.
+fn counted_runner(spec: EncoderSpec, dir: &Path) -> Result<(Box<dyn Runner>, Arc<Tally>), String> {
+    let (metrics, tally) = tally(&KindSpec::OnnxEncoder(spec.clone()));
+    let runner = Arc::new(OnnxEncoder::load(spec, dir, None, metrics)?).runner(&cpu())?;
+    Ok((runner, tally))
+}
+
+fn uncounted() -> Metrics {
+    tally(&KindSpec::OnnxEncoder(spec(
+        ids_spec(),
+        embedding_spec(DataType::Fp32),
+    )))
+    .0
 }
 
 fn request(datatype: DataType, shape: Vec<i64>, data: &[u8]) -> Result<Input<'_>, RequestError> {
@@ -126,8 +144,8 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 fn text_batches_of_several_requests_match_the_reference() {
     for variant in ["quick_gelu", "gelu"] {
         let (dir, _) = exported(variant, true);
-        let mut runner =
-            runner(spec(ids_spec(), embedding_spec(DataType::Fp32)), dir.path()).unwrap();
+        let (mut runner, tally) =
+            counted_runner(spec(ids_spec(), embedding_spec(DataType::Fp32)), dir.path()).unwrap();
         let (ids, shape) = input_ids();
         let row = 77 * 8;
         let want = reference(variant, "text_features");
@@ -175,6 +193,15 @@ fn text_batches_of_several_requests_match_the_reference() {
         let short = results.response(5).unwrap_err();
         assert!(short.message.contains("holds 616 bytes"), "{short}");
         assert_eq!(results.shape(7), vec![0, 24]);
+        // One session run for the 7 good rows; each bad request counted once.
+        assert_eq!(
+            tally.counts(),
+            expect(&[
+                ("clip_encoder_session_runs_total", 1.0),
+                ("clip_encoder_rows_total", 7.0),
+                ("clip_rejected_total{reason=\"invalid_request\"}", 4.0),
+            ])
+        );
     }
 }
 
@@ -301,7 +328,8 @@ fn half_precision_pixels_and_embeddings() {
 #[test]
 fn an_onnx_runtime_failure_fails_the_batch_with_its_message() {
     let (dir, _) = exported("quick_gelu", true);
-    let mut runner = runner(spec(ids_spec(), embedding_spec(DataType::Fp32)), dir.path()).unwrap();
+    let (mut runner, tally) =
+        counted_runner(spec(ids_spec(), embedding_spec(DataType::Fp32)), dir.path()).unwrap();
     let (ids, _) = input_ids();
     let mut out_of_vocabulary = ids[..77 * 8].to_vec();
     out_of_vocabulary[8..16].copy_from_slice(&1_000_000_000i64.to_le_bytes());
@@ -325,6 +353,15 @@ fn an_onnx_runtime_failure_fails_the_batch_with_its_message() {
     // The session keeps working.
     let again = runner.execute(&[request(DataType::Int64, vec![1, 77], &ids[..77 * 8])]);
     assert!(again.response(0).is_ok());
+    // The failed run took time too; only the rows returned count as encoded.
+    assert_eq!(
+        tally.counts(),
+        expect(&[
+            ("clip_encoder_session_runs_total", 2.0),
+            ("clip_encoder_rows_total", 1.0),
+            ("clip_rejected_total{reason=\"invalid_request\"}", 1.0),
+        ])
+    );
 }
 
 /// With the vocabulary size known, an id outside it fails its own request
@@ -340,7 +377,7 @@ fn token_ids_outside_the_vocabulary_fail_their_request_alone() {
     let vocab_size = config["text_config"]["vocab_size"].as_u64().unwrap();
     let mut with_vocab = spec(ids_spec(), embedding_spec(DataType::Fp32));
     with_vocab.vocab_size = Some(vocab_size);
-    let mut runner = runner(with_vocab, dir.path()).unwrap();
+    let (mut runner, tally) = counted_runner(with_vocab, dir.path()).unwrap();
     let (ids, _) = input_ids();
     let row = 77 * 8;
     let with_id = |rows: &[u8], at: usize, id: i64| {
@@ -375,6 +412,14 @@ fn token_ids_outside_the_vocabulary_fail_their_request_alone() {
             .message
             .starts_with("INPUT_IDS element 0: token id -1 is outside the vocabulary"),
         "{negative}"
+    );
+    assert_eq!(
+        tally.counts(),
+        expect(&[
+            ("clip_encoder_session_runs_total", 1.0),
+            ("clip_encoder_rows_total", 3.0),
+            ("clip_rejected_total{reason=\"token_id_out_of_range\"}", 2.0),
+        ])
     );
 
     // Without the parameter, negative ids are still refused.
@@ -435,6 +480,7 @@ fn a_config_that_disagrees_with_the_onnx_fails_the_load_naming_both() {
         spec(ids_spec(), embedding_spec(DataType::Fp32)),
         Path::new("/nonexistent"),
         None,
+        uncounted(),
     )
     .err()
     .unwrap();
@@ -521,6 +567,7 @@ fn gpu_instances_need_the_cuda_provider() {
             spec(ids_spec(), embedding_spec(DataType::Fp32)),
             dir.path(),
             None,
+            uncounted(),
         )
         .unwrap(),
     );
