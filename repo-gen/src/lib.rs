@@ -13,6 +13,7 @@
 //! (through its cache) or checks a local folder of them; [`generate()`]
 //! does the whole job of the `repo-gen` command.
 
+pub mod deploy;
 pub mod download;
 pub mod encoder;
 mod error;

@@ -52,6 +52,9 @@ enum Command {
     /// List the CLIP models repo-gen knows: name, embedding size, image size,
     /// activation, weights layout and Hugging Face repository.
     Models,
+    /// Write deployment manifests for Triton serving a repository (`repo-gen deploy k8s`).
+    #[command(subcommand)]
+    Deploy(repo_gen::deploy::DeployCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -182,6 +185,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Models) => print(&registry::table(registry::all())),
+        Some(Command::Deploy(command)) => repo_gen::deploy::run(command),
         None => run(cli.export),
     }
 }
