@@ -19,6 +19,7 @@ pub mod encoder;
 mod error;
 mod generate;
 pub mod model_dir;
+pub mod monitoring;
 pub mod onnx_io;
 mod options;
 pub mod placement;

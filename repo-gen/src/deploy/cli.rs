@@ -26,6 +26,9 @@ pub enum DeployCommand {
     )]
     // Boxed: the options outweigh every other subcommand of repo-gen.
     K8s(Box<K8sArgs>),
+    /// Prometheus's scrape config and alerting rules, and a Grafana dashboard, for
+    /// Triton serving a repository: see `repo_gen::monitoring`.
+    Monitoring(Box<crate::monitoring::MonitoringArgs>),
 }
 
 #[derive(Args)]
@@ -218,7 +221,10 @@ impl K8sArgs {
 
 /// Runs `repo-gen deploy ...`.
 pub fn run(command: DeployCommand) -> ExitCode {
-    let DeployCommand::K8s(args) = command;
+    let args = match command {
+        DeployCommand::K8s(args) => args,
+        DeployCommand::Monitoring(args) => return crate::monitoring::run(*args),
+    };
     let result = (*args).options().and_then(|(out, force, options)| {
         let manifests = super::manifests(&options)?;
         super::write(&out, &manifests, force)?;
