@@ -56,7 +56,7 @@ pub fn pod_spec(options: &K8sOptions, selector: &BTreeMap<String, String>) -> Po
         image_pull_secrets: image_pull_secrets(options),
         // Triton drains in-flight requests for up to 30 s (--exit-timeout-secs) after SIGTERM.
         termination_grace_period_seconds: Some(45),
-        // One GPU pod per node where possible, so a node loss takes out one replica.
+        // Replicas spread over nodes where there is room: a node loss takes out as few as can be.
         topology_spread_constraints: Some(vec![TopologySpreadConstraint {
             max_skew: 1,
             topology_key: "kubernetes.io/hostname".into(),
