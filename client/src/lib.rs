@@ -29,7 +29,7 @@
 //!   failover and bounded retries of transient failures.
 //! - [`Client`]: CLIP: finds the `clip_text` / `clip_image` ensembles and
 //!   their facts, then `encode`, `rank`, `index` / `search` (on-disk, via
-//!   `clip-index`), `profile` and `health`.
+//!   `clip-index`), `profile`, `health` and `verify`.
 //! - [`blocking::Client`]: the same without async.
 
 pub mod blocking;
@@ -44,6 +44,7 @@ mod rank;
 mod servers;
 mod tensor;
 mod triton;
+mod verify;
 
 /// Generated protobuf messages and the gRPC client for Triton's `inference`
 /// package.
@@ -72,3 +73,4 @@ pub use tensor::{
     bytes_request, f16_from_raw, f32_from_raw, i64_from_raw, output_as_f32, serialize_bytes_tensor,
 };
 pub use triton::{ConnectOptions, TlsOptions, Triton};
+pub use verify::{Verification, DEFAULT_MIN_COSINE};

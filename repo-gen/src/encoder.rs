@@ -341,6 +341,8 @@ pub struct EnsembleModel {
     /// `response_cache { enable: true }`: a request identical to an earlier
     /// one is answered from Triton's cache without running any step.
     pub response_cache: bool,
+    /// Written after the facts (the conformance probes, for one).
+    pub extra_parameters: Vec<(String, String)>,
 }
 
 #[derive(Serialize)]
@@ -369,7 +371,9 @@ impl EnsembleModel {
         for step in &self.steps {
             check_name(&step.model_name)?;
         }
-        let mut context = common.context(&[], &self.facts.parameters())?;
+        let mut parameters = self.facts.parameters();
+        parameters.extend(self.extra_parameters.iter().cloned());
+        let mut context = common.context(&[], &parameters)?;
         context.remove("backend");
         context.insert("platform", triton::PLATFORM_ENSEMBLE);
         context.insert("tower", self.tower.as_str());

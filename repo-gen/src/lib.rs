@@ -24,6 +24,7 @@ pub mod onnx_io;
 mod options;
 pub mod placement;
 mod preprocess;
+mod probes;
 pub mod registry;
 mod render;
 mod repository;

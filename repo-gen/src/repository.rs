@@ -184,6 +184,7 @@ pub(crate) fn assemble(
         response_cache: options.response_cache,
         extra_parameters: Vec::new(),
     };
+    let probes = prepared.probes.as_ref();
     let ensemble = |name: &str, tower: Tower, preprocess: &str, encoder: &str, io: &TowerIo| {
         let (input, between) = match tower {
             Tower::Text => (tensor::TEXT, tensor::INPUT_IDS),
@@ -213,6 +214,7 @@ pub(crate) fn assemble(
             ],
             facts: facts.clone(),
             response_cache: options.response_cache,
+            extra_parameters: probes.map(|p| p.parameters(tower)).unwrap_or_default(),
         }
     };
 

@@ -14,6 +14,7 @@ use crate::error::{io, GenerateError};
 use crate::model_dir::FileSource;
 use crate::onnx_io;
 use crate::options::{Options, Source};
+use crate::probes::{self, Preparation, ProbeEmbeddings};
 use crate::registry::{self, ModelSpec, WeightsLayout};
 
 /// What `--random-init` prints (and notes) so nobody mistakes its embeddings for real ones.
@@ -34,6 +35,9 @@ pub(crate) struct Prepared {
     pub(crate) std: [f32; 3],
     /// Rows of the text encoder's token embedding.
     pub(crate) vocab_size: usize,
+    /// The conformance probes through the exported encoders; none for
+    /// `--onnx-dir` files, which repo-gen does not run.
+    pub(crate) probes: Option<ProbeEmbeddings>,
 }
 
 /// Padding conventions of the CLIP families. Embeddings do not depend on it
@@ -238,7 +242,7 @@ fn export_weights(
     clip_export::verify_visual(&runtime, &visual, arch)
         .map_err(export_error("checking the image encoder"))?;
 
-    Ok(Prepared {
+    let mut prepared = Prepared {
         textual: FileSource::Onnx(textual),
         visual: FileSource::Onnx(visual),
         tokenizer,
@@ -248,7 +252,32 @@ fn export_weights(
         mean,
         std,
         vocab_size: arch.text.vocab_size,
-    })
+        probes: None,
+    };
+    log("embedding the conformance probes");
+    let context_length = arch.text.context_length;
+    let preparation = Preparation {
+        tokenizer: &prepared.tokenizer,
+        text: clip_text::TextOptions {
+            context_length,
+            pad_id: prepared.pad_token_id(context_length)?,
+        },
+        // As the generated image_preprocess config has it (backend defaults).
+        image: clip_image::ImageOptions {
+            size: arch.vision.image_size as u32,
+            mean,
+            std,
+            reduced_scale_decode: true,
+            ..clip_image::ImageOptions::default()
+        },
+    };
+    if let (FileSource::Onnx(textual), FileSource::Onnx(visual)) =
+        (&prepared.textual, &prepared.visual)
+    {
+        let embedded = probes::embed(&runtime, textual, visual, &preparation)?;
+        prepared.probes = Some(embedded);
+    }
+    Ok(prepared)
 }
 
 /// The registry is the authority on a named model: the downloaded config
@@ -387,6 +416,7 @@ fn onnx_dir(dir: &Path, tokenizer: Option<&Path>) -> Result<Prepared, GenerateEr
         std: defaults::IMAGE_STD,
         // The files name no model; every CLIP they can be shares the registry's vocabulary.
         vocab_size: registry::VOCAB_SIZE,
+        probes: None,
     })
 }
 

@@ -152,6 +152,7 @@ fn ensemble(prefix: &str) -> EnsembleModel {
         ],
         facts: facts(),
         response_cache: true,
+        extra_parameters: Vec::new(),
     }
 }
 

@@ -5,6 +5,7 @@ mod inputs;
 mod npy;
 mod output;
 mod progress;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -165,6 +166,15 @@ enum Command {
     Health,
     /// Every model on the server with its state, and the CLIP facts of the ensembles.
     Models,
+    /// Compare every server's embeddings of the conformance probes (sentences
+    /// and photos) with those repo-gen stored in the repository. Exit status 4
+    /// when a probe's cosine is below the threshold or an ensemble cannot be
+    /// checked: other weights, other normalisation, a lossy build.
+    Verify {
+        /// Lowest cosine similarity a probe may have.
+        #[arg(long, default_value_t = clip_client::DEFAULT_MIN_COSINE)]
+        min_cosine: f32,
+    },
 }
 
 impl Batching {
@@ -254,6 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => commands::profile(&client, input, requests, text).await,
         Command::Health => commands::health(&client).await,
         Command::Models => commands::models(&client).await,
+        Command::Verify { min_cosine } => verify::verify(&client, min_cosine).await,
     }
 }
 

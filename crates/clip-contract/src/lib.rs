@@ -3,6 +3,7 @@
 //! them, the client sends them; none of the three spells them again.
 
 mod datatype;
+pub mod probes;
 
 pub use datatype::{DataType, TensorSpec};
 
@@ -76,6 +77,11 @@ pub mod param {
     pub const MODEL_NAME: &str = "model_name";
     pub const EMBEDDING_DIM: &str = "embedding_dim";
     pub const LOGIT_SCALE: &str = "logit_scale";
+    /// Ensembles: [`crate::probes::fingerprint`] of the probe set, and each
+    /// probe's embedding as repo-gen's ONNX Runtime run gave it (little-endian
+    /// f32 `[probes, embedding_dim]`, base64).
+    pub const PROBE_SET: &str = "probe_set";
+    pub const PROBE_EMBEDDINGS: &str = "probe_embeddings";
 }
 
 /// File names inside a model's version folder, and of ONNX folders repo-gen reads.

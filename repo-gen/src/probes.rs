@@ -1,0 +1,103 @@
+//! The conformance probes' embeddings ([`clip_contract::probes`]), computed
+//! when the repository is written: the same tokenizer and image
+//! preprocessing the backend runs, then the exported encoders in ONNX
+//! Runtime. The ensembles carry them as parameters, so `clip-client verify`
+//! can hold a live server to them.
+
+use std::path::Path;
+
+use base64::Engine;
+use clip_contract::{param, probes};
+use clip_export::{OnnxModel, OrtRuntime};
+use clip_image::{ImageOptions, ImagePreprocessor};
+use clip_text::{TextOptions, Tokenizer};
+
+use crate::encoder::Tower;
+use crate::error::GenerateError;
+
+/// Each tower's probe embeddings, `[probes, embedding_dim]` row-major.
+#[derive(Clone, Debug)]
+pub(crate) struct ProbeEmbeddings {
+    text: Vec<f32>,
+    image: Vec<f32>,
+}
+
+/// How the backend will prepare the probes: as the generated preprocessing
+/// configs say.
+pub(crate) struct Preparation<'a> {
+    pub(crate) tokenizer: &'a Path,
+    pub(crate) text: TextOptions,
+    pub(crate) image: ImageOptions,
+}
+
+fn failed(what: &str) -> impl Fn(String) -> GenerateError + '_ {
+    move |reason| GenerateError::Invalid(format!("embedding the conformance {what}: {reason}"))
+}
+
+/// Runs every probe through `textual` and `visual` in `runtime`.
+pub(crate) fn embed(
+    runtime: &OrtRuntime,
+    textual: &OnnxModel,
+    visual: &OnnxModel,
+    preparation: &Preparation<'_>,
+) -> Result<ProbeEmbeddings, GenerateError> {
+    let tokenizer = Tokenizer::from_file(preparation.tokenizer, preparation.text.clone())
+        .map_err(|e| failed("sentences")(e.to_string()))?;
+    let mut ids = Vec::new();
+    for sentence in probes::SENTENCES {
+        ids.extend(
+            tokenizer
+                .encode(sentence)
+                .map_err(|e| failed("sentences")(e.to_string()))?,
+        );
+    }
+    let text = runtime
+        .session(textual)
+        .and_then(|mut model| model.embed_text(&ids, probes::SENTENCES.len()))
+        .map_err(|e| failed("sentences")(e.to_string()))?;
+
+    let preprocessor =
+        ImagePreprocessor::new(preparation.image).map_err(|e| failed("photos")(e.to_string()))?;
+    let per_image = preprocessor.pixels_per_image();
+    let mut pixels = vec![0f32; per_image * probes::IMAGES.len()];
+    for ((name, bytes), out) in probes::IMAGES
+        .iter()
+        .zip(pixels.chunks_exact_mut(per_image))
+    {
+        preprocessor
+            .preprocess_into(bytes, out)
+            .map_err(|e| failed("photos")(format!("{name}: {e}")))?;
+    }
+    let image = runtime
+        .session(visual)
+        .and_then(|mut model| {
+            model.embed_images(
+                &pixels,
+                probes::IMAGES.len(),
+                preparation.image.size as usize,
+            )
+        })
+        .map_err(|e| failed("photos")(e.to_string()))?;
+    Ok(ProbeEmbeddings {
+        text: text.data,
+        image: image.data,
+    })
+}
+
+impl ProbeEmbeddings {
+    /// The parameters of `tower`'s ensemble: the probe set and its embeddings.
+    pub(crate) fn parameters(&self, tower: Tower) -> Vec<(String, String)> {
+        let values = match tower {
+            Tower::Text => &self.text,
+            Tower::Image => &self.image,
+        };
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        vec![
+            (param::PROBE_SET.to_owned(), probes::fingerprint()),
+            (
+                param::PROBE_EMBEDDINGS.to_owned(),
+                base64::engine::general_purpose::STANDARD.encode(bytes),
+            ),
+        ]
+    }
+}
