@@ -124,6 +124,10 @@ run_args=(--server "grpc://127.0.0.1:$grpc_port" --server-pid "$server_pid" --se
 [[ -n "$skip_reason" ]] && run_args+=(--skip-reason "$skip_reason")
 [[ -n "$tolerance" ]] && run_args+=(--tolerance "$tolerance")
 [[ -n "$note" ]] && run_args+=(--note "$note")
+if revision=$(git rev-parse --short HEAD 2>/dev/null); then
+    git diff --quiet HEAD 2>/dev/null || revision+=", built with uncommitted changes in the working tree"
+    run_args+=(--revision "$revision")
+fi
 [[ $mode == smoke ]] && run_args+=(--warmup-seconds 15)
 status=0
 "$bin/clip-soak" run "${run_args[@]}" || status=$?

@@ -123,6 +123,9 @@ struct RunArgs {
     /// A note on the machine, for the report.
     #[arg(long)]
     note: Option<String>,
+    /// The source revision the server and clients were built from, for the report.
+    #[arg(long)]
+    revision: Option<String>,
     #[arg(long, default_value = "")]
     name_prefix: String,
 }
@@ -468,6 +471,7 @@ async fn run_async(args: &RunArgs) -> Result<bool> {
     let run = report::Run {
         command: args.command.clone(),
         note: args.note.clone(),
+        revision: args.revision.clone(),
         start_epoch: ctx.start_epoch,
         machine: machine(),
         loadavg_start,

@@ -17,6 +17,7 @@ const MIN_JUDGED_SECONDS: f64 = 300.0;
 pub struct Run<'a> {
     pub command: String,
     pub note: Option<String>,
+    pub revision: Option<String>,
     pub start_epoch: f64,
     pub machine: String,
     pub loadavg_start: String,
@@ -187,6 +188,9 @@ impl Run<'_> {
         );
         let _ = writeln!(out, "| | |\n| --- | --- |");
         let _ = writeln!(out, "| command | `{}` |", self.command);
+        if let Some(revision) = &self.revision {
+            let _ = writeln!(out, "| revision | {revision} |");
+        }
         let _ = writeln!(
             out,
             "| date | {}, {:.1} minutes of load |",
