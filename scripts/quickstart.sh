@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # From a fresh clone to CLIP embeddings served by Triton, in one command:
 # builds the project, installs what is missing, generates a model repository,
-# starts Triton on it, and encodes a sentence and an image.
+# starts Triton on it, and uses it with clip-client: health, encode, rank, verify.
 #
 #   scripts/quickstart.sh                                  # ViT-B-32::openai from the Hugging Face hub
 #   scripts/quickstart.sh --model ViT-L-14::openai
 #   scripts/quickstart.sh --weights tests/fixtures/tiny-clip/quick_gelu   # no download: a tiny test model
 #   options: --out DIR (default model_repository), --http-port N (gRPC and metrics on the next two),
-#            --check (stop the server after the two encodings, for scripts and CI)
+#            --check (stop the server after the clip-client calls, for scripts and CI)
 #
 # With Docker and an NVIDIA GPU it serves from the NGC Triton container with
 # Triton's ONNX Runtime backend on the GPU; otherwise from the local
@@ -43,8 +43,8 @@ if command -v docker >/dev/null && docker info >/dev/null 2>&1 && command -v nvi
     gpu_container=true
 fi
 
-say "Building the backend and repo-gen (release; the first build takes several minutes)"
-cargo build --release -p clip-backend -p repo-gen
+say "Building the backend, repo-gen and clip-client (release; the first build takes several minutes)"
+cargo build --release -p clip-backend -p repo-gen -p clip-client-cli
 source scripts/lib/target.sh
 release=$(cargo_target_dir)/release
 
@@ -100,32 +100,27 @@ for _ in $(seq 1 300); do
 done
 curl -sf "localhost:$http/v2/health/ready" >/dev/null || { echo "quickstart: Triton is not ready after 5 minutes; see $log" >&2; exit 1; }
 
-# Triton's HTTP/REST (KServe v2) API. Text goes as JSON; the image uses the
-# binary-data extension: a JSON header, then the BYTES element (4-byte
-# little-endian length, then the file).
-sentence="a photo of a cat"
-say "Encoding the sentence \"$sentence\" with clip_text"
-curl -sf "localhost:$http/v2/models/clip_text/infer" \
-    -d "{\"inputs\":[{\"name\":\"TEXT\",\"shape\":[1,1],\"datatype\":\"BYTES\",\"data\":[\"$sentence\"]}]}" |
-    grep -o '"shape":\[[0-9,]*\],"data":\[[^]]*' | cut -c1-200
-echo
-
-image=tests/fixtures/images/inputs/chelsea_444_q95.jpg
-say "Encoding the image $image with clip_image"
-body=$(mktemp)
-size=$(stat -c %s "$image")
-header="{\"inputs\":[{\"name\":\"IMAGE\",\"shape\":[1,1],\"datatype\":\"BYTES\",\"parameters\":{\"binary_data_size\":$((size + 4))}}],\"outputs\":[{\"name\":\"EMBEDDING\"}]}"
-{
-    printf '%s' "$header"
-    printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((size & 255)) $(((size >> 8) & 255)) $(((size >> 16) & 255)) $(((size >> 24) & 255)))"
-    cat "$image"
-} >"$body"
-curl -sf "localhost:$http/v2/models/clip_image/infer" -H "Inference-Header-Content-Length: ${#header}" \
-    --data-binary "@$body" | grep -o '"shape":\[[0-9,]*\],"data":\[[^]]*' | cut -c1-200
-echo
-rm -f "$body"
+client=("$release/clip-client" --server "grpc://localhost:$grpc")
+photo=tests/fixtures/images/inputs/chelsea_444_q95.jpg
+say "clip-client health"
+"${client[@]}" health
+say "clip-client encode \"a photo of a cat\" $photo   (JSON lines: one embedding per input)"
+"${client[@]}" encode "a photo of a cat" "$photo" | cut -c1-160
+say "clip-client rank $photo against three sentences"
+"${client[@]}" rank "$photo" "a photo of a cat" "a rocket on the launch pad" "a cup of coffee"
+say "clip-client verify   (the server against the probe embeddings repo-gen stored)"
+"${client[@]}" verify
 
 say "Done. Triton serves clip_text (TEXT -> EMBEDDING) and clip_image (IMAGE -> EMBEDDING) on HTTP :$http and gRPC :$grpc."
+cat >&2 <<NEXT
+Next, with the server running:
+  export CLIP_SERVER=grpc://localhost:$grpc PATH="$release:\$PATH"
+  clip-client encode photos/ --normalize -o photos.npy --progress   # every image under a folder
+  clip-client index my-index photos/                                # an on-disk search index
+  clip-client search my-index "a dog on a beach" -n 5
+  clip-client profile "a photo of a cat"                            # where the time goes
+README.md, "Running in production", has metrics, many servers and curl recipes.
+NEXT
 if [[ $check == true ]]; then
     exit 0
 fi
