@@ -6,8 +6,9 @@ use std::process::Command;
 use harness::server::backend_library;
 
 const NEWEST_GLIBC: (u32, u32) = (2, 35);
-const ENTRY_POINTS: [&str; 6] = [
+const ENTRY_POINTS: [&str; 7] = [
     "TRITONBACKEND_Initialize",
+    "TRITONBACKEND_Finalize",
     "TRITONBACKEND_ModelInitialize",
     "TRITONBACKEND_ModelFinalize",
     "TRITONBACKEND_ModelInstanceInitialize",
