@@ -164,6 +164,16 @@ impl Index {
 }
 
 fn open_env(path: &Path) -> Result<Env<WithoutTls>> {
+    // LMDB takes an empty data.mdb for a new one and writes fresh metadata into
+    // it; an index's file always holds its meta pages, so an empty one lost its
+    // data (truncated): say so, and leave it as it is.
+    let data = path.join("data.mdb");
+    if std::fs::metadata(&data).is_ok_and(|meta| meta.len() == 0) {
+        return Err(Error::Corrupt(format!(
+            "{} is empty: the file was truncated and its items are lost",
+            data.display()
+        )));
+    }
     let mut options = EnvOpenOptions::new().read_txn_without_tls();
     options.map_size(MAP_SIZE).max_dbs(4);
     // SAFETY: LMDB's memory map is only unsound if the file is modified other than
@@ -173,10 +183,30 @@ fn open_env(path: &Path) -> Result<Env<WithoutTls>> {
         heed::Error::EnvAlreadyOpened => Error::AlreadyOpen(path.to_owned()),
         e => e.into(),
     })?;
+    check_not_truncated(&env, &data)?;
     // A reader killed mid-transaction leaves its slot taken, which stops LMDB from
     // reusing the pages it could see; free such slots.
     env.clear_stale_readers()?;
     Ok(env)
+}
+
+/// Refuses a data.mdb shorter than its last committed page: LMDB maps the file
+/// and would die of SIGBUS on the first read of a page past its end. The file
+/// only grows, and a commit writes its pages before its meta page, so the size
+/// read after the meta page is never too small for a sound index.
+fn check_not_truncated(env: &Env<WithoutTls>, data: &Path) -> Result<()> {
+    let last_page = env.info().last_page_number as u64;
+    let page_size = u64::from(env.unnamed_database_stat().page_size);
+    let needed = (last_page + 1) * page_size;
+    let size = env.real_disk_size()?;
+    if size < needed {
+        return Err(Error::Corrupt(format!(
+            "{} is truncated: it holds {size} bytes, but its last committed page ends at byte \
+             {needed}; the items on the missing pages are lost",
+            data.display()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -306,6 +306,57 @@ fn spec_mismatches_and_bad_paths_are_refused() {
     ));
 }
 
+/// Issue 14 (faults): a data.mdb cut short is refused with `Error::Corrupt`, by
+/// `open` and `create_or_open` alike, and left as it is. Before, a file cut
+/// past its meta pages killed the process with SIGBUS on the first read, and
+/// an empty one was silently made a new, empty index.
+#[test]
+fn a_truncated_data_file_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let sound = dir.path().join("sound");
+    let vectors = random_vectors(300, 8, 7);
+    append_all(
+        &mut Index::create_or_open(&sound, spec(8)).unwrap(),
+        &vectors,
+        50,
+    );
+    let bytes = std::fs::read(sound.join("data.mdb")).unwrap();
+    let page = 4096;
+    assert!(bytes.len() > 4 * page, "{} bytes", bytes.len());
+    for (case, size) in [
+        ("empty", 0),
+        ("meta pages only", 2 * page),
+        ("half", bytes.len() / 2),
+        ("the last page missing", bytes.len() - page),
+    ] {
+        let path = dir.path().join(format!("cut-{size}"));
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("data.mdb"), &bytes[..size]).unwrap();
+        let opened = Index::open(&path).map(|_| ()).unwrap_err();
+        let created = Index::create_or_open(&path, spec(8))
+            .map(|_| ())
+            .unwrap_err();
+        for error in [&opened, &created] {
+            assert!(matches!(error, Error::Corrupt(_)), "{case}: {error:?}");
+            let message = error.to_string();
+            let data = path.join("data.mdb");
+            assert!(
+                message.contains(&data.display().to_string())
+                    && (message.contains("truncated") || message.contains("empty")),
+                "{case}: {message}"
+            );
+        }
+        assert_eq!(
+            std::fs::read(path.join("data.mdb")).unwrap(),
+            &bytes[..size],
+            "{case}: the file is left as it was"
+        );
+    }
+    let index = Index::open(&sound).unwrap();
+    assert_eq!(index.len().unwrap(), 300);
+    assert_eq!(index.search(&vectors[42], 1).unwrap()[0].id, 42);
+}
+
 #[test]
 fn one_handle_per_index_per_process() {
     let dir = tempfile::tempdir().unwrap();
