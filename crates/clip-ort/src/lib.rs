@@ -93,6 +93,23 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// ort's message for a library that dlopen refused is just "dlopen failed";
+/// the reason (not an ELF file, a dependency missing, wrong architecture)
+/// is in the loader's error, which ort keeps but does not show.
+fn load_error_text(error: &ort::LoadDynamicError) -> String {
+    let text = error.to_string();
+    let ort::LoadDynamicError::Dlopen { error: loader, .. } = error else {
+        return text;
+    };
+    let mut text = text;
+    let mut cause = std::error::Error::source(loader);
+    while let Some(reason) = cause {
+        text.push_str(&format!(": {reason}"));
+        cause = reason.source();
+    }
+    text
+}
+
 /// The process's ONNX Runtime, loading `library` the first time; the first
 /// caller's `log` receives the runtime's log (else ONNX Runtime prints to
 /// stderr). ort keeps one library and one environment per process, so a
@@ -104,8 +121,9 @@ pub fn load(library: &Path, log: Option<LogSink>) -> Result<&'static Runtime, Or
             let mut builder = ort::init_from(library)
                 .map_err(|e| {
                     OrtError::Load(format!(
-                        "could not load ONNX Runtime from {}: {e}",
-                        library.display()
+                        "could not load ONNX Runtime from {}: {}",
+                        library.display(),
+                        load_error_text(&e)
                     ))
                 })?
                 .with_name("clip");
@@ -198,5 +216,7 @@ mod tests {
         std::fs::write(&fake, b"not a shared object").unwrap();
         let message = load(&fake, None).err().expect("fails").to_string();
         assert!(message.contains("libonnxruntime.so"), "{message}");
+        // The loader's reason, not only "dlopen failed" (issue 14, faults).
+        assert!(message.contains("file too short"), "{message}");
     }
 }
