@@ -152,8 +152,7 @@ impl Client {
                 .into_iter()
                 .find(|m| m.name == name);
             return Err(unusable(match state {
-                Some(m) if m.reason.is_empty() => format!("it is {} on the server", m.state),
-                Some(m) => format!("it is {} on the server: {}", m.state, m.reason),
+                Some(m) => not_ready(&m.state, &m.reason),
                 None => format!(
                     "the server at {} has no such model (is the repository from repo-gen \
                      loaded{}?)",
@@ -210,5 +209,40 @@ impl Client {
             others,
             models,
         })
+    }
+}
+
+/// Why a listed model that is not ready cannot be used, from its entry in
+/// the repository index. Triton lists an ensemble whose composing model
+/// failed to load with neither a state nor a reason.
+fn not_ready(state: &str, reason: &str) -> String {
+    match (state, reason) {
+        ("", "") => {
+            "the server lists it but has not loaded it (did a model it needs fail to load?)"
+                .to_owned()
+        }
+        ("", reason) => format!("the server has not loaded it: {reason}"),
+        (state, "") => format!("it is {state} on the server"),
+        (state, reason) => format!("it is {state} on the server: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_ready;
+
+    /// Issue 14 (faults): an ensemble left unloaded by a failed encoder
+    /// read "it is  on the server".
+    #[test]
+    fn a_model_listed_without_a_state_is_said_to_be_not_loaded() {
+        assert_eq!(
+            not_ready("", ""),
+            "the server lists it but has not loaded it (did a model it needs fail to load?)"
+        );
+        assert_eq!(
+            not_ready("UNAVAILABLE", "unloaded"),
+            "it is UNAVAILABLE on the server: unloaded"
+        );
+        assert_eq!(not_ready("LOADING", ""), "it is LOADING on the server");
     }
 }
