@@ -233,7 +233,9 @@ pub fn bytes_elements<'d>(
         }
     };
     let mut rest: &[u8] = &input.data;
-    let mut elements = Vec::with_capacity(count);
+    // The shape is the sender's word; every element takes at least its
+    // 4-byte length, so the data bounds how many there can be.
+    let mut elements = Vec::with_capacity(count.min(rest.len() / 4));
     for index in 0..count {
         let Some((prefix, tail)) = rest.split_first_chunk::<4>() else {
             return Err(RequestError::invalid(format!(
@@ -371,5 +373,17 @@ mod tests {
         data.push(7);
         let err = bytes_elements("TEXT", &bytes_input(vec![1, 1], data)).unwrap_err();
         assert!(err.message.contains("1 bytes after"), "{err}");
+    }
+
+    /// Found by fuzzing (fuzz/regressions/bytes_elements): a batch size far
+    /// beyond the data reserved room for that many elements first, a
+    /// "capacity overflow" panic or an abort on the failed allocation.
+    #[test]
+    fn a_huge_batch_size_is_refused_without_reserving_it() {
+        for n in [i64::MAX, 0x0101_0101_0101_0101, 1 << 40] {
+            let input = bytes_input(vec![n, 1], serialize_bytes(&[b"x"]));
+            let err = bytes_elements("TEXT", &input).unwrap_err();
+            assert!(err.message.contains("holds 1 of the"), "{err}");
+        }
     }
 }
