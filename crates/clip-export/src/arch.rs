@@ -92,6 +92,9 @@ pub struct ClipArchitecture {
     pub layer_norm_eps: f32,
 }
 
+/// Largest size [`ClipArchitecture::validate`] accepts for any dimension.
+const MAX_SIZE: usize = 1 << 24;
+
 /// The end-of-text id of the CLIP BPE vocabulary (`<|endoftext|>`).
 pub const CLIP_EOT_ID: i64 = 49407;
 
@@ -352,6 +355,11 @@ impl ClipArchitecture {
             if value == 0 {
                 problems.push(format!("{name} is 0"));
             }
+            // Far above any CLIP, and keeps the shape arithmetic (patches
+            // squared, 3 x width, width x mlp width) far from overflow.
+            if value > MAX_SIZE && name != "vocab size" {
+                problems.push(format!("{name} {value} is above 2^24"));
+            }
         }
         if problems.is_empty() {
             if !t.width.is_multiple_of(t.heads) {
@@ -541,5 +549,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("timm_model_name"), "{err}");
+    }
+
+    /// Caught by the model_config fuzz target's check of the derived sizes
+    /// (fuzz/regressions/model_config; an input written by hand, AFL had not
+    /// reached it): an image size of 2^37 pixels passed, and `tokens()` overflowed (a
+    /// panic in debug builds, a wrapped shape in release ones) where the
+    /// weights reader and the exporter compute the positional embedding's
+    /// shape. Every size now has a bound, widths too.
+    #[test]
+    fn absurd_sizes_are_refused() {
+        let json = r#"{"text_config": {}, "vision_config": {"image_size": 137438953472, "patch_size": 2}}"#;
+        let err = ClipArchitecture::from_config_json(json).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("image size 137438953472 is above 2^24"),
+            "{err}"
+        );
+        let json = r#"{"text_cfg": {"width": 6148914691236517206, "heads": 1}, "vision_cfg": {}}"#;
+        let err = ClipArchitecture::from_config_json(json).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("text width 6148914691236517206 is above"),
+            "{err}"
+        );
     }
 }
