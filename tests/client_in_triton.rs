@@ -1058,6 +1058,172 @@ fn a_server_stopped_mid_job_ends_it_with_a_clear_error() {
     });
 }
 
+/// Issue 14 (faults): when the server is killed with SIGKILL mid-job,
+/// `clip-client encode` still gives every input its row, in order: its
+/// embedding, or the job-stopped error (a row of NaN in .npy, whose header
+/// is finished); and `clip-client index` says how many items it added, which
+/// is exactly what the index holds. Before, the output stopped at the last
+/// reported row (a .npy kept its 0 x 0 header) and index said nothing.
+#[test]
+fn the_cli_accounts_for_every_input_when_the_server_is_killed_mid_job() {
+    use std::process::{Child, Stdio};
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let n = 3000;
+    let list = dir.path().join("sentences.txt");
+    let sentences: Vec<String> = (0..n).map(|i| format!("sentence number {i}")).collect();
+    std::fs::write(&list, sentences.join("\n")).unwrap();
+    let (jsonl, npy, index) = (
+        dir.path().join("out.jsonl"),
+        dir.path().join("out.npy"),
+        dir.path().join("index"),
+    );
+    let list = list.to_str().unwrap();
+    let spawn = |name: &str, args: &[&str]| -> Child {
+        Command::new(clip_client_cli())
+            .args(["--server", &server.grpc_url])
+            .args(args)
+            .stdout(std::fs::File::create(dir.path().join(format!("{name}.out"))).unwrap())
+            .stderr(std::fs::File::create(dir.path().join(format!("{name}.err"))).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let batching = ["-b", "2", "-c", "1"];
+    let mut jobs = [
+        (
+            "json",
+            [
+                &["encode", "--from", list, "-o", jsonl.to_str().unwrap()][..],
+                &batching,
+            ]
+            .concat(),
+        ),
+        (
+            "npy",
+            [
+                &["encode", "--from", list, "-o", npy.to_str().unwrap()][..],
+                &batching,
+            ]
+            .concat(),
+        ),
+        (
+            "index",
+            [
+                &["index", index.to_str().unwrap(), "--from", list][..],
+                &batching,
+            ]
+            .concat(),
+        ),
+    ]
+    .map(|(name, args)| (name, spawn(name, &args)));
+
+    // Kill once rows are out and the index has commits.
+    let start = Instant::now();
+    while std::fs::read_to_string(&jsonl).map_or(0, |t| t.lines().count()) < 100
+        || !index.join("data.mdb").exists()
+    {
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let repository = dir.path().join("repository");
+    drop(server);
+    let killed = Instant::now();
+    let mut stderr = std::collections::HashMap::new();
+    for (name, child) in &mut jobs {
+        // A hang guard, not a timing target.
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if killed.elapsed() > Duration::from_secs(60) {
+                child.kill().unwrap();
+                panic!("clip-client {name} hung after the server was killed");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let err = std::fs::read_to_string(dir.path().join(format!("{name}.err"))).unwrap();
+        assert_eq!(status.code(), Some(1), "{name}: {err}");
+        stderr.insert(*name, err);
+    }
+
+    // JSON lines: embeddings up to the input stderr names, then errors.
+    let err = &stderr["json"];
+    let stopped_at: usize = err
+        .split("the job stopped at input #")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("no stop reported: {err}"));
+    assert!(stopped_at > 0 && stopped_at < n, "{err}");
+    assert!(err.contains("Unavailable"), "{err}");
+    let rows_out: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows_out.len(), n, "one row per input");
+    for (i, row) in rows_out.iter().enumerate() {
+        assert_eq!(row["index"], i, "{row}");
+        assert_eq!(row["input"], sentences[i], "{row}");
+        if i < stopped_at {
+            assert_eq!(row["embedding"].as_array().map(Vec::len), Some(24), "{row}");
+        } else {
+            let error = row["error"]
+                .as_str()
+                .unwrap_or_else(|| panic!("row {i}: {row}"));
+            assert!(error.starts_with("not encoded: the job stopped"), "{error}");
+            assert!(row.get("embedding").is_none(), "{row}");
+        }
+    }
+
+    // .npy: the finished shape, finite rows, then rows of NaN.
+    let bytes = std::fs::read(&npy).unwrap();
+    let header = String::from_utf8_lossy(&bytes[10..128]);
+    assert!(header.contains(&format!("'shape': ({n}, 24)")), "{header}");
+    let values: Vec<f32> = bytes[128..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(values.len(), n * 24);
+    let stopped: Vec<bool> = values
+        .chunks_exact(24)
+        .map(|row| row.iter().all(|v| v.is_nan()))
+        .collect();
+    let first_nan = stopped
+        .iter()
+        .position(|&s| s)
+        .expect("the unfinished rows are NaN");
+    assert!(first_nan > 0, "some rows were encoded");
+    assert!(
+        stopped[first_nan..].iter().all(|&s| s),
+        "NaN rows only after the stop"
+    );
+    assert!(values[..first_nan * 24].iter().all(|v| v.is_finite()));
+
+    // index: what it reports as added is what the index holds.
+    let err = &stderr["index"];
+    let added: u64 = err
+        .split("added ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no count reported: {err}"));
+    assert!(err.contains("before the job stopped"), "{err}");
+    let server = Server::start(&repository);
+    let count = cli(
+        &server.grpc_url,
+        &["index", index.to_str().unwrap(), "--from", "/dev/null"],
+    );
+    let count = stdout_of(&count, "index of nothing");
+    assert!(
+        count.contains(&format!("now holds {added} items")),
+        "{count} vs {err}"
+    );
+}
+
 /// Issue 14, defect 4: a `--from` line that is not UTF-8 is that input's
 /// error, at its row, and every other line is still encoded.
 #[test]

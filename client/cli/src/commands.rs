@@ -1,11 +1,13 @@
 //! One function per subcommand. Each prints its result and returns the
 //! exit status; an `Err` is a failure of the whole command.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clip_client::Client;
 
 use crate::inputs::{input_of, Inputs};
@@ -35,30 +37,71 @@ pub async fn encode(
     let mut sink = Sink::create(out)?;
     let bar = progress::bar(batching.progress, inputs.known_len());
     let start = Instant::now();
-    let summary = client
-        .encode_each(inputs.by_ref(), &options, |item| {
+    // The inputs handed to the library and not yet reported, oldest first:
+    // if the job stops (server gone), they and the rest of the list still
+    // get their rows, so row i stays input i.
+    let unreported = RefCell::new(VecDeque::new());
+    let (mut encoded, mut failed, mut write_failed) = (0, 0, false);
+    let listed = inputs.by_ref().inspect(|input| {
+        unreported.borrow_mut().push_back(input.clone());
+    });
+    let job = client
+        .encode_each(listed, &options, |item| {
+            unreported.borrow_mut().pop_front();
             bar.inc(1);
-            if let Err(error) = &item.result {
-                progress::report(&bar, format_args!("error: {error}"));
+            match &item.result {
+                Ok(_) => encoded += 1,
+                Err(error) => {
+                    failed += 1;
+                    progress::report(&bar, format_args!("error: {error}"));
+                }
             }
-            sink.write(&item).map_err(|source| clip_client::Error::Io {
-                context: "cannot write the output".into(),
-                source,
+            sink.write(&item).map_err(|source| {
+                write_failed = true;
+                clip_client::Error::Io {
+                    context: "cannot write the output".into(),
+                    source,
+                }
             })
         })
-        .await?;
+        .await;
     bar.finish_and_clear();
+    let stopped = match job {
+        Ok(_) => None,
+        Err(error) if write_failed => return Err(error.into()),
+        Err(error) => {
+            let first = encoded + failed;
+            let reason = format!("not encoded: the job stopped before this input: {error}");
+            let rest = unreported.into_inner().into_iter().chain(inputs.by_ref());
+            let mut count = 0;
+            for (index, input) in (first..).zip(rest) {
+                sink.write_unfinished(index, &input, &reason)
+                    .context("cannot write the output")?;
+                count += 1;
+            }
+            Some((error, first, count))
+        }
+    };
     sink.finish()?;
     let seconds = start.elapsed().as_secs_f64();
-    let total = summary.encoded + summary.failed;
+    let done = encoded + failed;
+    let rate = done as f64 / seconds.max(1e-9);
+    let Some((error, first, count)) = stopped else {
+        eprintln!(
+            "encoded {encoded} of {done} inputs ({failed} failed) in {seconds:.2} s: {rate:.1} inputs/s"
+        );
+        inputs.finish()?;
+        return Ok(exit_status(failed as u64));
+    };
     eprintln!(
-        "encoded {} of {total} inputs ({} failed) in {seconds:.2} s: {:.1} inputs/s",
-        summary.encoded,
-        summary.failed,
-        total as f64 / seconds.max(1e-9)
+        "encoded {encoded} of {} inputs ({failed} failed) in {seconds:.2} s: {rate:.1} inputs/s; \
+         the job stopped at input #{first}: the {count} inputs from there on were not encoded, \
+         and their rows say so",
+        done + count
     );
-    inputs.finish()?;
-    Ok(exit_status(summary.failed as u64))
+    // The list's own errors, if any, are printed before the job's.
+    let _ = inputs.finish();
+    Err(error.into())
 }
 
 pub async fn rank(
@@ -107,19 +150,36 @@ pub async fn index(
     let mut inputs = inputs.read()?;
     let bar = progress::bar(batching.progress, inputs.known_len());
     let start = Instant::now();
-    let summary = client
+    let (mut added, mut failed) = (0, 0);
+    let job = client
         .index(
             index,
             inputs.by_ref(),
             &options,
-            |written| bar.inc(written),
+            |written| {
+                added += written;
+                bar.inc(written);
+            },
             |error| {
+                failed += 1;
                 bar.inc(1);
                 progress::report(&bar, format_args!("error: {error}"));
             },
         )
-        .await?;
+        .await;
     bar.finish_and_clear();
+    let summary = match job {
+        Ok(summary) => summary,
+        Err(error) => {
+            // Each reported append is durable: say how much of the job is kept.
+            eprintln!(
+                "added {added} items ({failed} failed) to {} before the job stopped; \
+                 they stay in the index",
+                index.display()
+            );
+            return Err(error.into());
+        }
+    };
     println!(
         "added {} items ({} failed) in {:.2} s; {} now holds {} items",
         summary.added,

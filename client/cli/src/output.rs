@@ -5,7 +5,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use anyhow::Context;
-use clip_client::Encoded;
+use clip_client::{Encoded, Input};
 
 use crate::npy::NpyWriter;
 
@@ -28,12 +28,26 @@ struct JsonLine<'a> {
 impl<'a> JsonLine<'a> {
     fn of(item: &'a Encoded) -> Self {
         JsonLine {
-            index: item.index,
-            input: item.input.source(),
-            modality: item.input.modality().map(|m| m.to_string()),
             embedding: item.result.as_deref().ok(),
             error: item.result.as_ref().err().map(|e| e.failure.to_string()),
+            ..JsonLine::without_result(item.index, &item.input)
         }
+    }
+
+    fn without_result(index: usize, input: &Input) -> Self {
+        JsonLine {
+            index,
+            input: input.source(),
+            modality: input.modality().map(|m| m.to_string()),
+            embedding: None,
+            error: None,
+        }
+    }
+
+    fn write_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        serde_json::to_writer(&mut *out, self)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
     }
 }
 
@@ -63,9 +77,25 @@ impl Sink {
         match (self, &item.result) {
             (Sink::Npy(npy), Ok(embedding)) => npy.push(embedding),
             (Sink::Npy(npy), Err(_)) => npy.push_missing(),
-            (Sink::Json(out), _) => serde_json::to_writer(&mut *out, &JsonLine::of(item))
-                .map_err(std::io::Error::from)
-                .and_then(|()| out.write_all(b"\n")),
+            (Sink::Json(out), _) => JsonLine::of(item).write_to(out),
+        }
+    }
+
+    /// Writes the row of an input the job stopped before: `reason` in its
+    /// JSON line, NaN in .npy, so row i stays input i.
+    pub fn write_unfinished(
+        &mut self,
+        index: usize,
+        input: &Input,
+        reason: &str,
+    ) -> std::io::Result<()> {
+        match self {
+            Sink::Npy(npy) => npy.push_missing(),
+            Sink::Json(out) => JsonLine {
+                error: Some(reason.to_owned()),
+                ..JsonLine::without_result(index, input)
+            }
+            .write_to(out),
         }
     }
 
