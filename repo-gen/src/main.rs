@@ -255,7 +255,11 @@ fn run(args: ExportArgs) -> ExitCode {
         response_cache: args.response_cache,
         gpus: args.gpus,
         trt_accelerator: args.trt_accelerator,
-        ort_library: args.ort_library,
+        // Absolute: dlopen does not look in the working folder, and the backend
+        // reads a relative ort_library inside the model's version folder.
+        ort_library: args
+            .ort_library
+            .map(|p| std::path::absolute(&p).unwrap_or(p)),
         force: args.force,
         hub: HubOptions::from_env(),
     };

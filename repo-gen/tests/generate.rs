@@ -519,6 +519,23 @@ fn ort_library_wins_over_ort_dylib_path() {
         "{}",
         stderr(&output)
     );
+    // A relative path is written absolute: the backend would look for it
+    // inside the version folder.
+    let library = ort_library().canonicalize().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_repo-gen"))
+        .args(["--weights", &w, "--gpus", "none", "--out"])
+        .arg(out.path().join("relative"))
+        .arg("--ort-library")
+        .arg(library.file_name().unwrap())
+        .current_dir(library.parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let encoder = read(&out.path().join("relative"), model::TEXT_ENCODER);
+    assert!(
+        encoder.contains(&parameter(param::ORT_LIBRARY, library.to_str().unwrap())),
+        "{encoder}"
+    );
 }
 
 #[test]
