@@ -102,7 +102,9 @@ enum Command {
     ///
     /// Row i of the output is input i. An input that fails is reported on
     /// stderr and in its JSON line ("error"), or as a row of NaN in .npy;
-    /// the exit status is then 3.
+    /// the exit status is then 3. If the job stops (no server answers), every
+    /// input not yet encoded still gets its row, saying why, and the exit
+    /// status is 1.
     Encode {
         #[command(flatten)]
         inputs: Inputs,
