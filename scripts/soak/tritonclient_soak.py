@@ -23,7 +23,9 @@ from tritonclient.utils import InferenceServerException
 
 
 def fold(text):
-    """Digit runs become '#'; at most 100 characters (as the driver does)."""
+    """Digit runs become '#', the bytes an unknown format's message quotes
+    become '...'; at most 100 characters (as the driver does)."""
+    text = re.sub(r"\(first bytes: [^)]*\)", "(first bytes: ...)", text, count=1)
     return re.sub(r"[0-9]+", "#", text)[:100]
 
 

@@ -147,8 +147,17 @@ pub fn named(message: &str, tensor: &str) -> (Option<usize>, String) {
     (digits.parse().ok(), fold(tail))
 }
 
-/// Digit runs become `#`; at most 100 characters.
+/// Digit runs become `#`, the bytes an unknown format's message quotes
+/// become `...`; at most 100 characters.
 fn fold(text: &str) -> String {
+    const QUOTED: &str = "(first bytes: ";
+    let text = match text.find(QUOTED) {
+        Some(at) => match text[at..].find(')') {
+            Some(end) => format!("{}{QUOTED}...{}", &text[..at], &text[at + end..]),
+            None => text.to_owned(),
+        },
+        None => text.to_owned(),
+    };
     let mut out = String::new();
     let mut in_digits = false;
     for c in text.chars() {
@@ -379,6 +388,11 @@ mod tests {
             (Some(0), "corrupt JPEG data: Bogus marker length".into())
         );
         assert_eq!(named("boom", "TEXT"), (None, "boom".into()));
+        let m = "IMAGE element 1: unknown image format (first bytes: 5a 66 69 02); accepted formats: JPEG";
+        assert_eq!(
+            named(m, "IMAGE").1,
+            "unknown image format (first bytes: ...); accepted formats: JPEG"
+        );
     }
 
     #[test]

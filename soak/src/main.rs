@@ -443,6 +443,14 @@ async fn run_async(args: &RunArgs) -> Result<bool> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut samples = vec![monitor::Sample { t: 0.0, ..before }];
     samples.extend(monitor.finish());
+    let csv: String = std::iter::once("t_s,rss_kib,threads,fds\n".to_owned())
+        .chain(
+            samples
+                .iter()
+                .map(|s| format!("{:.1},{},{},{}\n", s.t, s.rss_kib, s.threads, s.fds)),
+        )
+        .collect();
+    std::fs::write(args.work.join("server-samples.csv"), csv)?;
     let idle_after = monitor::sample(pid, ctx.now());
     let server_alive =
         idle_after.is_some() && client.triton().server_ready().await.unwrap_or(false);
