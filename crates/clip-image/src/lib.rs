@@ -31,8 +31,8 @@
 //!   averaging out, up to 2 levels, and about half the values one level off on a 1-pixel checkerboard (see the
 //!   reference test for measured figures). Decoding itself is exact for every format but lossy WebP, which shows
 //!   no difference on the fixtures.
-//! * With `reduced_scale_decode`, large JPEGs are decoded with libjpeg's DCT scaling (1/2, 1/4, 1/8) before the
-//!   bicubic resize; this is faster but not identical to the reference.
+//! * With `reduced_scale_decode`, large JPEGs are decoded with libjpeg's DCT scaling (1/2, 1/4, or 1/8 for very
+//!   large ones) before the bicubic resize; this is faster but not identical to the reference.
 
 // Module graph, acyclic: format, scratch and color import no sibling; error uses format; options uses error;
 // normalize uses options; resize uses error, scratch; jpeg uses color, error, options, scratch; gif_frame uses

@@ -14,9 +14,10 @@ pub struct ImageOptions {
     pub std: [f32; 3],
     /// Decompression-bomb guard: images with `width * height > max_pixels` are refused before decoding.
     pub max_pixels: u64,
-    /// Decode large JPEGs at a reduced DCT scale (1/2, 1/4 or 1/8: the strongest reduction that keeps the shortest
-    /// side `>= 2 * size`) before the bicubic resize. Faster, slightly different from the reference (mean well under
-    /// one level on camera-like photos). JPEGs with a shortest side below `4 * size` / other formats are unaffected.
+    /// Decode large JPEGs at a reduced DCT scale (1/2 or 1/4: the strongest reduction that keeps the shortest side
+    /// `>= 2 * size`; 1/8 only if it keeps it `>= 4 * size`) before the bicubic resize. Faster, slightly different
+    /// from the reference (mean under one level: see the crate's reference test for measured figures). JPEGs with a
+    /// shortest side below `4 * size` / other formats are unaffected.
     pub reduced_scale_decode: bool,
 }
 

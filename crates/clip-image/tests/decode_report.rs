@@ -42,6 +42,16 @@ fn reports_the_format_and_the_jpeg_scale() {
     // Shortest sides 1080 and 3000: the strongest DCT scale that keeps them >= 2 * 224.
     assert_eq!(report(&reduced, "large_2mp.jpg").scale_denominator, 2);
     assert_eq!(report(&reduced, "large_12mp.jpg").scale_denominator, 4);
+    // Shortest side 4000: 1/8 would leave 500, under the 4 * 224 it needs (it keeps only each 8x8 block's mean and
+    // was the furthest from the reference at a 2x margin), so 1/4; for size 112, 500 >= 4 * 112 and 1/8 is used.
+    assert_eq!(report(&reduced, "detailed_24mp.jpg").scale_denominator, 4);
+    let small = ImagePreprocessor::new(ImageOptions {
+        size: 112,
+        reduced_scale_decode: true,
+        ..ImageOptions::default()
+    })
+    .unwrap();
+    assert_eq!(report(&small, "detailed_24mp.jpg").scale_denominator, 8);
     let exact = ImagePreprocessor::new(ImageOptions::default()).unwrap();
     assert_eq!(report(&exact, "large_12mp.jpg").scale_denominator, 1);
 }
