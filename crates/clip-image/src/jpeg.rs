@@ -37,11 +37,11 @@ pub(crate) fn decode_jpeg(
     scratch: &mut Scratch,
 ) -> Result<((u32, u32), Decoded, u32), ImageError> {
     const F: &str = "JPEG";
-    if scratch.jpeg.is_none() {
-        let d = turbojpeg::Decompressor::new().map_err(|e| ImageError::Internal(e.to_string()))?;
-        scratch.jpeg = Some(d);
-    }
-    let tj = scratch.jpeg.as_mut().expect("initialised above");
+    // A fresh handle per image: libjpeg keeps quantization and Huffman tables
+    // from one image to the next (abbreviated datastreams), so a reused handle
+    // decodes a JPEG that lacks its tables with the previous image's instead
+    // of refusing it, and a failed decode can leave the handle unusable.
+    let mut tj = turbojpeg::Decompressor::new().map_err(|e| ImageError::Internal(e.to_string()))?;
     let header = tj.read_header(data).map_err(|e| jpeg_error(&e))?;
     let (w, h) = (header.width as u64, header.height as u64);
     options.check_dimensions(w, h)?;

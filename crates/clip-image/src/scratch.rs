@@ -24,7 +24,6 @@ pub(crate) struct Scratch {
     pub(crate) temp: Vec<u8>,
     pub(crate) crop: Vec<u8>,
     pub(crate) resizer: fir::Resizer,
-    pub(crate) jpeg: Option<turbojpeg::Decompressor>,
 }
 
 thread_local! {
@@ -33,7 +32,6 @@ thread_local! {
         temp: Vec::new(),
         crop: Vec::new(),
         resizer: fir::Resizer::new(),
-        jpeg: None,
     });
 }
 

@@ -368,3 +368,37 @@ fn no_panics_on_garbage() {
     eprintln!("{} cases: {oks} ok, {errs} errors", cases.len() * 2);
     assert!(errs > oks);
 }
+
+/// libjpeg keeps quantization tables from one image to the next on a handle
+/// (abbreviated datastreams): a JPEG without its own must be refused even
+/// right after a good JPEG on the same thread, never decoded with the other
+/// image's tables; and a broken SOF must not break the next decode (both
+/// found by scripts/soak.sh).
+#[test]
+fn a_jpeg_missing_its_tables_is_refused_even_after_a_good_one() {
+    let good = fixture("rocket.jpg");
+    let p = pre();
+    let mut want = vec![0f32; p.pixels_per_image()];
+    p.preprocess_into(&good, &mut want).unwrap();
+
+    let marker = |bytes: &[u8], code: u8| {
+        bytes
+            .windows(2)
+            .position(|w| w == [0xFF, code])
+            .expect("marker")
+    };
+    let mut no_tables = good.clone();
+    let dqt = marker(&no_tables, 0xDB);
+    no_tables[dqt + 1] = 0xFE; // now a comment
+    let e = run(&p, &no_tables).unwrap_err();
+    assert!(e.to_string().contains("Quantization table"), "{e}");
+
+    let mut bad_sof = good.clone();
+    let sof = marker(&bad_sof, 0xC0);
+    bad_sof[sof + 2..sof + 4].copy_from_slice(&[0, 3]); // a length too short for any frame
+    assert!(run(&p, &bad_sof).is_err());
+
+    let mut again = vec![0f32; p.pixels_per_image()];
+    p.preprocess_into(&good, &mut again).unwrap();
+    assert_eq!(again, want);
+}
