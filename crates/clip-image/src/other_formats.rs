@@ -21,12 +21,15 @@ pub(crate) fn decode_other(
     let err = |e: image::ImageError| image_error(f, e);
     let cursor = Cursor::new(data);
     match format {
-        Format::Png => decode_with(
-            options,
-            image::codecs::png::PngDecoder::new(cursor).map_err(err)?,
-            f,
-            buf,
-        ),
+        Format::Png => {
+            check_png_palette(data)?;
+            decode_with(
+                options,
+                image::codecs::png::PngDecoder::new(cursor).map_err(err)?,
+                f,
+                buf,
+            )
+        }
         Format::WebP => decode_with(
             options,
             image::codecs::webp::WebPDecoder::new(cursor).map_err(err)?,
@@ -42,6 +45,26 @@ pub(crate) fn decode_other(
         Format::Jpeg => unreachable!("JPEG goes through libjpeg-turbo"),
         Format::Gif => unreachable!("GIF goes through gif_frame"),
     }
+}
+
+/// png 0.18.1 accepts a PLTE chunk whose length is not a multiple of 3 and
+/// then panics expanding it (image-rs/image-png#694, fixed upstream after
+/// 0.18.1; found by fuzzing). The PNG spec makes such a file invalid, so it
+/// is refused here, before the decoder sees it.
+fn check_png_palette(data: &[u8]) -> Result<(), ImageError> {
+    // The chunks after the signature: length (u32 BE), type, data, CRC.
+    let mut rest = data.get(8..).unwrap_or_default();
+    while let Some((header, tail)) = rest.split_first_chunk::<8>() {
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if &header[4..] == b"PLTE" && !len.is_multiple_of(3) {
+            return Err(ImageError::Corrupt {
+                format: "PNG",
+                message: format!("PLTE chunk of {len} bytes is not a whole number of RGB entries"),
+            });
+        }
+        rest = tail.get(len.saturating_add(4)..).unwrap_or_default();
+    }
+    Ok(())
 }
 
 fn decode_with<D: ImageDecoder>(
