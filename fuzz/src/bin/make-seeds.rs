@@ -123,6 +123,18 @@ fn images(seeds: &Seeds) -> Result<()> {
         image::codecs::gif::GifEncoder::new(&mut out).encode_frames(frames)?;
         seeds.write("image", name, &out)?;
     }
+    // The GIF fixtures of clip-image's first-frame compositing (offset and
+    // oversized frames, local and short palettes, transparency), whole.
+    for entry in fs::read_dir(fixture("images/inputs"))? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("gif_") && name.ends_with(".gif") {
+            seeds.write("image", name, &fs::read(&path)?)?;
+        }
+    }
     let webp = image::load_from_memory(&read_image("chelsea_lossless.webp")?)?;
     let logo = image::load_from_memory(&read_image("logo.png")?)?;
     let rgb = webp.crop_imm(200, 100, 16, 16).to_rgb8();
