@@ -97,9 +97,19 @@ struct RawTensor {
 /// Triton prints int64 fields of its config as JSON strings; accept both.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum Dim {
+pub(crate) enum Dim {
     Number(i64),
     Text(String),
+}
+
+impl Dim {
+    /// The number, or the text that is not one.
+    pub(crate) fn value(&self) -> Result<i64, String> {
+        match self {
+            Dim::Number(n) => Ok(*n),
+            Dim::Text(t) => t.parse().map_err(|_| t.clone()),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -338,7 +348,9 @@ impl Reader<'_> {
                 Some(Dim::Number(n)) => *n,
                 Some(Dim::Text(t)) => t.parse().unwrap_or(1),
             }
-            .max(1) as u32;
+            .max(1);
+            // Saturate: a count past u32 must not wrap to a small one.
+            let count = u32::try_from(count).unwrap_or(u32::MAX);
             let devices = if group.kind == "KIND_GPU" {
                 group.gpus.len().max(1) as u32
             } else {
@@ -458,14 +470,13 @@ impl Reader<'_> {
         tensor
             .dims
             .iter()
-            .map(|d| match d {
-                Dim::Number(n) => Ok(*n),
-                Dim::Text(t) => t.parse().map_err(|_| {
+            .map(|d| {
+                d.value().map_err(|t| {
                     self.error(format!(
                         "tensor '{}' has a non-numeric dim '{t}'",
                         tensor.name
                     ))
-                }),
+                })
             })
             .collect()
     }
@@ -670,6 +681,17 @@ mod tests {
             panic!("not an encoder")
         };
         assert_eq!(spec.vocab_size, Some(49408));
+    }
+
+    #[test]
+    fn an_instance_count_past_u32_saturates_instead_of_wrapping() {
+        let config = encoder_config(json!({"instance_group": [
+            {"name": "g0", "kind": "KIND_CPU", "count": 4294967297i64, "gpus": []}
+        ]}));
+        let KindSpec::OnnxEncoder(spec) = parse_value(config).unwrap() else {
+            panic!("not an encoder")
+        };
+        assert_eq!(spec.instance_count, u32::MAX);
     }
 
     #[test]
