@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use clip_backend_core::batch::{Input, RequestError};
 use clip_backend_core::kind::{Device, Instance, Kind, Runner};
+use clip_backend_core::warmup::WarmupCheck;
 use clip_backend_core::{config, kinds, metrics};
 use triton_sys as sys;
 
@@ -26,6 +27,7 @@ const API_MINOR: u32 = 16;
 struct ModelState {
     name: String,
     kind: Arc<dyn Kind>,
+    warmup: WarmupCheck,
 }
 
 /// What one model instance answers its batches with.
@@ -99,19 +101,22 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInitialize(
                 "model '{name}': the clip backend reads models from a filesystem repository only"
             )));
             }
-            let version_dir = PathBuf::from(owned(location)).join(version.to_string());
+            let model_dir = PathBuf::from(owned(location));
+            let version_dir = model_dir.join(version.to_string());
 
-            let spec = config::parse(&model_config_json(model)?)
-                .map_err(|e| Failure::invalid(e.to_string()))?;
+            let config_json = model_config_json(model)?;
+            let spec = config::parse(&config_json).map_err(|e| Failure::invalid(e.to_string()))?;
             let metrics = model_metrics(model, &name, &metrics::counters(&spec))?;
             let kind = kinds::load(spec, &version_dir, Some(ort_log_sink()), metrics)
+                .map_err(|e| Failure::invalid(format!("model '{name}': {e}")))?;
+            let warmup = WarmupCheck::from_config(&config_json, kind.input_name(), &model_dir)
                 .map_err(|e| Failure::invalid(format!("model '{name}': {e}")))?;
             log_info(&format!(
                 "model '{name}' version {version}: ready, reads input '{}'",
                 kind.input_name()
             ));
 
-            let state = Box::new(ModelState { name, kind });
+            let state = Box::new(ModelState { name, kind, warmup });
             check(sys::TRITONBACKEND_ModelSetState(
                 model,
                 Box::into_raw(state).cast(),
@@ -207,9 +212,14 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInstanceInitialize(
                 name: name.clone(),
                 device,
             };
-            let runner = Arc::clone(&model.kind).runner(&placement).map_err(|e| {
+            let instance_error = |e: String| {
                 Failure::invalid(format!("model '{}' instance '{name}': {e}", model.name))
-            })?;
+            };
+            let mut runner = Arc::clone(&model.kind)
+                .runner(&placement)
+                .map_err(instance_error)?;
+            // Before Triton's own warmup, whose failure can crash Triton 2.51 (see the warmup module).
+            model.warmup.run(runner.as_mut()).map_err(instance_error)?;
             match (device, runner.device()) {
             (Device::Gpu(_), Device::Cpu) => log(
                 sys::TRITONSERVER_loglevel_enum_TRITONSERVER_LOG_WARN,

@@ -6,7 +6,7 @@
 mod image;
 pub mod onnx;
 mod shared;
-mod text;
+pub(crate) mod text;
 
 use std::path::Path;
 use std::sync::Arc;

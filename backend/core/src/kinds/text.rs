@@ -160,7 +160,7 @@ pub(crate) mod tests {
         TextPreprocess::load(spec, version_dir, metrics)
     }
 
-    fn text_kind(pad_id: Option<u32>) -> Arc<dyn Kind> {
+    pub(crate) fn text_kind(pad_id: Option<u32>) -> Arc<dyn Kind> {
         let spec = text_spec(pad_id);
         Arc::new(load(spec, &fixture("text")).unwrap_or_else(|e| panic!("{e}")))
     }
