@@ -35,24 +35,31 @@ fn inference_count(server: &Server, model: &str) -> u64 {
 fn every_model_runs_its_warmup_sample_before_it_is_ready() {
     let out = tempfile::tempdir().unwrap();
     let repository = out.path().join("repository");
-    tiny_clip_repository(&repository, &["--max-batch-size", "8"]);
+    // Two preprocessing instances whatever the cores here (auto follows them).
+    tiny_clip_repository(
+        &repository,
+        &["--max-batch-size", "8", "--preprocess-instances", "2"],
+    );
     let server = Server::start_with(&repository, &["--log-verbose=1"]);
 
     let log = server.log();
-    for name in [
-        model::TEXT_PREPROCESS,
-        model::IMAGE_PREPROCESS,
-        model::TEXT_ENCODER,
-        model::IMAGE_ENCODER,
+    for (name, instances) in [
+        (model::TEXT_PREPROCESS, 2),
+        (model::IMAGE_PREPROCESS, 2),
+        (model::TEXT_ENCODER, 1),
+        (model::IMAGE_ENCODER, 1),
     ] {
-        assert!(
-            log.contains(&format!(
-                "model '{name}' instance {name}_0_0 is running warmup sample 'largest_batch'"
-            )),
-            "{name}: no warmup in the log"
-        );
-        // Nothing was sent yet: these are the warmup's 8 requests, one batch, all answered.
-        assert_eq!(inference_count(&server, name), 8, "{name}");
+        for instance in 0..instances {
+            assert!(
+                log.contains(&format!(
+                    "model '{name}' instance {name}_0_{instance} is running warmup sample \
+                     'largest_batch'"
+                )),
+                "{name}: no warmup of instance {instance} in the log"
+            );
+        }
+        // Nothing was sent yet: these are the warmup's 8 requests per instance, all answered.
+        assert_eq!(inference_count(&server, name), 8 * instances, "{name}");
     }
     assert!(!log.contains("failed to run warmup sample"), "{log}");
     for ensemble in [model::TEXT_ENSEMBLE, model::IMAGE_ENSEMBLE] {

@@ -41,7 +41,7 @@ pub use encoder::{EncoderModel, EnsembleModel, Facts, Runtime, Tower};
 pub use error::GenerateError;
 pub use generate::{generate, Generated};
 pub use model_dir::{FileSource, ModelDir, VersionFile, VERSION};
-pub use options::{Options, Source};
+pub use options::{auto_preprocess_instances, Options, PreprocessInstances, Source};
 pub use placement::{GpuChoice, InstanceGroup, InstanceKind};
 pub use preprocess::{ImagePreprocessModel, TextPreprocessModel, TOKENIZER_CONFIG_FILE};
 pub use render::{check_name, pbtxt_string, Batching, DynamicBatching, RenderError};

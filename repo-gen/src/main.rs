@@ -8,7 +8,8 @@ use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use clip_export::WeightDtype;
 use repo_gen::download::HubOptions;
 use repo_gen::{
-    generate, registry, Batching, DynamicBatching, GpuChoice, Options, Runtime, Source,
+    generate, registry, Batching, DynamicBatching, GpuChoice, Options, PreprocessInstances,
+    Runtime, Source,
 };
 
 #[derive(Parser)]
@@ -166,6 +167,12 @@ struct ExportArgs {
     #[arg(long, value_name = "auto|none|0,1,...", default_value = "auto",
           value_parser = parse_gpus, help_heading = "Batching and scaling")]
     gpus: GpuChoice,
+    /// CPU instances of each preprocessing model (text and image). auto: one per core of
+    /// the machine repo-gen runs on, at most 4, so concurrent requests overlap; give N when
+    /// the server has other cores.
+    #[arg(long, value_name = "N|auto", default_value = "auto",
+          value_parser = parse_preprocess_instances, help_heading = "Batching and scaling")]
+    preprocess_instances: PreprocessInstances,
     /// Leave out the model_warmup samples (by default every instance runs one at its
     /// largest batch as it loads, so the first request pays no start-up cost).
     #[arg(long, help_heading = "Batching and scaling")]
@@ -178,6 +185,10 @@ struct ExportArgs {
 }
 
 fn parse_gpus(text: &str) -> Result<GpuChoice, String> {
+    text.parse()
+}
+
+fn parse_preprocess_instances(text: &str) -> Result<PreprocessInstances, String> {
     text.parse()
 }
 
@@ -251,6 +262,7 @@ fn run(args: ExportArgs) -> ExitCode {
             }),
         },
         instances: args.instances,
+        preprocess_instances: args.preprocess_instances,
         warmup: !args.no_warmup,
         response_cache: args.response_cache,
         gpus: args.gpus,

@@ -2,6 +2,7 @@
 //! anything slow starts.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clip_export::WeightDtype;
 
@@ -34,6 +35,65 @@ pub enum Source {
     },
 }
 
+/// `--preprocess-instances N|auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreprocessInstances {
+    /// From the cores of the machine repo-gen runs on: [`auto_preprocess_instances`].
+    Auto,
+    Count(u32),
+}
+
+/// The most instances `auto` gives each preprocessing model.
+pub const MAX_AUTO_PREPROCESS_INSTANCES: u32 = 4;
+
+/// `auto`: one instance per core, 1 to [`MAX_AUTO_PREPROCESS_INSTANCES`]. A
+/// one-photo request runs on one core (rayon spreads only a batch's images
+/// over the cores), so one instance per core lets concurrent requests
+/// overlap; past 4, queued requests batch up and fill the cores anyway.
+pub fn auto_preprocess_instances(cores: usize) -> u32 {
+    u32::try_from(cores)
+        .unwrap_or(u32::MAX)
+        .clamp(1, MAX_AUTO_PREPROCESS_INSTANCES)
+}
+
+impl PreprocessInstances {
+    /// The count, and a note saying why; `cores` (of this machine, `None`
+    /// when unknown) only matters for `Auto`.
+    pub(crate) fn resolve(self, cores: Option<usize>) -> (u32, String) {
+        let (count, why) = match (self, cores) {
+            (PreprocessInstances::Count(n), _) => (n, format!("--preprocess-instances {n}")),
+            (PreprocessInstances::Auto, Some(cores)) => (
+                auto_preprocess_instances(cores),
+                format!(
+                    "--preprocess-instances auto: one per core ({cores} here), at most \
+                     {MAX_AUTO_PREPROCESS_INSTANCES}; pass N when the server has other cores"
+                ),
+            ),
+            (PreprocessInstances::Auto, None) => (
+                1,
+                "--preprocess-instances auto: this machine's core count is unknown".to_owned(),
+            ),
+        };
+        let note = format!(
+            "the preprocessing models get {count} CPU instance{} each ({why})",
+            if count == 1 { "" } else { "s" }
+        );
+        (count, note)
+    }
+}
+
+impl FromStr for PreprocessInstances {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "auto" => Ok(PreprocessInstances::Auto),
+            n => n.parse().map(PreprocessInstances::Count).map_err(|_| {
+                format!("--preprocess-instances {text:?}: write auto or a count such as 2")
+            }),
+        }
+    }
+}
+
 /// Everything `repo-gen` was asked for.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -46,6 +106,8 @@ pub struct Options {
     pub batching: Batching,
     pub instances: Option<u32>,
     pub gpus: GpuChoice,
+    /// CPU instances of each preprocessing model.
+    pub preprocess_instances: PreprocessInstances,
     /// `model_warmup` samples in the preprocessing and encoder models.
     pub warmup: bool,
     /// `response_cache` in the ensembles and encoders.
@@ -92,6 +154,13 @@ impl Options {
                 "--instances must be at least 1".to_owned(),
             ));
         }
+        if self.preprocess_instances == PreprocessInstances::Count(0) {
+            return Err(GenerateError::Invalid(
+                "--preprocess-instances must be at least 1 (or auto): Triton serves a \
+                 preprocessing model through its instances"
+                    .to_owned(),
+            ));
+        }
         if let Source::OnnxDir { .. } = self.source {
             if self.dtype != WeightDtype::F32 {
                 return Err(GenerateError::Invalid(
@@ -101,5 +170,45 @@ impl Options {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_gives_one_instance_per_core_from_1_to_4() {
+        for (cores, want) in [(0, 1), (1, 1), (2, 2), (3, 3), (4, 4), (8, 4), (128, 4)] {
+            assert_eq!(auto_preprocess_instances(cores), want, "{cores} cores");
+        }
+        assert_eq!(auto_preprocess_instances(usize::MAX), 4);
+    }
+
+    #[test]
+    fn resolve_says_which_count_and_why() {
+        let (count, note) = PreprocessInstances::Auto.resolve(Some(2));
+        assert_eq!(count, 2);
+        assert!(note.contains("2 CPU instances each"), "{note}");
+        assert!(note.contains("auto: one per core (2 here)"), "{note}");
+        let (count, note) = PreprocessInstances::Auto.resolve(None);
+        assert_eq!(count, 1);
+        assert!(note.contains("1 CPU instance each"), "{note}");
+        assert!(note.contains("unknown"), "{note}");
+        let (count, note) = PreprocessInstances::Count(6).resolve(Some(2));
+        assert_eq!(count, 6);
+        assert!(note.contains("(--preprocess-instances 6)"), "{note}");
+    }
+
+    #[test]
+    fn parses_auto_and_counts() {
+        assert_eq!("auto".parse(), Ok(PreprocessInstances::Auto));
+        assert_eq!(" 3 ".parse(), Ok(PreprocessInstances::Count(3)));
+        // 0 parses; Options::check refuses it with its own message.
+        assert_eq!("0".parse(), Ok(PreprocessInstances::Count(0)));
+        for bad in ["", "-1", "two", "2.5"] {
+            let err = bad.parse::<PreprocessInstances>().unwrap_err();
+            assert!(err.contains("write auto or a count"), "{bad}: {err}");
+        }
     }
 }

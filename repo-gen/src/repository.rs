@@ -140,15 +140,21 @@ pub(crate) fn assemble(
         None
     };
 
+    let cores = std::thread::available_parallelism().ok().map(usize::from);
+    let (preprocess_instances, note) = options.preprocess_instances.resolve(cores);
+    notes.push(note);
+
     let batching = &options.batching;
     let parameters = facts.parameters();
     let mut text_pre = TextPreprocessModel::new(&names.text_preprocess, batching.clone());
+    text_pre.instances = preprocess_instances;
     text_pre.context_length = text.size as usize;
     text_pre.pad_token_id = prepared.pad_token_id(text.size as usize)?;
     text_pre.extra_parameters = parameters.clone();
     text_pre.warmup = options.warmup;
 
     let mut image_pre = ImagePreprocessModel::new(&names.image_preprocess, batching.clone());
+    image_pre.instances = preprocess_instances;
     image_pre.image_size = image.size as u32;
     image_pre.half_precision = image.input.data_type == DataType::Fp16;
     image_pre.extra_parameters = parameters;
