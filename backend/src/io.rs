@@ -14,6 +14,7 @@ use crate::status::{c_string, check, log_error, Failure};
 fn datatype_to_raw(datatype: DataType) -> sys::TRITONSERVER_DataType {
     match datatype {
         DataType::Bytes => sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_BYTES,
+        DataType::Uint8 => sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_UINT8,
         DataType::Int32 => sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_INT32,
         DataType::Int64 => sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_INT64,
         DataType::Fp16 => sys::TRITONSERVER_datatype_enum_TRITONSERVER_TYPE_FP16,

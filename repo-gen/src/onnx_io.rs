@@ -138,6 +138,7 @@ fn tensor(info: &ValueInfoProto) -> Result<TensorSpec, String> {
         Ok(OnnxType::Float16) => DataType::Fp16,
         Ok(OnnxType::Int64) => DataType::Int64,
         Ok(OnnxType::Int32) => DataType::Int32,
+        Ok(OnnxType::Uint8) => DataType::Uint8,
         other => {
             return Err(format!(
                 "'{name}' has element type {} ({}), which CLIP encoders do not use; \

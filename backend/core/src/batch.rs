@@ -20,6 +20,9 @@ pub trait Element: bytemuck::Pod + Send + Sync {
     const DATATYPE: DataType;
 }
 
+impl Element for u8 {
+    const DATATYPE: DataType = DataType::Uint8;
+}
 impl Element for i64 {
     const DATATYPE: DataType = DataType::Int64;
 }

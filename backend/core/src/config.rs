@@ -259,12 +259,16 @@ impl Reader<'_> {
                 tensor::PIXEL_VALUES,
                 &[DataType::Fp32, DataType::Fp16],
             )?,
+            [only] if only.name == tensor::PIXELS => {
+                self.typed(only, "input", tensor::PIXELS, &[DataType::Uint8])?
+            }
             tensors => {
                 let names: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
                 return Err(self.error(format!(
-                    "needs exactly one input named '{}' or '{}', config has {names:?}",
+                    "needs exactly one input named '{}', '{}' or '{}', config has {names:?}",
                     tensor::INPUT_IDS,
-                    tensor::PIXEL_VALUES
+                    tensor::PIXEL_VALUES,
+                    tensor::PIXELS
                 )));
             }
         };
@@ -713,7 +717,13 @@ mod tests {
                 encoder_config(
                     json!({"input": [{"name": "TEXT", "data_type": "TYPE_STRING", "dims": [1]}]}),
                 ),
-                "exactly one input named 'INPUT_IDS' or 'PIXEL_VALUES'",
+                "exactly one input named 'INPUT_IDS', 'PIXEL_VALUES' or 'PIXELS'",
+            ),
+            (
+                encoder_config(
+                    json!({"input": [{"name": "PIXELS", "data_type": "TYPE_FP32", "dims": [224, 224, 3]}]}),
+                ),
+                "input 'PIXELS' must be TYPE_UINT8, got TYPE_FP32",
             ),
             (
                 encoder_config(

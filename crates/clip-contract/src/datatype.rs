@@ -9,6 +9,8 @@ use std::fmt;
 pub enum DataType {
     /// Length-prefixed byte strings: `TYPE_STRING` in configs, `BYTES` on the wire.
     Bytes,
+    /// Decoded pixels, 0..=255 (the pixel path's HWC images).
+    Uint8,
     Int32,
     Int64,
     Fp16,
@@ -16,8 +18,9 @@ pub enum DataType {
 }
 
 impl DataType {
-    pub const ALL: [DataType; 5] = [
+    pub const ALL: [DataType; 6] = [
         DataType::Bytes,
+        DataType::Uint8,
         DataType::Int32,
         DataType::Int64,
         DataType::Fp16,
@@ -28,6 +31,7 @@ impl DataType {
     pub const fn config_name(self) -> &'static str {
         match self {
             DataType::Bytes => "TYPE_STRING",
+            DataType::Uint8 => "TYPE_UINT8",
             DataType::Int32 => "TYPE_INT32",
             DataType::Int64 => "TYPE_INT64",
             DataType::Fp16 => "TYPE_FP16",
@@ -39,6 +43,7 @@ impl DataType {
     pub const fn wire_name(self) -> &'static str {
         match self {
             DataType::Bytes => "BYTES",
+            DataType::Uint8 => "UINT8",
             DataType::Int32 => "INT32",
             DataType::Int64 => "INT64",
             DataType::Fp16 => "FP16",
@@ -50,6 +55,7 @@ impl DataType {
     pub const fn element_size(self) -> Option<usize> {
         match self {
             DataType::Bytes => None,
+            DataType::Uint8 => Some(1),
             DataType::Int32 | DataType::Fp32 => Some(4),
             DataType::Int64 => Some(8),
             DataType::Fp16 => Some(2),

@@ -20,6 +20,9 @@ pub mod tensor {
     pub const IMAGE: &str = "IMAGE";
     /// Normalised pixels, TYPE_FP32 or TYPE_FP16, dims [3, S, S].
     pub const PIXEL_VALUES: &str = "PIXEL_VALUES";
+    /// Decoded, resized and center-cropped RGB pixels, TYPE_UINT8, dims
+    /// [S, S, 3] (HWC, as a decoded image is laid out): the pixel path's input.
+    pub const PIXELS: &str = "PIXELS";
     /// Embedding vector, TYPE_FP32, dims [D].
     pub const EMBEDDING: &str = "EMBEDDING";
 }
@@ -32,6 +35,10 @@ pub mod model {
     pub const IMAGE_ENCODER: &str = "clip_image_encoder";
     pub const TEXT_ENSEMBLE: &str = "clip_text";
     pub const IMAGE_ENSEMBLE: &str = "clip_image";
+    /// The pixel path (`repo-gen --pixel-path`): the image encoder with
+    /// normalisation and the HWC to CHW transpose in its graph, for clients
+    /// that decode and crop images themselves; no preprocessing step.
+    pub const IMAGE_PIXELS: &str = "clip_image_pixels";
 }
 
 /// Values of the `kind` parameter: what a `clip` backend model does.

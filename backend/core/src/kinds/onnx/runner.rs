@@ -264,6 +264,7 @@ impl Runner for EncoderRunner {
     fn execute(&mut self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput {
         match self.io.input.data_type {
             DataType::Int64 => self.execute_typed::<i64>(batch),
+            DataType::Uint8 => self.execute_typed::<u8>(batch),
             DataType::Fp16 => self.execute_typed::<f16>(batch),
             _ => self.execute_typed::<f32>(batch),
         }

@@ -41,6 +41,7 @@ impl Declared {
 
 pub(super) fn element_of(data_type: DataType) -> Option<TensorElementType> {
     match data_type {
+        DataType::Uint8 => Some(TensorElementType::Uint8),
         DataType::Int32 => Some(TensorElementType::Int32),
         DataType::Int64 => Some(TensorElementType::Int64),
         DataType::Fp32 => Some(TensorElementType::Float32),
