@@ -126,19 +126,60 @@ pub(crate) fn textual(weights: &ClipWeights, dtype: WeightDtype) -> GraphProto {
     )
 }
 
-/// `PIXEL_VALUES` float `[batch, 3, S, S]` -> `EMBEDDING` float `[batch, embed_dim]`.
-pub(crate) fn visual(weights: &ClipWeights, dtype: WeightDtype) -> GraphProto {
+/// What the image encoder takes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum VisualInput {
+    /// `PIXEL_VALUES` float `[batch, 3, S, S]`, normalised by the preprocessing model.
+    Normalised,
+    /// `PIXELS` uint8 `[batch, S, S, 3]`, resized and cropped but not
+    /// normalised: the graph transposes to CHW and normalises with these
+    /// per-channel constants, in the reference's order (`x / 255`, `- mean`,
+    /// `/ std`, in float32).
+    Pixels { mean: [f32; 3], std: [f32; 3] },
+}
+
+/// `PIXEL_VALUES` float `[batch, 3, S, S]` (or `PIXELS`, see [`VisualInput`])
+/// -> `EMBEDDING` float `[batch, embed_dim]`.
+pub(crate) fn visual(weights: &ClipWeights, dtype: WeightDtype, input: VisualInput) -> GraphProto {
     let arch = &weights.arch;
     let v = &arch.vision;
     let w = &weights.vision;
     let mut g = GraphBuilder::new(dtype);
-    g.reserve(tensor::PIXEL_VALUES);
-
+    let (normalised, input_info) = match input {
+        VisualInput::Normalised => {
+            g.reserve(tensor::PIXEL_VALUES);
+            let info = value_info(
+                tensor::PIXEL_VALUES,
+                DataType::Float,
+                &[
+                    Dim::Named(BATCH_DIM),
+                    Dim::Fixed(3),
+                    Dim::Fixed(v.image_size),
+                    Dim::Fixed(v.image_size),
+                ],
+            );
+            (tensor::PIXEL_VALUES.to_string(), info)
+        }
+        VisualInput::Pixels { mean, std } => {
+            g.reserve(tensor::PIXELS);
+            let info = value_info(
+                tensor::PIXELS,
+                DataType::Uint8,
+                &[
+                    Dim::Named(BATCH_DIM),
+                    Dim::Fixed(v.image_size),
+                    Dim::Fixed(v.image_size),
+                    Dim::Fixed(3),
+                ],
+            );
+            (normalise_pixels(&mut g, mean, std), info)
+        }
+    };
     let pixels = match dtype {
-        WeightDtype::F32 => tensor::PIXEL_VALUES.to_string(),
+        WeightDtype::F32 => normalised,
         WeightDtype::F16 => g.op(
             "Cast",
-            &[tensor::PIXEL_VALUES],
+            &[&normalised],
             vec![attr_int("to", DataType::Float16 as i64)],
             "vision.pixels_f16",
         ),
@@ -195,9 +236,13 @@ pub(crate) fn visual(weights: &ClipWeights, dtype: WeightDtype) -> GraphProto {
         "vision.patch_embeddings",
     );
     let class_token = g.weight("vision.class_token", &[1, 1, width], &class_row);
+    let input_name = match input {
+        VisualInput::Normalised => tensor::PIXEL_VALUES,
+        VisualInput::Pixels { .. } => tensor::PIXELS,
+    };
     let batch = g.op(
         "Shape",
-        &[tensor::PIXEL_VALUES],
+        &[input_name],
         vec![attr_int("start", 0), attr_int("end", 1)],
         "vision.batch",
     );
@@ -250,20 +295,30 @@ pub(crate) fn visual(weights: &ClipWeights, dtype: WeightDtype) -> GraphProto {
     );
     output(&mut g, &out);
 
-    g.finish(
-        "clip_visual",
-        vec![value_info(
-            tensor::PIXEL_VALUES,
-            DataType::Float,
-            &[
-                Dim::Named(BATCH_DIM),
-                Dim::Fixed(3),
-                Dim::Fixed(v.image_size),
-                Dim::Fixed(v.image_size),
-            ],
-        )],
-        vec![embedding_info(arch)],
-    )
+    g.finish("clip_visual", vec![input_info], vec![embedding_info(arch)])
+}
+
+/// `PIXELS` uint8 HWC -> normalised float32 CHW, as the preprocessing model
+/// computes it.
+fn normalise_pixels(g: &mut GraphBuilder, mean: [f32; 3], std: [f32; 3]) -> String {
+    let levels = g.op(
+        "Cast",
+        &[tensor::PIXELS],
+        vec![attr_int("to", DataType::Float as i64)],
+        "vision.levels",
+    );
+    let chw = g.op(
+        "Transpose",
+        &[&levels],
+        vec![attr_ints("perm", &[0, 3, 1, 2])],
+        "vision.levels_chw",
+    );
+    let rescale = g.float32("vision.rescale", &[], &[(1.0f64 / 255.0) as f32]);
+    let mean = g.float32("vision.mean", &[1, 3, 1, 1], &mean);
+    let std = g.float32("vision.std", &[1, 3, 1, 1], &std);
+    let x = g.op("Mul", &[&chw, &rescale], vec![], "vision.rescaled");
+    let x = g.op("Sub", &[&x, &mean], vec![], "vision.centred");
+    g.op("Div", &[&x, &std], vec![], "vision.normalised")
 }
 
 fn embedding_info(arch: &ClipArchitecture) -> crate::proto::ValueInfoProto {

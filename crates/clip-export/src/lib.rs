@@ -48,10 +48,13 @@ pub mod proto {
 
 pub use arch::{Activation, ClipArchitecture, TextPooling, TextTower, VisionTower, CLIP_EOT_ID};
 pub use error::{ExportError, Result};
-pub use graph::BATCH_DIM;
+pub use graph::{VisualInput, BATCH_DIM};
 pub use onnx::{ExternalData, ExternalDataPolicy, OnnxModel, WeightDtype, OPSET};
 pub use random::{default_text_pooling, RANDOM_INIT_STD};
-pub use verify::{verify_textual, verify_visual, Embeddings, LoadedModel, OrtRuntime, ProbeReport};
+pub use verify::{
+    verify_textual, verify_visual, verify_visual_pixels, Embeddings, LoadedModel, OrtRuntime,
+    ProbeReport,
+};
 pub use weights::{ClipWeights, WeightLayout};
 
 /// How the models are written.
@@ -76,11 +79,29 @@ pub fn export_textual(weights: &ClipWeights, options: &ExportOptions) -> Result<
 /// The image encoder: `PIXEL_VALUES` -> `EMBEDDING`.
 pub fn export_visual(weights: &ClipWeights, options: &ExportOptions) -> Result<OnnxModel> {
     weights.arch.validate()?;
-    let graph = graph::visual(weights, options.dtype);
+    let graph = graph::visual(weights, options.dtype, VisualInput::Normalised);
     Ok(onnx::encode_model(
         graph,
         metadata(weights, options, "visual"),
         "CLIP image encoder: normalised pixels to the projected image embedding (get_image_features).",
+        &options.external_data,
+    ))
+}
+
+/// The pixel path's image encoder: `PIXELS` (uint8 HWC, resized and
+/// cropped) -> `EMBEDDING`, normalising with `mean` and `std` in the graph.
+pub fn export_visual_pixels(
+    weights: &ClipWeights,
+    options: &ExportOptions,
+    mean: [f32; 3],
+    std: [f32; 3],
+) -> Result<OnnxModel> {
+    weights.arch.validate()?;
+    let graph = graph::visual(weights, options.dtype, VisualInput::Pixels { mean, std });
+    Ok(onnx::encode_model(
+        graph,
+        metadata(weights, options, "visual_pixels"),
+        "CLIP image encoder for decoded pixels: uint8 HWC crops, normalised in the graph, to the projected image embedding.",
         &options.external_data,
     ))
 }

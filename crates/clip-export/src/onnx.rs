@@ -154,6 +154,21 @@ impl GraphBuilder {
         name
     }
 
+    /// A float32 initializer whatever the weight dtype (constants that must
+    /// keep the reference's float arithmetic).
+    pub fn float32(&mut self, hint: &str, shape: &[usize], data: &[f32]) -> String {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "{hint}: data/shape"
+        );
+        let name = self.fresh(hint);
+        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializers
+            .push(raw_tensor(&name, shape, DataType::Float, raw));
+        name
+    }
+
     /// A scalar in the weight dtype.
     pub fn scalar(&mut self, hint: &str, value: f32) -> String {
         self.weight(hint, &[], &[value])

@@ -113,6 +113,24 @@ impl LoadedModel {
         self.run(tensor::PIXEL_VALUES, input)
     }
 
+    /// Runs the pixel path's visual model on `batch` uint8 HWC crops.
+    pub fn embed_pixels(
+        &mut self,
+        pixels: &[u8],
+        batch: usize,
+        image_size: usize,
+    ) -> Result<Embeddings> {
+        assert_eq!(
+            pixels.len(),
+            batch * image_size * image_size * 3,
+            "pixels do not fill the batch"
+        );
+        let s = image_size as i64;
+        let input = OrtTensor::from_array((vec![batch as i64, s, s, 3], pixels.to_vec()))
+            .map_err(|e| ExportError::Ort(e.to_string()))?;
+        self.run(tensor::PIXELS, input)
+    }
+
     fn run<T: ort::value::PrimitiveTensorElementType + std::fmt::Debug>(
         &mut self,
         name: &str,
@@ -216,6 +234,24 @@ pub fn verify_visual(
         .embed_images(&pixels, PROBE_BATCH, s)
         .map_err(|e| verification("visual", e.to_string()))?;
     check(&out, arch, "visual")
+}
+
+/// Loads the pixel path's visual model and runs a probe batch of uint8 HWC
+/// crops, as [`verify_visual`] does for the normalised one.
+pub fn verify_visual_pixels(
+    runtime: &OrtRuntime,
+    model: &OnnxModel,
+    arch: &ClipArchitecture,
+) -> Result<ProbeReport> {
+    let s = arch.vision.image_size;
+    let pixels: Vec<u8> = (0..PROBE_BATCH * s * s * 3)
+        .map(|i| ((i * 31 + i / (3 * s) * 7) % 256) as u8)
+        .collect();
+    let mut loaded = runtime.session(model)?;
+    let out = loaded
+        .embed_pixels(&pixels, PROBE_BATCH, s)
+        .map_err(|e| verification("visual_pixels", e.to_string()))?;
+    check(&out, arch, "visual_pixels")
 }
 
 fn verification(model: &str, message: String) -> ExportError {

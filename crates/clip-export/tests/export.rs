@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use clip_export::{
-    export_textual, export_visual, verify_textual, verify_visual, ClipArchitecture, ClipWeights,
-    ExportError, ExportOptions, ExternalDataPolicy, OnnxModel, OrtRuntime, WeightDtype,
-    WeightLayout,
+    export_textual, export_visual, export_visual_pixels, verify_textual, verify_visual,
+    ClipArchitecture, ClipWeights, ExportError, ExportOptions, ExternalDataPolicy, OnnxModel,
+    OrtRuntime, WeightDtype, WeightLayout,
 };
 use clip_test_support::{ort_library, tiny_clip};
 use serde_json::Value;
@@ -228,6 +228,55 @@ fn dynamic_batch_one_and_five() {
                 "{variant} image batch {picked:?}: {diff}"
             );
         }
+    }
+}
+
+/// The pixel path's graph (uint8 HWC in, normalised inside) gives the
+/// normalised graph's embedding for the same crops, in both weight dtypes.
+#[test]
+fn the_pixel_graph_normalises_like_the_preprocessing_model() {
+    let f = fx();
+    let weights = load("quick_gelu", WeightLayout::Transformers);
+    let (mean, std) = (
+        clip_contract::defaults::IMAGE_MEAN,
+        clip_contract::defaults::IMAGE_STD,
+    );
+    let s = f.image_size;
+    let batch = 4;
+    // Every level in every channel, in a scrambled order.
+    let hwc: Vec<u8> = (0..batch * s * s * 3)
+        .map(|i| (i * 97 % 256) as u8)
+        .collect();
+    // What clip-image's lookup table gives: x / 255 in f64, then f32 arithmetic.
+    let mut chw = vec![0f32; hwc.len()];
+    for b in 0..batch {
+        for y in 0..s {
+            for x in 0..s {
+                for c in 0..3 {
+                    let level = hwc[((b * s + y) * s + x) * 3 + c];
+                    let scaled = (f64::from(level) * (1.0 / 255.0)) as f32;
+                    chw[((b * 3 + c) * s + y) * s + x] = (scaled - mean[c]) / std[c];
+                }
+            }
+        }
+    }
+    let runtime = runtime();
+    for dtype in [WeightDtype::F32, WeightDtype::F16] {
+        let options = ExportOptions {
+            dtype,
+            ..Default::default()
+        };
+        let mut normalised = runtime
+            .session(&export_visual(&weights, &options).unwrap())
+            .unwrap();
+        let mut pixels = runtime
+            .session(&export_visual_pixels(&weights, &options, mean, std).unwrap())
+            .unwrap();
+        let expected = normalised.embed_images(&chw, batch, s).unwrap();
+        let got = pixels.embed_pixels(&hwc, batch, s).unwrap();
+        assert_eq!(got.shape, expected.shape);
+        let diff = max_abs_diff(&got.data, &expected.data);
+        assert!(diff <= 1e-5, "{dtype:?}: {diff}");
     }
 }
 

@@ -131,6 +131,20 @@ impl ImagePreprocessor {
         encoded: &[u8],
         out: &mut [f32],
     ) -> Result<Decode, ImageError> {
+        self.guarded(encoded, Target::Normalised(out))
+    }
+
+    /// Steps 1 to 3 only: decode + RGB + resize + center crop, the crop's
+    /// RGB levels in HWC order (`size x size x 3` bytes into `out`), for the
+    /// pixel path, whose encoder normalises in its graph. The levels are the
+    /// ones [`preprocess_into`](Self::preprocess_into) normalises. On error
+    /// `out` is zeroed (when its length is right).
+    pub fn pixels_into(&self, encoded: &[u8], out: &mut [u8]) -> Result<Decode, ImageError> {
+        self.guarded(encoded, Target::Pixels(out))
+    }
+
+    /// Checks the output's length, runs, and zeroes the output on error.
+    fn guarded(&self, encoded: &[u8], mut out: Target<'_>) -> Result<Decode, ImageError> {
         let expected = self.pixels_per_image();
         if out.len() != expected {
             return Err(ImageError::OutputLength {
@@ -140,7 +154,7 @@ impl ImagePreprocessor {
         }
         // Last line of defence: a panic in a decoder must not take the server down.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            SCRATCH.with(|s| self.run(encoded, out, &mut s.borrow_mut()))
+            SCRATCH.with(|s| self.run(encoded, &mut out, &mut s.borrow_mut()))
         }))
         .unwrap_or_else(|panic| {
             let msg = panic
@@ -151,7 +165,7 @@ impl ImagePreprocessor {
             Err(ImageError::Internal(msg))
         });
         if result.is_err() {
-            out.fill(0.0);
+            out.zero();
         }
         result
     }
@@ -187,7 +201,7 @@ impl ImagePreprocessor {
     fn run(
         &self,
         encoded: &[u8],
-        out: &mut [f32],
+        out: &mut Target<'_>,
         scratch: &mut Scratch,
     ) -> Result<Decode, ImageError> {
         if encoded.is_empty() {
@@ -220,7 +234,7 @@ impl ImagePreprocessor {
         &self,
         format: Format,
         encoded: &[u8],
-        out: &mut [f32],
+        out: &mut Target<'_>,
         scratch: &mut Scratch,
     ) -> Result<u32, ImageError> {
         // Only a JPEG is ever decoded at a reduced scale.
@@ -261,8 +275,34 @@ impl ImagePreprocessor {
             temp,
             crop,
         )?;
-        normalize::normalize(&self.lut, crop, ch, out);
+        match out {
+            Target::Normalised(out) => normalize::normalize(&self.lut, crop, ch, out),
+            Target::Pixels(out) => normalize::to_rgb(crop, ch, out),
+        }
         Ok(scale_denominator)
+    }
+}
+
+/// Where the crop goes: normalised CHW floats, or its RGB levels HWC.
+enum Target<'o> {
+    Normalised(&'o mut [f32]),
+    Pixels(&'o mut [u8]),
+}
+
+impl Target<'_> {
+    /// Values, not bytes: `3 * size * size` for either.
+    fn len(&self) -> usize {
+        match self {
+            Target::Normalised(out) => out.len(),
+            Target::Pixels(out) => out.len(),
+        }
+    }
+
+    fn zero(&mut self) {
+        match self {
+            Target::Normalised(out) => out.fill(0.0),
+            Target::Pixels(out) => out.fill(0),
+        }
     }
 }
 

@@ -20,6 +20,23 @@ pub(crate) fn build_lut(options: &ImageOptions) -> Box<Lut> {
     lut
 }
 
+/// Crop buffer (size x size x channels) -> RGB bytes, HWC: the pixel path's
+/// input, with grey replicated and alpha dropped as [`normalize`] does.
+pub(crate) fn to_rgb(crop: &[u8], channels: usize, out: &mut [u8]) {
+    match channels {
+        3 => out.copy_from_slice(crop),
+        // Grey, with or without alpha.
+        1 | 2 => out
+            .chunks_exact_mut(3)
+            .zip(crop.chunks_exact(channels))
+            .for_each(|(o, px)| o.fill(px[0])),
+        _ => out
+            .chunks_exact_mut(3)
+            .zip(crop.chunks_exact(channels))
+            .for_each(|(o, px)| o.copy_from_slice(&px[..3])),
+    }
+}
+
 /// Crop buffer (size x size x channels) -> CHW floats through the lookup tables.
 pub(crate) fn normalize(lut: &Lut, crop: &[u8], channels: usize, out: &mut [f32]) {
     let plane = out.len() / 3;
