@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use clip_contract::{file, kind, param, triton, TensorSpec};
+use clip_contract::{file, kind, param, triton, DataType, TensorSpec};
 use serde::Serialize;
 
 use crate::model_dir::{FileSource, ModelDir, VersionFile};
@@ -264,9 +264,12 @@ impl EncoderModel {
         );
         context.insert(
             "input_note",
-            match self.tower {
-                Tower::Text => "token ids, one row per sentence",
-                Tower::Image => "normalised RGB pixels, CHW",
+            match (self.tower, self.inputs.first().map(|t| t.data_type)) {
+                (Tower::Text, _) => "token ids, one row per sentence",
+                (Tower::Image, Some(DataType::Uint8)) => {
+                    "RGB pixels, HWC, resized and center-cropped (normalised in the graph)"
+                }
+                (Tower::Image, _) => "normalised RGB pixels, CHW",
             },
         );
         context.insert("embedding_dim", &self.facts.embedding_dim);

@@ -5,7 +5,8 @@
 //! 2. [`crate::sources`] resolves the encoders: downloaded or local weights
 //!    exported with clip-export and run once in ONNX Runtime (a probe
 //!    batch), or ONNX files as they are.
-//! 3. [`crate::repository`] assembles the six models from them.
+//! 3. [`crate::repository`] assembles the six models from them (seven
+//!    with `--pixel-path`).
 //! 4. [`crate::staging`] writes them into a temporary folder beside the
 //!    output folder and renames it into place at the end.
 
@@ -46,7 +47,7 @@ pub fn generate(options: &Options, log: &mut dyn FnMut(&str)) -> Result<Generate
     staging.commit()?;
     Ok(Generated {
         out: options.out.clone(),
-        models: names.all().iter().map(|s| (*s).to_owned()).collect(),
+        models: assembled.models.iter().map(|m| m.name.clone()).collect(),
         notes: assembled.notes,
     })
 }

@@ -182,6 +182,12 @@ struct ExportArgs {
     /// `tritonserver --cache-config local,size=268435456`.
     #[arg(long, help_heading = "Batching and scaling")]
     response_cache: bool,
+    /// Also write clip_image_pixels: the image encoder taking decoded, resized and cropped
+    /// UINT8 [S, S, 3] pixels, normalised inside its graph, for clients that decode images
+    /// themselves (clip-client --preprocess local). Its own copy of the image encoder's
+    /// weights; needs weights to export (not --onnx-dir).
+    #[arg(long, help_heading = "Batching and scaling")]
+    pixel_path: bool,
 }
 
 fn parse_gpus(text: &str) -> Result<GpuChoice, String> {
@@ -265,6 +271,7 @@ fn run(args: ExportArgs) -> ExitCode {
         preprocess_instances: args.preprocess_instances,
         warmup: !args.no_warmup,
         response_cache: args.response_cache,
+        pixel_path: args.pixel_path,
         gpus: args.gpus,
         trt_accelerator: args.trt_accelerator,
         // Absolute: dlopen does not look in the working folder, and the backend

@@ -112,6 +112,8 @@ pub struct Options {
     pub warmup: bool,
     /// `response_cache` in the ensembles and encoders.
     pub response_cache: bool,
+    /// Also write `clip_image_pixels`, the image encoder for decoded pixels.
+    pub pixel_path: bool,
     pub trt_accelerator: bool,
     /// ONNX Runtime for the verification run (else `ORT_DYLIB_PATH`), and
     /// `ort_library` of `ort` encoders.
@@ -124,6 +126,13 @@ pub struct Options {
 impl Options {
     /// Refuses combinations that cannot work, naming the flags.
     pub(crate) fn check(&self) -> Result<(), GenerateError> {
+        if self.pixel_path && matches!(self.source, Source::OnnxDir { .. }) {
+            return Err(GenerateError::Invalid(
+                "--pixel-path exports its image encoder from weights (--model, --weights or \
+                 --random-init); --onnx-dir files are served as they are"
+                    .to_owned(),
+            ));
+        }
         if self.trt_accelerator && self.runtime != Runtime::OnnxRuntime {
             return Err(GenerateError::Invalid(format!(
                 "--trt-accelerator is an option of --runtime onnxruntime (ONNX Runtime's TensorRT \

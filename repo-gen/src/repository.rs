@@ -1,4 +1,5 @@
-//! The six models of a repository, assembled from the prepared encoders:
+//! The six models of a repository (seven with the pixel path), assembled
+//! from the prepared encoders:
 //! their interfaces read from the ONNX files and checked against what the
 //! preprocessing feeds them, the facts every model carries, the instance
 //! placement, and, for TensorRT, the trtexec script.
@@ -17,7 +18,7 @@ use crate::render::{check_name, RenderError};
 use crate::sources::{Prepared, RANDOM_INIT_WARNING};
 use crate::tensorrt::{self, TrtexecCommand};
 
-/// The six model names of a repository, prefix applied.
+/// The model names of a repository, prefix applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ModelNames {
     text_preprocess: String,
@@ -26,6 +27,7 @@ pub(crate) struct ModelNames {
     image_encoder: String,
     text_ensemble: String,
     image_ensemble: String,
+    image_pixels: String,
 }
 
 impl ModelNames {
@@ -57,18 +59,8 @@ impl ModelNames {
             image_encoder: name(model::IMAGE_ENCODER)?,
             text_ensemble: name(model::TEXT_ENSEMBLE)?,
             image_ensemble: name(model::IMAGE_ENSEMBLE)?,
+            image_pixels: name(model::IMAGE_PIXELS)?,
         })
-    }
-
-    pub(crate) fn all(&self) -> [&str; 6] {
-        [
-            &self.text_preprocess,
-            &self.image_preprocess,
-            &self.text_encoder,
-            &self.image_encoder,
-            &self.text_ensemble,
-            &self.image_ensemble,
-        ]
     }
 }
 
@@ -120,7 +112,23 @@ pub(crate) fn assemble(
             param::LOGIT_SCALE
         ));
     }
-    let weights_bytes = prepared.textual.bytes() + prepared.visual.bytes();
+    let pixels = match &prepared.visual_pixels {
+        Some(source) => {
+            let what = model::IMAGE_PIXELS;
+            let io = TowerIo::pixels(&onnx_io::read_source(source, what)?, what)?;
+            if io.size != image.size || io.embedding_dim != image.embedding_dim {
+                return Err(GenerateError::Invalid(format!(
+                    "{what} takes {}-pixel images into {} dimensions, the image encoder {} into {}",
+                    io.size, io.embedding_dim, image.size, image.embedding_dim
+                )));
+            }
+            Some(io)
+        }
+        None => None,
+    };
+    let weights_bytes = prepared.textual.bytes()
+        + prepared.visual.bytes()
+        + prepared.visual_pixels.as_ref().map_or(0, |p| p.bytes());
     let groups = instance_groups(options, weights_bytes, &mut notes)?;
     let script = if options.runtime == Runtime::TensorRt {
         notes.push(format!(
@@ -131,7 +139,7 @@ pub(crate) fn assemble(
             options.name_prefix,
             file::TRTEXEC_SCRIPT
         ));
-        let commands = trtexec_commands(options, names, &text, &image)?;
+        let commands = trtexec_commands(options, names, &text, &image, pixels.as_ref())?;
         Some((
             format!("{}{}", options.name_prefix, file::TRTEXEC_SCRIPT),
             tensorrt::script(&commands),
@@ -224,7 +232,7 @@ pub(crate) fn assemble(
         }
     };
 
-    let models = vec![
+    let mut models = vec![
         text_pre.model_dir(Some(&prepared.tokenizer))?,
         image_pre.model_dir()?,
         encoder(&names.text_encoder, Tower::Text, &text).model_dir(prepared.textual)?,
@@ -246,6 +254,21 @@ pub(crate) fn assemble(
         )
         .model_dir()?,
     ];
+    if let (Some(io), Some(source)) = (&pixels, prepared.visual_pixels) {
+        let mut pixel_model = encoder(&names.image_pixels, Tower::Image, io);
+        // A client crops exactly as the image preprocessing model would.
+        pixel_model.extra_parameters = vec![
+            (
+                param::MAX_PIXELS.to_owned(),
+                image_pre.max_pixels.to_string(),
+            ),
+            (
+                param::REDUCED_SCALE_DECODE.to_owned(),
+                image_pre.reduced_scale_decode.to_string(),
+            ),
+        ];
+        models.push(pixel_model.model_dir(source)?);
+    }
     Ok(Assembled {
         models,
         script,
@@ -317,6 +340,26 @@ impl TowerIo {
         })
     }
 
+    /// The pixel path's encoder: uint8 `[batch, S, S, 3]` in.
+    fn pixels(io: &ModelIo, what: &str) -> Result<Self, GenerateError> {
+        let (input, output) = Self::single(io, what)?;
+        let size = match (input.data_type, input.dims.as_slice()) {
+            (DataType::Uint8, [h, w, 3]) if h == w && *h > 0 => *h,
+            _ => {
+                return Err(GenerateError::Invalid(format!(
+                "{what}: input '{}' must be uint8 [batch, S, S, 3] with a fixed S, it is {} {:?}",
+                input.name, input.data_type, input.dims
+            )))
+            }
+        };
+        Ok(TowerIo {
+            embedding_dim: output.dims[0],
+            input,
+            output,
+            size,
+        })
+    }
+
     fn image(io: &ModelIo, what: &str) -> Result<Self, GenerateError> {
         let (input, output) = Self::single(io, what)?;
         let size = match (input.data_type, input.dims.as_slice()) {
@@ -366,10 +409,12 @@ fn trtexec_commands(
     names: &ModelNames,
     text: &TowerIo,
     image: &TowerIo,
+    pixels: Option<&TowerIo>,
 ) -> Result<Vec<TrtexecCommand>, GenerateError> {
     let fp16 = options.dtype == WeightDtype::F16;
     [(&names.text_encoder, text), (&names.image_encoder, image)]
         .into_iter()
+        .chain(pixels.map(|io| (&names.image_pixels, io)))
         .map(|(name, io)| {
             TrtexecCommand::new(
                 name,

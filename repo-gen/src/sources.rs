@@ -26,6 +26,8 @@ pub const RANDOM_INIT_WARNING: &str =
 pub(crate) struct Prepared {
     pub(crate) textual: FileSource,
     pub(crate) visual: FileSource,
+    /// The pixel path's image encoder (`--pixel-path`).
+    pub(crate) visual_pixels: Option<FileSource>,
     pub(crate) tokenizer: PathBuf,
     /// How the weights' own tokenizer pads, for tokenizer files that do not say.
     padding: Padding,
@@ -228,6 +230,14 @@ fn export_weights(
         .map_err(export_error("exporting the text encoder"))?;
     let visual = clip_export::export_visual(weights, &export_options)
         .map_err(export_error("exporting the image encoder"))?;
+    let visual_pixels = if options.pixel_path {
+        log("exporting the pixel path's image encoder (uint8 pixels, normalised in the graph)");
+        let model = clip_export::export_visual_pixels(weights, &export_options, mean, std)
+            .map_err(export_error("exporting the pixel path's image encoder"))?;
+        Some(model)
+    } else {
+        None
+    };
 
     let runtime = OrtRuntime::load(options.ort_library.as_deref(), "--ort-library")
         .map_err(export_error(
@@ -241,10 +251,15 @@ fn export_weights(
         .map_err(export_error("checking the text encoder"))?;
     clip_export::verify_visual(&runtime, &visual, arch)
         .map_err(export_error("checking the image encoder"))?;
+    if let Some(pixels) = &visual_pixels {
+        clip_export::verify_visual_pixels(&runtime, pixels, arch)
+            .map_err(export_error("checking the pixel path's image encoder"))?;
+    }
 
     let mut prepared = Prepared {
         textual: FileSource::Onnx(textual),
         visual: FileSource::Onnx(visual),
+        visual_pixels: visual_pixels.map(FileSource::Onnx),
         tokenizer,
         padding,
         model_name,
@@ -408,6 +423,7 @@ fn onnx_dir(dir: &Path, tokenizer: Option<&Path>) -> Result<Prepared, GenerateEr
     Ok(Prepared {
         textual,
         visual,
+        visual_pixels: None,
         tokenizer,
         padding: Padding::Zero,
         model_name: folder_name(dir),
