@@ -118,6 +118,7 @@ fn library_encodes_ranks_and_isolates_bad_items() {
             batch_size: 3,
             concurrency: 8,
             normalize: true,
+            ..Default::default()
         };
         let shuffled = client
             .encode(many.iter().map(|&i| mixed[i].0.clone()), &options)

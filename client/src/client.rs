@@ -7,7 +7,7 @@ use clip_contract::model;
 use tokio::sync::OnceCell;
 
 use crate::input::{ImageReader, Modality};
-use crate::models::ModelInfo;
+use crate::models::{ModelInfo, PixelModel};
 use crate::servers::Servers;
 use crate::triton::{ConnectOptions, Triton};
 use crate::Error;
@@ -29,6 +29,7 @@ pub struct Client {
     prefix: String,
     text: Arc<OnceCell<ModelInfo>>,
     image: Arc<OnceCell<ModelInfo>>,
+    pixels: Arc<OnceCell<PixelModel>>,
     pub(crate) reader: ImageReader,
 }
 
@@ -99,6 +100,7 @@ impl Client {
             prefix: options.name_prefix,
             text: Arc::default(),
             image: Arc::default(),
+            pixels: Arc::default(),
             reader: ImageReader::new(),
         })
     }
@@ -128,11 +130,37 @@ impl Client {
             Modality::Text => &self.text,
             Modality::Image => &self.image,
         };
-        cell.get_or_try_init(|| self.discover(modality)).await
+        let name = self.ensemble_name(modality);
+        cell.get_or_try_init(|| async {
+            let config = self.ready_config(&name).await?;
+            ModelInfo::from_config(modality, &config)
+        })
+        .await
     }
 
-    async fn discover(&self, modality: Modality) -> Result<ModelInfo, Error> {
-        let name = self.ensemble_name(modality);
+    /// The pixel path's model (`repo-gen --pixel-path`), asked of the server once.
+    pub async fn pixel_model(&self) -> Result<&PixelModel, Error> {
+        let name = format!("{}{}", self.prefix, model::IMAGE_PIXELS);
+        self.pixels
+            .get_or_try_init(|| async {
+                let config = self.ready_config(&name).await.map_err(|e| match e {
+                    Error::Model { model, reason } => Error::Model {
+                        model,
+                        reason: format!(
+                            "{reason} (--preprocess local needs a repository written with \
+                             repo-gen --pixel-path)"
+                        ),
+                    },
+                    other => other,
+                })?;
+                PixelModel::from_config(&config)
+            })
+            .await
+    }
+
+    /// The config of model `name`, once it is ready; why not, when it is not.
+    async fn ready_config(&self, name: &str) -> Result<crate::proto::ModelConfig, Error> {
+        let name = name.to_owned();
         let unusable = |reason: String| Error::Model {
             model: name.clone(),
             reason,
@@ -172,7 +200,7 @@ impl Client {
                 async move { t.model_config(name).await }
             })
             .await?;
-        ModelInfo::from_config(modality, &config)
+        Ok(config)
     }
 
     /// Server liveness and readiness, and whether each ensemble can be used.

@@ -8,9 +8,15 @@
 //! invalid, the batch is split in halves until the bad items are alone, so
 //! one corrupt image costs only itself. An [`Input::Invalid`] is never
 //! sent: its error goes out at once, in its own place.
+//!
+//! With [`Preprocess::Local`], images are decoded, resized and cropped here,
+//! with the backend's own code and settings, and their pixels go to the
+//! pixel path's model: the server does no preprocessing, and an image that
+//! cannot be decoded fails here, alone.
 
 use std::collections::{BTreeMap, VecDeque};
 
+use clip_contract::DataType;
 use futures_util::future::BoxFuture;
 use futures_util::{stream, FutureExt, Stream, StreamExt};
 
@@ -18,7 +24,7 @@ use crate::client::Client;
 use crate::error::{ItemError, ItemFailure};
 use crate::input::{ImageSource, Input, Modality};
 use crate::models::ModelInfo;
-use crate::{bytes_request, output_as_f32, Error};
+use crate::{bytes_request, fixed_request, output_as_f32, Error};
 
 /// How `encode` batches and sends. Progress is what the results say as
 /// they arrive: `encode_each`'s items, `encode_with_callbacks`' requests.
@@ -30,6 +36,8 @@ pub struct EncodeOptions {
     pub concurrency: usize,
     /// Scale each embedding to unit length.
     pub normalize: bool,
+    /// Where images are decoded.
+    pub preprocess: Preprocess,
 }
 
 impl Default for EncodeOptions {
@@ -38,8 +46,21 @@ impl Default for EncodeOptions {
             batch_size: 32,
             concurrency: 4,
             normalize: false,
+            preprocess: Preprocess::Server,
         }
     }
+}
+
+/// Where images are decoded, resized and cropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preprocess {
+    /// The server's image ensemble does it: the client sends the files.
+    #[default]
+    Server,
+    /// The client does it, with the same code and the settings the server's
+    /// pixel path model gives, and sends `S x S x 3` pixels to that model
+    /// (`repo-gen --pixel-path`). The embeddings are the server path's.
+    Local,
 }
 
 /// One input's outcome.
@@ -270,21 +291,37 @@ impl Client {
     where
         I: Iterator<Item = Input> + 'a,
     {
-        let normalize = options.normalize;
+        let (normalize, preprocess) = (options.normalize, options.preprocess);
         stream::iter(Batcher::new(inputs, options.batch_size))
-            .map(move |batch| self.run_batch(batch, normalize))
+            .map(move |batch| self.run_batch(batch, normalize, preprocess))
             .buffered(options.concurrency.max(1))
     }
 
-    /// Reads the batch's images, sends it (in chunks of the model's largest
-    /// batch) and pairs every input with its outcome.
-    async fn run_batch(&self, batch: Batch, normalize: bool) -> Result<Vec<Encoded>, Error> {
+    /// Reads the batch's images (and crops them, for the pixel path), sends
+    /// it (in chunks of the model's largest batch) and pairs every input
+    /// with its outcome.
+    async fn run_batch(
+        &self,
+        batch: Batch,
+        normalize: bool,
+        preprocess: Preprocess,
+    ) -> Result<Vec<Encoded>, Error> {
         let (modality, items) = match batch {
             Batch::Request { modality, items } => (modality, items),
             Batch::Invalid(encoded) => return Ok(vec![encoded]),
         };
-        let info = self.model(modality).await?;
         let payloads = self.payloads(&items).await;
+        let payloads: Vec<Result<Vec<u8>, ItemFailure>> = payloads
+            .into_iter()
+            .map(|p| p.map_err(ItemFailure::Read))
+            .collect();
+        let (info, payloads) = match (modality, preprocess) {
+            (Modality::Image, Preprocess::Local) => {
+                let pixel = self.pixel_model().await?;
+                (&pixel.info, crop_locally(pixel, payloads).await)
+            }
+            _ => (self.model(modality).await?, payloads),
+        };
         let mut readable = Vec::new();
         let mut outcomes: Vec<Option<Result<Vec<f32>, ItemFailure>>> = Vec::new();
         for (position, payload) in payloads.into_iter().enumerate() {
@@ -293,7 +330,7 @@ impl Client {
                     readable.push((position, bytes));
                     outcomes.push(None);
                 }
-                Err(reason) => outcomes.push(Some(Err(ItemFailure::Read(reason)))),
+                Err(failure) => outcomes.push(Some(Err(failure))),
             }
         }
         let mut served = Vec::new();
@@ -395,7 +432,12 @@ impl Client {
         items: &[(usize, Vec<u8>)],
     ) -> Result<Vec<Vec<f32>>, Error> {
         let payloads: Vec<&[u8]> = items.iter().map(|(_, bytes)| bytes.as_slice()).collect();
-        let request = bytes_request(&info.name, &info.input.name, &info.output.name, &payloads);
+        let request = match info.input.data_type {
+            DataType::Bytes => {
+                bytes_request(&info.name, &info.input.name, &info.output.name, &payloads)
+            }
+            _ => fixed_request(&info.name, &info.input, &info.output.name, &payloads),
+        };
         let response = self
             .servers
             .call(|t| {
@@ -421,6 +463,38 @@ impl Client {
             .map(<[f32]>::to_vec)
             .collect())
     }
+}
+
+/// Each read image's `S x S x 3` pixels for the pixel path, decoded off the
+/// async threads, the batch's images in parallel; an image that cannot be
+/// decoded gets the reason the server would have given.
+async fn crop_locally(
+    pixel: &crate::models::PixelModel,
+    payloads: Vec<Result<Vec<u8>, ItemFailure>>,
+) -> Vec<Result<Vec<u8>, ItemFailure>> {
+    use rayon::prelude::*;
+    let preprocessor = pixel.preprocessor.clone();
+    let count = payloads.len();
+    tokio::task::spawn_blocking(move || {
+        payloads
+            .into_par_iter()
+            .map(|payload| {
+                let encoded = payload?;
+                let mut pixels = vec![0u8; preprocessor.pixels_per_image()];
+                preprocessor
+                    .pixels_into(&encoded, &mut pixels)
+                    .map_err(|e| ItemFailure::Preprocess(e.to_string()))?;
+                Ok(pixels)
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_else(|e| {
+        let reason = format!("the preprocessing task failed: {e}");
+        (0..count)
+            .map(|_| Err(ItemFailure::Preprocess(reason.clone())))
+            .collect()
+    })
 }
 
 #[cfg(test)]

@@ -157,6 +157,11 @@ pub enum ItemFailure {
     /// The server rejected it (corrupt or unsupported image, too large).
     #[error("rejected by the server: {0}")]
     Rejected(String),
+    /// The client could not decode it for the pixel path
+    /// ([`Preprocess::Local`](crate::Preprocess::Local)): corrupt,
+    /// unsupported or too large, as the server would have said.
+    #[error("cannot preprocess: {0}")]
+    Preprocess(String),
     /// It was an [`Input::Invalid`](crate::Input::Invalid), known to be
     /// unusable before anything was sent (a listed line that is not UTF-8).
     #[error("invalid input: {0}")]

@@ -61,16 +61,17 @@ pub mod proto {
 
 pub use client::{Client, ClientOptions, Health};
 pub use clip_index::{Hit, ItemKind};
-pub use encode::{l2_normalize, EncodeOptions, Encoded, Summary};
+pub use encode::{l2_normalize, EncodeOptions, Encoded, Preprocess, Summary};
 pub use error::{Error, ItemError, ItemFailure};
 pub use index::IndexSummary;
 pub use input::{has_image_extension, ImageSource, Input, Modality};
-pub use models::ModelInfo;
+pub use models::{ModelInfo, PixelModel};
 pub use profile::{ModelTiming, Profile};
 pub use rank::{clip_scores, cosine, Ranked};
 pub use servers::Servers;
 pub use tensor::{
-    bytes_request, f16_from_raw, f32_from_raw, i64_from_raw, output_as_f32, serialize_bytes_tensor,
+    bytes_request, f16_from_raw, f32_from_raw, fixed_request, i64_from_raw, output_as_f32,
+    serialize_bytes_tensor,
 };
 pub use triton::{ConnectOptions, TlsOptions, Triton};
 pub use verify::{Verification, DEFAULT_MIN_COSINE};

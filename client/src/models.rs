@@ -52,6 +52,20 @@ impl ModelInfo {
         modality: Modality,
         config: &proto::ModelConfig,
     ) -> Result<ModelInfo, Error> {
+        let input = match modality {
+            Modality::Text => tensor::TEXT,
+            Modality::Image => tensor::IMAGE,
+        };
+        Self::read(modality, config, input, DataType::Bytes)
+    }
+
+    /// The facts of a model whose input is `input_name` of `input_type`.
+    fn read(
+        modality: Modality,
+        config: &proto::ModelConfig,
+        input_name: &str,
+        input_type: DataType,
+    ) -> Result<ModelInfo, Error> {
         let params: HashMap<&str, &str> = config
             .parameters
             .iter()
@@ -79,20 +93,15 @@ impl ModelInfo {
                     param::EMBEDDING_DIM
                 ))
             })?;
-        let input_name = match modality {
-            Modality::Text => tensor::TEXT,
-            Modality::Image => tensor::IMAGE,
-        };
         let input = config
             .input
             .iter()
             .find(|t| t.name == input_name)
             .and_then(|t| spec(&t.name, t.data_type, &t.dims))
-            .filter(|t| t.data_type == DataType::Bytes)
+            .filter(|t| t.data_type == input_type)
             .ok_or_else(|| {
                 unusable(format!(
-                    "its config has no {input_name} input of {}",
-                    DataType::Bytes
+                    "its config has no {input_name} input of {input_type}"
                 ))
             })?;
         let output = config
@@ -150,6 +159,64 @@ impl ModelInfo {
     pub fn logit_scale(&self) -> f32 {
         self.log_logit_scale
             .map_or(MAX_LOGIT_SCALE, |log| log.exp().min(MAX_LOGIT_SCALE))
+    }
+}
+
+/// The pixel path's model (`clip_image_pixels`, `repo-gen --pixel-path`):
+/// its facts, and the decode, resize and crop the client runs for it, set
+/// as the server's image preprocessing model has them.
+#[derive(Debug, Clone)]
+pub struct PixelModel {
+    pub info: ModelInfo,
+    pub preprocessor: clip_image::ImagePreprocessor,
+}
+
+impl PixelModel {
+    /// Reads the model's config: input `PIXELS`, UINT8 `[S, S, 3]`, and the
+    /// preprocessing parameters repo-gen copies into it.
+    pub fn from_config(config: &proto::ModelConfig) -> Result<PixelModel, Error> {
+        let info = ModelInfo::read(Modality::Image, config, tensor::PIXELS, DataType::Uint8)?;
+        let unusable = |reason: String| Error::Model {
+            model: config.name.clone(),
+            reason,
+        };
+        let size = match info.input.dims.as_slice() {
+            [h, w, 3] if h == w && *h > 0 => u32::try_from(*h).ok(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            unusable(format!(
+                "its {} dims {:?} are not [S, S, 3]",
+                tensor::PIXELS,
+                info.input.dims
+            ))
+        })?;
+        let param = |key: &str| {
+            config
+                .parameters
+                .get(key)
+                .map(|p| p.string_value.trim().to_owned())
+        };
+        let mut options = clip_image::ImageOptions {
+            size,
+            ..Default::default()
+        };
+        if let Some(text) = param(param::MAX_PIXELS) {
+            options.max_pixels = text
+                .parse()
+                .map_err(|_| unusable(format!("{} {text:?} is not a count", param::MAX_PIXELS)))?;
+        }
+        if let Some(text) = param(param::REDUCED_SCALE_DECODE) {
+            options.reduced_scale_decode = text.parse().map_err(|_| {
+                unusable(format!(
+                    "{} {text:?} is not true or false",
+                    param::REDUCED_SCALE_DECODE
+                ))
+            })?;
+        }
+        let preprocessor =
+            clip_image::ImagePreprocessor::new(options).map_err(|e| unusable(e.to_string()))?;
+        Ok(PixelModel { info, preprocessor })
     }
 }
 

@@ -1,7 +1,7 @@
 //! Triton's raw tensor encoding: `BYTES` elements with length prefixes, and
 //! little-endian numeric outputs from `raw_output_contents`.
 
-use clip_contract::DataType;
+use clip_contract::{DataType, TensorSpec};
 
 use crate::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use crate::proto::{ModelInferRequest, ModelInferResponse};
@@ -23,6 +23,33 @@ pub fn bytes_request(model: &str, input: &str, output: &str, items: &[&[u8]]) ->
             ..Default::default()
         }],
         raw_input_contents: vec![serialize_bytes_tensor(items)],
+        ..Default::default()
+    }
+}
+
+/// A request of `n` fixed-size items of tensor `input` (its type and dims),
+/// each item its raw little-endian elements, asking for tensor `output`.
+pub fn fixed_request(
+    model: &str,
+    input: &TensorSpec,
+    output: &str,
+    items: &[&[u8]],
+) -> ModelInferRequest {
+    let mut shape = vec![items.len() as i64];
+    shape.extend(&input.dims);
+    ModelInferRequest {
+        model_name: model.into(),
+        inputs: vec![InferInputTensor {
+            name: input.name.clone(),
+            datatype: input.data_type.wire_name().into(),
+            shape,
+            ..Default::default()
+        }],
+        outputs: vec![InferRequestedOutputTensor {
+            name: output.into(),
+            ..Default::default()
+        }],
+        raw_input_contents: vec![items.concat()],
         ..Default::default()
     }
 }

@@ -167,6 +167,7 @@ pub async fn library_client(ctx: Arc<Ctx>, id: usize) -> Tally {
             batch_size: 1 + rng.below(4),
             concurrency: 2,
             normalize: false,
+            ..Default::default()
         };
         let plain: Vec<Element> = elements.iter().map(|(_, e)| *e).collect();
         tally.requests += 1;

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand};
-use clip_client::{Client, ClientOptions, ConnectOptions, EncodeOptions, TlsOptions};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use clip_client::{Client, ClientOptions, ConnectOptions, EncodeOptions, Preprocess, TlsOptions};
 
 use inputs::Inputs;
 
@@ -94,6 +94,17 @@ struct Batching {
     /// Show a progress bar on stderr.
     #[arg(long)]
     progress: bool,
+    /// Where images are decoded, resized and cropped: by the server (the files are sent),
+    /// or here, with the server's own code and settings, sending only the crop's pixels to
+    /// the pixel path's model (a repository written with repo-gen --pixel-path).
+    #[arg(long, value_enum, default_value_t = PreprocessArg::Server)]
+    preprocess: PreprocessArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PreprocessArg {
+    Server,
+    Local,
 }
 
 #[derive(Subcommand)]
@@ -188,6 +199,10 @@ impl Batching {
             batch_size: self.batch_size,
             concurrency: self.concurrency,
             normalize,
+            preprocess: match self.preprocess {
+                PreprocessArg::Server => Preprocess::Server,
+                PreprocessArg::Local => Preprocess::Local,
+            },
         })
     }
 }
