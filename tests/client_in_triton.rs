@@ -44,14 +44,6 @@ fn mixed(reference: &EndToEnd) -> Vec<(Input, &[f32], f32)> {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// A server on a fresh repository from the tiny CLIP fixture.
 fn serve(dir: &Path, extra_server_flags: &[&str]) -> Server {
     let repository = dir.join("repository");
@@ -89,7 +81,7 @@ fn library_encodes_ranks_and_isolates_bad_items() {
     let reference = end_to_end();
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path(), &[]);
-    runtime().block_on(async {
+    harness::runtime().block_on(async {
         let client = Client::connect(&server.grpc_url).await.unwrap();
         let text = client.model(Modality::Text).await.unwrap();
         assert_eq!(text.name, model::TEXT_ENSEMBLE);
@@ -957,7 +949,7 @@ fn tls_with_a_self_signed_certificate_and_client_certificates() {
         },
         ..ClientOptions::default()
     };
-    runtime().block_on(async {
+    harness::runtime().block_on(async {
         let client = Client::connect_with(&tls_url, options(Some(read(&ca)), true))
             .await
             .unwrap();
@@ -1023,7 +1015,7 @@ fn a_server_stopped_mid_job_ends_it_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Some(serve(dir.path(), &[]));
     let url = server.as_ref().unwrap().grpc_url.clone();
-    runtime().block_on(async {
+    harness::runtime().block_on(async {
         let client = Client::connect(&url).await.unwrap();
         let sentences: Vec<String> = (0..4000).map(|i| format!("sentence number {i}")).collect();
         let options = EncodeOptions {
@@ -1373,7 +1365,7 @@ fn from_file_lines_that_are_not_utf8_fail_alone_in_their_rows() {
 
     // The library: an invalid query fails rank with its own error, and is
     // never sent as anything else.
-    runtime().block_on(async {
+    harness::runtime().block_on(async {
         let client = Client::connect(url).await.unwrap();
         let query = Input::invalid("caf\\xe9", "not UTF-8");
         let err = client

@@ -20,14 +20,6 @@ fn requests(server: &Server) -> u64 {
         .unwrap_or(0)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_job_spreads_over_servers_survives_a_killed_one_and_uses_it_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -46,7 +38,7 @@ fn a_job_spreads_over_servers_survives_a_killed_one_and_uses_it_again() {
         ..EncodeOptions::default()
     };
 
-    runtime().block_on(async {
+    harness::runtime().block_on(async {
         // The reference: every sentence through the first server alone.
         let single = Client::connect(&servers[0].grpc_url).await.unwrap();
         let expected: Vec<Vec<f32>> = single

@@ -38,14 +38,6 @@ fn bad_images() -> Vec<(Vec<u8>, &'static str)> {
     ]
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn local_preprocessing_gives_the_bytes_path_embeddings_and_fails_bad_images_alone() {
     let out = tempfile::tempdir().unwrap();
@@ -74,7 +66,7 @@ fn local_preprocessing_gives_the_bytes_path_embeddings_and_fails_bad_images_alon
         ..Default::default()
     };
 
-    runtime().block_on(async {
+    harness::runtime().block_on(async {
         let client = Client::connect(&server.grpc_url).await.unwrap();
         let pixel = client.pixel_model().await.unwrap();
         assert_eq!(pixel.info.name, model::IMAGE_PIXELS);

@@ -9,13 +9,6 @@ use clip_client::{Client, DEFAULT_MIN_COSINE};
 use clip_contract::{file, model, param};
 use harness::server::{clip_client_cli, tiny_clip_repository, Server};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// `clip-client verify` against `server`: its exit code and output.
 fn verify_cli(server: &Server) -> (i32, String) {
     let output = Command::new(clip_client_cli())
@@ -38,7 +31,7 @@ fn verify_passes_a_faithful_deployment_and_catches_changed_constants_and_weights
     assert!(config.contains(param::PROBE_EMBEDDINGS), "{config}");
 
     let server = Server::start(&repository);
-    let checks = runtime().block_on(async {
+    let checks = harness::runtime().block_on(async {
         Client::connect(&server.grpc_url)
             .await
             .unwrap()
@@ -94,7 +87,7 @@ fn verify_passes_a_faithful_deployment_and_catches_changed_constants_and_weights
     std::fs::copy(encoder(&gelu), encoder(&repository)).unwrap();
 
     let server = Server::start(&repository);
-    let checks = runtime().block_on(async {
+    let checks = harness::runtime().block_on(async {
         Client::connect(&server.grpc_url)
             .await
             .unwrap()

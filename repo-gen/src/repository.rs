@@ -342,35 +342,38 @@ impl TowerIo {
 
     /// The pixel path's encoder: uint8 `[batch, S, S, 3]` in.
     fn pixels(io: &ModelIo, what: &str) -> Result<Self, GenerateError> {
-        let (input, output) = Self::single(io, what)?;
-        let size = match (input.data_type, input.dims.as_slice()) {
-            (DataType::Uint8, [h, w, 3]) if h == w && *h > 0 => *h,
-            _ => {
-                return Err(GenerateError::Invalid(format!(
-                "{what}: input '{}' must be uint8 [batch, S, S, 3] with a fixed S, it is {} {:?}",
-                input.name, input.data_type, input.dims
-            )))
+        Self::square(io, what, "uint8 [batch, S, S, 3]", |input| {
+            match (input.data_type, input.dims.as_slice()) {
+                (DataType::Uint8, [h, w, 3]) if h == w && *h > 0 => Some(*h),
+                _ => None,
             }
-        };
-        Ok(TowerIo {
-            embedding_dim: output.dims[0],
-            input,
-            output,
-            size,
         })
     }
 
     fn image(io: &ModelIo, what: &str) -> Result<Self, GenerateError> {
-        let (input, output) = Self::single(io, what)?;
-        let size = match (input.data_type, input.dims.as_slice()) {
-            (DataType::Fp32 | DataType::Fp16, [3, h, w]) if h == w && *h > 0 => *h,
-            _ => {
-                return Err(GenerateError::Invalid(format!(
-                "{what}: input '{}' must be float [batch, 3, S, S] with a fixed S, it is {} {:?}",
-                input.name, input.data_type, input.dims
-            )))
+        Self::square(io, what, "float [batch, 3, S, S]", |input| {
+            match (input.data_type, input.dims.as_slice()) {
+                (DataType::Fp32 | DataType::Fp16, [3, h, w]) if h == w && *h > 0 => Some(*h),
+                _ => None,
             }
-        };
+        })
+    }
+
+    /// An image encoder: `side` finds the side S of its square input, or
+    /// the input is refused as not `expected`.
+    fn square(
+        io: &ModelIo,
+        what: &str,
+        expected: &str,
+        side: impl Fn(&TensorSpec) -> Option<i64>,
+    ) -> Result<Self, GenerateError> {
+        let (input, output) = Self::single(io, what)?;
+        let size = side(&input).ok_or_else(|| {
+            GenerateError::Invalid(format!(
+                "{what}: input '{}' must be {expected} with a fixed S, it is {} {:?}",
+                input.name, input.data_type, input.dims
+            ))
+        })?;
         Ok(TowerIo {
             embedding_dim: output.dims[0],
             input,

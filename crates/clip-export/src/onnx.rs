@@ -134,14 +134,23 @@ impl GraphBuilder {
         assert!(self.names.insert(name.to_string()), "{name} is taken");
     }
 
+    /// An initializer of `count` values, `raw` their little-endian bytes.
+    fn initializer(
+        &mut self,
+        hint: &str,
+        shape: &[usize],
+        count: usize,
+        dtype: DataType,
+        raw: Vec<u8>,
+    ) -> String {
+        assert_eq!(shape.iter().product::<usize>(), count, "{hint}: data/shape");
+        let name = self.fresh(hint);
+        self.initializers.push(raw_tensor(&name, shape, dtype, raw));
+        name
+    }
+
     /// A floating-point initializer in the graph's weight dtype.
     pub fn weight(&mut self, hint: &str, shape: &[usize], data: &[f32]) -> String {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            data.len(),
-            "{hint}: data/shape"
-        );
-        let name = self.fresh(hint);
         let raw: Vec<u8> = match self.dtype {
             WeightDtype::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
             WeightDtype::F16 => data
@@ -149,24 +158,14 @@ impl GraphBuilder {
                 .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
                 .collect(),
         };
-        self.initializers
-            .push(raw_tensor(&name, shape, self.dtype.onnx(), raw));
-        name
+        self.initializer(hint, shape, data.len(), self.dtype.onnx(), raw)
     }
 
     /// A float32 initializer whatever the weight dtype (constants that must
     /// keep the reference's float arithmetic).
     pub fn float32(&mut self, hint: &str, shape: &[usize], data: &[f32]) -> String {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            data.len(),
-            "{hint}: data/shape"
-        );
-        let name = self.fresh(hint);
         let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.initializers
-            .push(raw_tensor(&name, shape, DataType::Float, raw));
-        name
+        self.initializer(hint, shape, data.len(), DataType::Float, raw)
     }
 
     /// A scalar in the weight dtype.
@@ -175,16 +174,8 @@ impl GraphBuilder {
     }
 
     pub fn int64(&mut self, hint: &str, shape: &[usize], data: &[i64]) -> String {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            data.len(),
-            "{hint}: data/shape"
-        );
-        let name = self.fresh(hint);
         let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.initializers
-            .push(raw_tensor(&name, shape, DataType::Int64, raw));
-        name
+        self.initializer(hint, shape, data.len(), DataType::Int64, raw)
     }
 
     /// Adds a node with one output and returns the output's name.
