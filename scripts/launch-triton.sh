@@ -66,10 +66,18 @@ if [[ ! -f "$backends/clip/libtriton_clip.so" ]]; then
     mv "$backends/clip/.libtriton_clip.so.$$" "$backends/clip/libtriton_clip.so"
 fi
 
+# glibc raises its mmap threshold to the size of each large block freed (up
+# to 32 MiB), after which decode and batch buffers come from the arenas and
+# their freed pages stay in the process: RSS crept up under the soak while
+# the live heap stayed flat. A fixed threshold keeps large buffers mmapped,
+# returned to the system when freed. Set it yourself to override.
+malloc_mmap_threshold=${MALLOC_MMAP_THRESHOLD_:-131072}
+
 case "$mode" in
     docker)
         echo "launch-triton: NGC container $NGC_IMAGE on all GPUs" >&2
         exec docker run --rm --gpus all --shm-size=1g \
+            -e MALLOC_MMAP_THRESHOLD_="$malloc_mmap_threshold" \
             -p "$http:8000" -p "$grpc:8001" -p "$metrics:8002" \
             -v "$repository:/models:ro" -v "$backends/clip:/opt/tritonserver/backends/clip:ro" \
             "$NGC_IMAGE" tritonserver --model-repository=/models "${extra[@]}"
@@ -80,7 +88,7 @@ case "$mode" in
         ln -sfn "$(dirname "$server")/../backends/python" "$backends/python"
         echo "launch-triton: local $server" >&2
         # --cache-directory: the wheel's response cache (used with --cache-config local,size=N).
-        exec "$server" --model-repository="$repository" --backend-directory="$backends" \
+        MALLOC_MMAP_THRESHOLD_=$malloc_mmap_threshold exec "$server" --model-repository="$repository" --backend-directory="$backends" \
             --cache-directory="$(dirname "$server")/../caches" \
             --http-port="$http" --grpc-port="$grpc" --metrics-port="$metrics" "${extra[@]}"
         ;;
