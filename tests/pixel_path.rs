@@ -4,7 +4,9 @@
 //! `clip_image_pixels`, whose graph normalises them, and every fixture
 //! image's embedding equals the bytes path's. Bad images fail in the client,
 //! each alone and with the reason the server gives, in every position of
-//! requests that share the server's dynamic batches.
+//! requests that share the server's dynamic batches. Decoded images of any
+//! size sent to `clip_image_decoded` are resized there, to the same
+//! embedding as their file.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -173,4 +175,73 @@ fn local_preprocessing_gives_the_bytes_path_embeddings_and_fails_bad_images_alon
             .is_some_and(|e| e.contains("cannot preprocess: truncated JPEG data")),
         "{stdout}"
     );
+}
+
+/// `clip_image_decoded`: RGB pixels of any size, resized on the server,
+/// give the file's embedding; requests of different sizes in flight at once
+/// each get their own rows.
+#[test]
+fn decoded_images_of_any_size_are_resized_on_the_server() {
+    let out = tempfile::tempdir().unwrap();
+    let repository = out.path().join("repository");
+    tiny_clip_repository(&repository, &["--pixel-path", "--no-warmup"]);
+    let server = Server::start(&repository);
+    let embed = |model: &str, input: Tensor| {
+        let outputs = http::infer(&server.http_url, model, &[input], &[tensor::EMBEDDING])
+            .unwrap_or_else(|f| panic!("{model}: {}", f.message));
+        outputs[0].as_f32()
+    };
+    // Lossless files (no reduced-scale decode either way), three sizes.
+    let names = ["astronaut.png", "wide.png", "coffee.bmp"];
+    let cases: Vec<(Tensor, Vec<f32>)> = names
+        .iter()
+        .map(|name| {
+            let bytes = std::fs::read(harness::fixture("images/inputs").join(name)).unwrap();
+            let rgb = image::load_from_memory(&bytes).unwrap().to_rgb8();
+            let (w, h) = (i64::from(rgb.width()), i64::from(rgb.height()));
+            let copies = 2;
+            let pixels = Tensor {
+                name: tensor::PIXELS.into(),
+                datatype: DataType::Uint8.wire_name().into(),
+                shape: vec![copies, h, w, 3],
+                data: rgb.as_raw().repeat(copies as usize),
+            };
+            let file = embed(
+                model::IMAGE_ENSEMBLE,
+                Tensor::bytes(tensor::IMAGE, &[&bytes]),
+            );
+            (pixels, [file.clone(), file].concat())
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for (pixels, want) in &cases {
+            for _ in 0..3 {
+                scope.spawn(|| {
+                    let got = embed(model::DECODED_ENSEMBLE, pixels.clone());
+                    assert_eq!(got.len(), want.len());
+                    let dim = got.len() / 2;
+                    for row in 0..2 {
+                        let range = row * dim..(row + 1) * dim;
+                        let c = cosine(&got[range.clone()], &want[range]);
+                        assert!(c >= MIN_COSINE, "{:?} row {row}: {c}", pixels.shape);
+                    }
+                });
+            }
+        }
+    });
+    // The wrong layout is refused by the server, naming the tensor.
+    let planar = Tensor {
+        name: tensor::PIXELS.into(),
+        datatype: DataType::Uint8.wire_name().into(),
+        shape: vec![1, 3, 8, 8],
+        data: vec![0; 192],
+    };
+    let refused = http::infer(
+        &server.http_url,
+        model::DECODED_ENSEMBLE,
+        &[planar],
+        &[tensor::EMBEDDING],
+    )
+    .unwrap_err();
+    assert_eq!(refused.status, 400, "{}", refused.message);
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clip_contract::{defaults, kind, param, tensor};
+use clip_contract::{defaults, kind, param, tensor, DataType, TensorSpec};
 
 use crate::model_dir::{FileSource, ModelDir, VersionFile};
 use crate::render::{
@@ -47,6 +47,9 @@ pub struct ImagePreprocessModel {
     pub reduced_scale_decode: bool,
     /// TYPE_FP16 pixels instead of TYPE_FP32.
     pub half_precision: bool,
+    /// Decoded RGB images of any size (`PIXELS`, UINT8 `[-1, -1, 3]`)
+    /// instead of encoded files (`IMAGE`).
+    pub decoded_input: bool,
     /// A `model_warmup` sample at the largest batch (see [`crate::warmup`]).
     pub warmup: bool,
     /// Written after the parameters above; a key already written replaces its value.
@@ -54,6 +57,11 @@ pub struct ImagePreprocessModel {
 }
 
 impl TextPreprocessModel {
+    /// What the model takes: `TEXT`, one sentence per batch entry.
+    pub fn input(&self) -> TensorSpec {
+        TensorSpec::new(tensor::TEXT, DataType::Bytes, vec![1])
+    }
+
     /// One CPU instance and the tokenizer settings every published CLIP shares.
     pub fn new(name: impl Into<String>, batching: Batching) -> Self {
         TextPreprocessModel {
@@ -165,6 +173,7 @@ impl ImagePreprocessModel {
             max_pixels: defaults::MAX_PIXELS,
             reduced_scale_decode: true,
             half_precision: false,
+            decoded_input: false,
             warmup: true,
             extra_parameters: Vec::new(),
         }
@@ -205,12 +214,21 @@ impl ImagePreprocessModel {
             ),
         ];
         let mut context = common.context(&parameters, &self.extra_parameters)?;
-        context.insert("input_name", tensor::IMAGE);
+        context.insert("input_name", self.input().name.as_str());
+        context.insert("decoded_input", &self.decoded_input);
         context.insert("output_name", tensor::PIXEL_VALUES);
         context.insert("image_size", &self.image_size);
         context.insert("half_precision", &self.half_precision);
         if self.warmup {
-            let sample = warmup::image_sample(tensor::IMAGE, self.batching.max_batch_size);
+            let batch = self.batching.max_batch_size;
+            let sample = if self.decoded_input {
+                // A black square of the output size: Triton needs fixed dims.
+                let side = i64::from(self.image_size);
+                let square = TensorSpec::new(tensor::PIXELS, DataType::Uint8, vec![side, side, 3]);
+                warmup::zeros(std::slice::from_ref(&square), batch)
+            } else {
+                warmup::image_sample(tensor::IMAGE, batch)
+            };
             context.insert("warmup", &[sample]);
         }
         render(IMAGE_TEMPLATE_NAME, &context)
@@ -222,8 +240,20 @@ impl ImagePreprocessModel {
             name: self.name.clone(),
             config: self.render()?,
             files: Vec::new(),
-            warmup: self.warmup.then(warmup::image_file).into_iter().collect(),
+            warmup: (self.warmup && !self.decoded_input)
+                .then(warmup::image_file)
+                .into_iter()
+                .collect(),
         })
+    }
+
+    /// What the model takes: `IMAGE` files, or `PIXELS` of any size.
+    pub fn input(&self) -> TensorSpec {
+        if self.decoded_input {
+            TensorSpec::new(tensor::PIXELS, DataType::Uint8, vec![-1, -1, 3])
+        } else {
+            TensorSpec::new(tensor::IMAGE, DataType::Bytes, vec![1])
+        }
     }
 
     /// Writes `<repository>/<name>/config.pbtxt` and an empty version folder

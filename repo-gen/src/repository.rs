@@ -28,6 +28,8 @@ pub(crate) struct ModelNames {
     text_ensemble: String,
     image_ensemble: String,
     image_pixels: String,
+    decoded_preprocess: String,
+    decoded_ensemble: String,
 }
 
 impl ModelNames {
@@ -60,6 +62,8 @@ impl ModelNames {
             text_ensemble: name(model::TEXT_ENSEMBLE)?,
             image_ensemble: name(model::IMAGE_ENSEMBLE)?,
             image_pixels: name(model::IMAGE_PIXELS)?,
+            decoded_preprocess: name(model::DECODED_PREPROCESS)?,
+            decoded_ensemble: name(model::DECODED_ENSEMBLE)?,
         })
     }
 }
@@ -199,16 +203,21 @@ pub(crate) fn assemble(
         extra_parameters: Vec::new(),
     };
     let probes = prepared.probes.as_ref();
-    let ensemble = |name: &str, tower: Tower, preprocess: &str, encoder: &str, io: &TowerIo| {
-        let (input, between) = match tower {
-            Tower::Text => (tensor::TEXT, tensor::INPUT_IDS),
-            Tower::Image => (tensor::IMAGE, tensor::PIXEL_VALUES),
+    // `input`: what the preprocessing step takes (the ensemble takes it too).
+    let ensemble = |name: &str,
+                    tower: Tower,
+                    (preprocess, input): (&str, TensorSpec),
+                    encoder: &str,
+                    io: &TowerIo| {
+        let between = match tower {
+            Tower::Text => tensor::INPUT_IDS,
+            Tower::Image => tensor::PIXEL_VALUES,
         };
         EnsembleModel {
             name: name.to_owned(),
             tower,
             max_batch_size: batching.max_batch_size,
-            input: TensorSpec::new(input, DataType::Bytes, vec![1]),
+            input: input.clone(),
             output: TensorSpec::new(
                 tensor::EMBEDDING,
                 io.output.data_type,
@@ -217,7 +226,7 @@ pub(crate) fn assemble(
             steps: vec![
                 EnsembleStep {
                     model_name: preprocess.to_owned(),
-                    input_map: vec![(input.to_owned(), input.to_owned())],
+                    input_map: vec![(input.name.clone(), input.name.clone())],
                     output_map: vec![(between.to_owned(), between.to_owned())],
                 },
                 EnsembleStep {
@@ -240,7 +249,7 @@ pub(crate) fn assemble(
         ensemble(
             &names.text_ensemble,
             Tower::Text,
-            &names.text_preprocess,
+            (&names.text_preprocess, text_pre.input()),
             &names.text_encoder,
             &text,
         )
@@ -248,7 +257,7 @@ pub(crate) fn assemble(
         ensemble(
             &names.image_ensemble,
             Tower::Image,
-            &names.image_preprocess,
+            (&names.image_preprocess, image_pre.input()),
             &names.image_encoder,
             &image,
         )
@@ -268,6 +277,22 @@ pub(crate) fn assemble(
             ),
         ];
         models.push(pixel_model.model_dir(source)?);
+
+        // Decoded images of any size, resized on the server.
+        let mut decoded_pre = image_pre.clone();
+        decoded_pre.name.clone_from(&names.decoded_preprocess);
+        decoded_pre.decoded_input = true;
+        models.push(decoded_pre.model_dir()?);
+        let mut decoded = ensemble(
+            &names.decoded_ensemble,
+            Tower::Image,
+            (&names.decoded_preprocess, decoded_pre.input()),
+            &names.image_encoder,
+            &image,
+        );
+        // The probes are encoded files: they check the bytes path only.
+        decoded.extra_parameters.clear();
+        models.push(decoded.model_dir()?);
     }
     Ok(Assembled {
         models,

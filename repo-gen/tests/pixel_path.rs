@@ -1,7 +1,9 @@
-//! `--pixel-path`: a seventh model, `clip_image_pixels`, the image encoder
-//! taking UINT8 `[S, S, 3]` crops, with the settings a client needs to crop
-//! as the server's image preprocessing would. (Its embeddings against the
-//! bytes path: tests/pixel_path.rs, in the real server.)
+//! `--pixel-path`: `clip_image_pixels`, the image encoder taking UINT8
+//! `[S, S, 3]` crops, with the settings a client needs to crop as the
+//! server's image preprocessing would; and `clip_image_decoded`, an ensemble
+//! taking decoded images of any size, resized on the server. (Their
+//! embeddings against the bytes path: tests/pixel_path.rs, in the real
+//! server.)
 
 mod common;
 
@@ -43,7 +45,25 @@ fn the_pixel_model_takes_uint8_crops_and_carries_the_crop_settings() {
         .join(file::ONNX_MODEL)
         .is_file());
     let text = stderr(&generated.output);
-    assert!(text.contains("wrote 7 models"), "{text}");
+    assert!(text.contains("wrote 9 models"), "{text}");
+
+    let decoded = config(repo, model::DECODED_PREPROCESS);
+    for expected in [
+        format!("name: \"{}\"", tensor::PIXELS),
+        "data_type: TYPE_UINT8".to_owned(),
+        "dims: [ -1, -1, 3 ]".to_owned(),
+        parameter(param::KIND, "image_preprocess"),
+    ] {
+        assert!(decoded.contains(&expected), "{expected:?} in\n{decoded}");
+    }
+    let ensemble = config(repo, model::DECODED_ENSEMBLE);
+    for expected in [
+        format!("model_name: \"{}\"", model::DECODED_PREPROCESS),
+        format!("model_name: \"{}\"", model::IMAGE_ENCODER),
+        "dims: [ -1, -1, 3 ]".to_owned(),
+    ] {
+        assert!(ensemble.contains(&expected), "{expected:?} in\n{ensemble}");
+    }
 
     // Without the flag, the six models only.
     let plain = generate(

@@ -68,6 +68,7 @@ fn golden_image_fp16_336() {
         max_pixels: 1_000_000,
         reduced_scale_decode: false,
         half_precision: true,
+        decoded_input: false,
         // The one golden config without a warmup sample.
         warmup: false,
         extra_parameters: Vec::new(),

@@ -34,6 +34,9 @@ pub struct TextSpec {
 
 #[derive(Debug, PartialEq)]
 pub struct ImageSpec {
+    /// `PIXELS` UINT8 `[H, W, 3]` (any H and W) of decoded images instead
+    /// of `IMAGE` files.
+    pub decoded_input: bool,
     pub size: u32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
@@ -196,7 +199,32 @@ impl Reader<'_> {
     }
 
     fn image(&self) -> Result<ImageSpec, ConfigError> {
-        self.single_tensor("input", &self.raw.input, tensor::IMAGE, DataType::Bytes)?;
+        let decoded_input = match self.raw.input.as_slice() {
+            [only] if only.name == tensor::PIXELS => {
+                if only.data_type != DataType::Uint8.config_name() {
+                    return Err(self.error(format!(
+                        "input '{}' must be {}, got {}",
+                        tensor::PIXELS,
+                        DataType::Uint8,
+                        only.data_type
+                    )));
+                }
+                match self.dims(only)?.as_slice() {
+                    [-1, -1, 3] => true,
+                    dims => {
+                        return Err(self.error(format!(
+                            "input '{}' must have dims [-1, -1, 3] (decoded RGB images of \
+                             any size), got {dims:?}",
+                            tensor::PIXELS
+                        )))
+                    }
+                }
+            }
+            _ => {
+                self.single_tensor("input", &self.raw.input, tensor::IMAGE, DataType::Bytes)?;
+                false
+            }
+        };
         let output = self.single_tensor_of("output", &self.raw.output, tensor::PIXEL_VALUES)?;
         let half_precision = match DataType::from_config_name(&output.data_type) {
             Some(DataType::Fp32) => false,
@@ -231,6 +259,7 @@ impl Reader<'_> {
             )));
         }
         Ok(ImageSpec {
+            decoded_input,
             size,
             mean: self
                 .triple(param::IMAGE_MEAN)?
@@ -589,6 +618,7 @@ mod tests {
         assert_eq!(
             spec,
             KindSpec::ImagePreprocess(ImageSpec {
+                decoded_input: false,
                 size: 336,
                 mean: defaults::IMAGE_MEAN,
                 std: defaults::IMAGE_STD,
@@ -598,6 +628,22 @@ mod tests {
                 half_precision: true,
             })
         );
+    }
+
+    #[test]
+    fn image_preprocessing_of_decoded_pixels_takes_any_size() {
+        let pixels = |dims: serde_json::Value| {
+            parse_value(image_config(json!({
+                "input": [{"name": "PIXELS", "data_type": "TYPE_UINT8", "dims": dims}]
+            })))
+        };
+        let parsed = pixels(json!(["-1", "-1", "3"]));
+        let Ok(KindSpec::ImagePreprocess(spec)) = parsed else {
+            panic!("{parsed:?}")
+        };
+        assert!(spec.decoded_input);
+        let fixed = pixels(json!([224, 224, 3])).unwrap_err().to_string();
+        assert!(fixed.contains("must have dims [-1, -1, 3]"), "{fixed}");
     }
 
     #[test]

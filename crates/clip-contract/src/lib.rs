@@ -39,6 +39,11 @@ pub mod model {
     /// normalisation and the HWC to CHW transpose in its graph, for clients
     /// that decode and crop images themselves; no preprocessing step.
     pub const IMAGE_PIXELS: &str = "clip_image_pixels";
+    /// Also with `--pixel-path`: decoded RGB images of any size (`PIXELS`,
+    /// UINT8 `[H, W, 3]`) resized, cropped and normalised on the server,
+    /// then the image encoder.
+    pub const DECODED_PREPROCESS: &str = "clip_decoded_preprocess";
+    pub const DECODED_ENSEMBLE: &str = "clip_image_decoded";
 }
 
 /// Values of the `kind` parameter: what a `clip` backend model does.

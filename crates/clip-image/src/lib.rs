@@ -56,7 +56,7 @@ pub use format::{Format, ACCEPTED_FORMATS};
 pub use options::ImageOptions;
 
 use normalize::Lut;
-use scratch::{sized, Scratch, RETAIN_SCRATCH_BYTES, SCRATCH};
+use scratch::{sized, Decoded, Scratch, RETAIN_SCRATCH_BYTES, SCRATCH};
 
 /// Largest accepted `size` (keeps `3 * size * size` and the resize geometry far from overflow).
 const MAX_SIZE: u32 = 8192;
@@ -131,7 +131,51 @@ impl ImagePreprocessor {
         encoded: &[u8],
         out: &mut [f32],
     ) -> Result<Decode, ImageError> {
-        self.guarded(encoded, Target::Normalised(out))
+        self.guarded(Target::Normalised(out), |out, scratch| {
+            self.run(encoded, out, scratch)
+        })
+    }
+
+    /// Steps 2 to 4 for an image the caller already decoded: `rgb` holds
+    /// `width x height` RGB pixels, row-major, 3 bytes each (HWC). Resized,
+    /// cropped and normalised exactly as a decoded file is, into `out` as
+    /// [`preprocess_into`](Self::preprocess_into) does; `max_pixels` applies.
+    pub fn preprocess_rgb(
+        &self,
+        width: u32,
+        height: u32,
+        rgb: &[u8],
+        out: &mut [f32],
+    ) -> Result<(), ImageError> {
+        self.guarded(Target::Normalised(out), |out, scratch| {
+            let (w, h) = (u64::from(width), u64::from(height));
+            if w == 0 || h == 0 {
+                return Err(ImageError::ZeroSize {
+                    width: w,
+                    height: h,
+                });
+            }
+            if w * h > self.options.max_pixels {
+                return Err(ImageError::TooManyPixels {
+                    width: w,
+                    height: h,
+                    pixels: w * h,
+                    limit: self.options.max_pixels,
+                });
+            }
+            if rgb.len() as u64 != w * h * 3 {
+                return Err(ImageError::Internal(format!(
+                    "{} bytes of pixels for a {width}x{height} RGB image",
+                    rgb.len()
+                )));
+            }
+            let decoded = Decoded {
+                width,
+                height,
+                channels: 3,
+            };
+            self.resize_crop_write(rgb, decoded, (width, height), out, scratch)
+        })
     }
 
     /// Steps 1 to 3 only: decode + RGB + resize + center crop, the crop's
@@ -140,11 +184,18 @@ impl ImagePreprocessor {
     /// ones [`preprocess_into`](Self::preprocess_into) normalises. On error
     /// `out` is zeroed (when its length is right).
     pub fn pixels_into(&self, encoded: &[u8], out: &mut [u8]) -> Result<Decode, ImageError> {
-        self.guarded(encoded, Target::Pixels(out))
+        self.guarded(Target::Pixels(out), |out, scratch| {
+            self.run(encoded, out, scratch)
+        })
     }
 
-    /// Checks the output's length, runs, and zeroes the output on error.
-    fn guarded(&self, encoded: &[u8], mut out: Target<'_>) -> Result<Decode, ImageError> {
+    /// Checks the output's length, runs `work` with this thread's scratch,
+    /// and zeroes the output on error.
+    fn guarded<T>(
+        &self,
+        mut out: Target<'_>,
+        work: impl FnOnce(&mut Target<'_>, &mut Scratch) -> Result<T, ImageError>,
+    ) -> Result<T, ImageError> {
         let expected = self.pixels_per_image();
         if out.len() != expected {
             return Err(ImageError::OutputLength {
@@ -154,7 +205,7 @@ impl ImagePreprocessor {
         }
         // Last line of defence: a panic in a decoder must not take the server down.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            SCRATCH.with(|s| self.run(encoded, &mut out, &mut s.borrow_mut()))
+            SCRATCH.with(|s| work(&mut out, &mut s.borrow_mut()))
         }))
         .unwrap_or_else(|panic| {
             let msg = panic
@@ -254,32 +305,40 @@ impl ImagePreprocessor {
             )?,
             _ => other_formats::decode_other(&self.options, format, encoded, &mut scratch.decode)?,
         };
+        let src_len = decoded.width as usize * decoded.height as usize * decoded.channels;
+        let decode = std::mem::take(&mut scratch.decode);
+        let result =
+            self.resize_crop_write(&decode[..src_len], decoded, (orig_w, orig_h), out, scratch);
+        scratch.decode = decode;
+        result.map(|()| scale_denominator)
+    }
+
+    /// Steps 2 to 4 from `src`, the decoded pixels (`orig` is the image's
+    /// size before any reduced-scale decode), into `out`.
+    fn resize_crop_write(
+        &self,
+        src: &[u8],
+        decoded: Decoded,
+        orig: (u32, u32),
+        out: &mut Target<'_>,
+        scratch: &mut Scratch,
+    ) -> Result<(), ImageError> {
         let size = self.options.size;
         let ch = decoded.channels;
         let crop_len = size as usize * size as usize * ch;
         let Scratch {
-            decode,
             temp,
             crop,
             resizer,
             ..
         } = scratch;
-        let src_len = decoded.width as usize * decoded.height as usize * ch;
         let crop = sized(crop, crop_len);
-        resize::resize_center_crop(
-            resizer,
-            &decode[..src_len],
-            decoded,
-            (orig_w, orig_h),
-            size,
-            temp,
-            crop,
-        )?;
+        resize::resize_center_crop(resizer, src, decoded, orig, size, temp, crop)?;
         match out {
             Target::Normalised(out) => normalize::normalize(&self.lut, crop, ch, out),
             Target::Pixels(out) => normalize::to_rgb(crop, ch, out),
         }
-        Ok(scale_denominator)
+        Ok(())
     }
 }
 

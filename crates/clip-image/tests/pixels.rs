@@ -70,3 +70,60 @@ fn a_bad_image_zeroes_the_pixels_and_a_wrong_length_is_refused() {
         Err(ImageError::OutputLength { .. })
     ));
 }
+
+/// Already decoded pixels: `preprocess_rgb` resizes, crops and normalises
+/// them exactly as a decoded file (lossless fixtures, so the `image` crate's
+/// decode is the file's pixels; full-scale decode on both sides).
+#[test]
+fn decoded_pixels_give_the_files_output() {
+    let p = ImagePreprocessor::new(ImageOptions {
+        reduced_scale_decode: false,
+        ..ImageOptions::default()
+    })
+    .unwrap();
+    for name in [
+        "astronaut.png",
+        "coffee.bmp",
+        "wide.png",
+        "camera.png",
+        "tiny.png",
+    ] {
+        let bytes = std::fs::read(inputs_dir().join(name)).unwrap();
+        let rgb = image::load_from_memory(&bytes).unwrap().to_rgb8();
+        let mut from_file = vec![0f32; p.pixels_per_image()];
+        let mut from_rgb = vec![1f32; p.pixels_per_image()];
+        p.preprocess_into(&bytes, &mut from_file).unwrap();
+        p.preprocess_rgb(rgb.width(), rgb.height(), rgb.as_raw(), &mut from_rgb)
+            .unwrap();
+        let same = from_file
+            .iter()
+            .zip(&from_rgb)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{name}");
+    }
+}
+
+#[test]
+fn decoded_pixels_of_no_size_too_many_or_the_wrong_length_are_refused() {
+    let p = ImagePreprocessor::new(ImageOptions {
+        max_pixels: 1000,
+        ..ImageOptions::default()
+    })
+    .unwrap();
+    let mut out = vec![5f32; p.pixels_per_image()];
+    type Expected = fn(&ImageError) -> bool;
+    let cases: [(u32, u32, usize, Expected); 3] = [
+        (0, 10, 0, |e| matches!(e, ImageError::ZeroSize { .. })),
+        (40, 40, 40 * 40 * 3, |e| {
+            matches!(e, ImageError::TooManyPixels { .. })
+        }),
+        (10, 10, 299, |e| matches!(e, ImageError::Internal(_))),
+    ];
+    for (w, h, len, expected) in cases {
+        let error = p
+            .preprocess_rgb(w, h, &vec![9u8; len], &mut out)
+            .unwrap_err();
+        assert!(expected(&error), "{w}x{h} ({len} bytes): {error}");
+        assert!(out.iter().all(|&v| v == 0.0), "the output is zeroed");
+    }
+}

@@ -1,5 +1,6 @@
-//! The `image_preprocess` kind: encoded image files (`IMAGE`, BYTES) to
-//! normalised pixels (`PIXEL_VALUES`, FP32 or FP16 `[3, S, S]`).
+//! The `image_preprocess` kind: encoded image files (`IMAGE`, BYTES), or
+//! decoded RGB images of any size (`PIXELS`, UINT8 `[H, W, 3]`, one size per
+//! request), to normalised pixels (`PIXEL_VALUES`, FP32 or FP16 `[3, S, S]`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,6 +16,8 @@ use crate::kind::{Instance, Kind, Runner};
 use crate::metrics::{Metrics, Reason};
 
 pub struct ImagePreprocess {
+    /// `PIXELS` (decoded images) instead of `IMAGE` (files).
+    decoded_input: bool,
     preprocessor: ImagePreprocessor,
     size: i64,
     half_precision: bool,
@@ -33,6 +36,7 @@ impl ImagePreprocess {
         };
         let preprocessor = ImagePreprocessor::new(options).map_err(|e| e.to_string())?;
         Ok(ImagePreprocess {
+            decoded_input: spec.decoded_input,
             preprocessor,
             size: i64::from(spec.size),
             half_precision: spec.half_precision,
@@ -42,34 +46,119 @@ impl ImagePreprocess {
     }
 
     /// Every image into its slice of `pixels`, in parallel; one outcome per
-    /// image, each counted.
-    fn preprocess(&self, images: &[&[u8]], pixels: &mut [f32]) -> Vec<Result<(), ImageError>> {
+    /// image, each counted (a decoded image is counted as preprocessed, not
+    /// as decoded).
+    fn preprocess(&self, images: &[Image<'_>], pixels: &mut [f32]) -> Vec<Result<(), ImageError>> {
         let per_image = self.preprocessor.pixels_per_image();
         let timed: Vec<_> = images
             .par_iter()
             .zip(pixels.par_chunks_mut(per_image))
             .map(|(image, out)| {
                 let start = Instant::now();
-                let outcome = self.preprocessor.preprocess_reporting(image, out);
+                let outcome = match *image {
+                    Image::File(bytes) => self
+                        .preprocessor
+                        .preprocess_reporting(bytes, out)
+                        .map(|decode| self.metrics.image_decoded(decode, bytes.len())),
+                    Image::Rgb {
+                        width,
+                        height,
+                        pixels,
+                    } => self.preprocessor.preprocess_rgb(width, height, pixels, out),
+                };
                 (outcome, start.elapsed())
             })
             .collect();
         timed
             .into_iter()
-            .zip(images)
-            .map(|((outcome, took), image)| {
+            .map(|(outcome, took)| {
                 self.metrics.image_preprocessed(took);
-                outcome
-                    .map(|decode| self.metrics.image_decoded(decode, image.len()))
-                    .inspect_err(|error| self.metrics.rejected(Reason::of_image(error)))
+                outcome.inspect_err(|error| self.metrics.rejected(Reason::of_image(error)))
             })
             .collect()
     }
+
+    /// A request's images: its files, or its decoded `[n, H, W, 3]` pixels.
+    fn request_images<'d>(
+        &self,
+        input: &'d Result<Input<'_>, RequestError>,
+    ) -> Result<Vec<Image<'d>>, RequestError> {
+        if !self.decoded_input {
+            let limit = (self.max_image_bytes, param::MAX_IMAGE_BYTES);
+            let files = request_elements(tensor::IMAGE, input, limit, &self.metrics)?;
+            return Ok(files.into_iter().map(Image::File).collect());
+        }
+        decoded_images(input).inspect_err(|e| self.metrics.rejected(Reason::of_request(e)))
+    }
+}
+
+/// One image of a batch, as its request sent it.
+#[derive(Clone, Copy)]
+enum Image<'d> {
+    File(&'d [u8]),
+    Rgb {
+        width: u32,
+        height: u32,
+        pixels: &'d [u8],
+    },
+}
+
+/// The `n` images of a `PIXELS` request, `[n, H, W, 3]` UINT8.
+fn decoded_images<'d>(
+    input: &'d Result<Input<'_>, RequestError>,
+) -> Result<Vec<Image<'d>>, RequestError> {
+    let input = input.as_ref().map_err(Clone::clone)?;
+    let refuse = |why: String| {
+        Err(RequestError::invalid(format!(
+            "{} must be UINT8 [n, H, W, 3]: {why}",
+            tensor::PIXELS
+        )))
+    };
+    if input.datatype != clip_contract::DataType::Uint8 {
+        return refuse(format!("it is {}", input.datatype));
+    }
+    let [n, h, w, 3] = input.shape[..] else {
+        return refuse(format!("its shape is {:?}", input.shape));
+    };
+    let (Ok(width), Ok(height)) = (u32::try_from(w), u32::try_from(h)) else {
+        return refuse(format!("its shape is {:?}", input.shape));
+    };
+    let per_image = usize::try_from(w * h * 3).unwrap_or(0);
+    let count = usize::try_from(n).unwrap_or(0);
+    if per_image.checked_mul(count) != Some(input.data.len()) {
+        return refuse(format!(
+            "{} bytes for shape {:?}",
+            input.data.len(),
+            input.shape
+        ));
+    }
+    if per_image == 0 {
+        return Ok((0..count)
+            .map(|_| Image::Rgb {
+                width,
+                height,
+                pixels: &[],
+            })
+            .collect());
+    }
+    Ok(input
+        .data
+        .chunks_exact(per_image)
+        .map(|pixels| Image::Rgb {
+            width,
+            height,
+            pixels,
+        })
+        .collect())
 }
 
 impl Kind for ImagePreprocess {
     fn input_name(&self) -> &str {
-        tensor::IMAGE
+        if self.decoded_input {
+            tensor::PIXELS
+        } else {
+            tensor::IMAGE
+        }
     }
 
     fn runner(self: Arc<Self>, _instance: &Instance) -> Result<Box<dyn Runner>, String> {
@@ -84,12 +173,11 @@ impl Preprocess for ImagePreprocess {
     /// through the one range the cursor gave it.
     fn execute(&self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput {
         let mut rows = Rows::default();
-        let mut images: Vec<&[u8]> = Vec::new();
-        let limit = (self.max_image_bytes, param::MAX_IMAGE_BYTES);
+        let mut images: Vec<Image<'_>> = Vec::new();
         let ranges: Vec<Result<_, RequestError>> = batch
             .iter()
             .map(|input| {
-                let elements = request_elements(tensor::IMAGE, input, limit, &self.metrics)?;
+                let elements = self.request_images(input)?;
                 images.extend_from_slice(&elements);
                 Ok(rows.take(elements.len()))
             })
@@ -108,7 +196,7 @@ impl Preprocess for ImagePreprocess {
                 match failure {
                     Some((index, error)) => Err(RequestError::invalid(format!(
                         "{} element {index}: {error}",
-                        tensor::IMAGE
+                        self.input_name()
                     ))),
                     None => Ok(range),
                 }
@@ -142,6 +230,7 @@ pub(crate) mod tests {
 
     pub(crate) fn image_spec(half_precision: bool) -> ImageSpec {
         ImageSpec {
+            decoded_input: false,
             size: defaults::IMAGE_SIZE,
             mean: defaults::IMAGE_MEAN,
             std: defaults::IMAGE_STD,
@@ -363,5 +452,77 @@ pub(crate) mod tests {
                 ("clip_rejected_total{reason=\"internal\"}", 1.0),
             ])
         );
+    }
+
+    /// A `[n, H, W, 3]` UINT8 request of `n` copies of one decoded image.
+    fn pixels_request(
+        width: i64,
+        height: i64,
+        rgb: &[u8],
+        n: usize,
+    ) -> Result<Input<'static>, RequestError> {
+        Ok(Input {
+            datatype: clip_contract::DataType::Uint8,
+            shape: vec![n as i64, height, width, 3],
+            data: std::borrow::Cow::Owned(rgb.repeat(n)),
+        })
+    }
+
+    /// Decoded images of two sizes in one batch, with a malformed request
+    /// and one over max_pixels among them: each request gets its own rows,
+    /// equal to its image preprocessed alone; the bad ones fail alone.
+    #[test]
+    fn decoded_images_of_any_size_share_a_batch_and_fail_alone() {
+        let kind = uncounted(ImageSpec {
+            decoded_input: true,
+            max_pixels: 300 * 300,
+            ..image_spec(false)
+        });
+        assert_eq!(kind.input_name(), tensor::PIXELS);
+        let small: Vec<u8> = (0..240 * 160 * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let square: Vec<u8> = (0..256 * 256 * 3).map(|i| (i * 13 % 241) as u8).collect();
+        let large = vec![128u8; 400 * 400 * 3];
+        let one = |w: u32, h: u32, rgb: &[u8]| {
+            let mut out = vec![0f32; kind.preprocessor.pixels_per_image()];
+            kind.preprocessor
+                .preprocess_rgb(w, h, rgb, &mut out)
+                .unwrap();
+            out
+        };
+        let wrong_type = Ok(Input {
+            datatype: clip_contract::DataType::Fp32,
+            shape: vec![1, 2, 2, 3],
+            data: std::borrow::Cow::Owned(vec![0; 48]),
+        });
+        let results = kind.execute(&[
+            pixels_request(240, 160, &small, 2),
+            wrong_type,
+            pixels_request(256, 256, &square, 1),
+            pixels_request(400, 400, &large, 1),
+            pixels_request(240, 160, &small, 1),
+            pixels_request(4, 4, &[0; 47], 1),
+        ]);
+        let (small_alone, square_alone) = (one(240, 160, &small), one(256, 256, &square));
+        assert_eq!(
+            results.values::<f32>(0).unwrap(),
+            [small_alone.clone(), small_alone.clone()].concat()
+        );
+        assert!(results
+            .response(1)
+            .unwrap_err()
+            .message
+            .contains("PIXELS must be UINT8 [n, H, W, 3]: it is TYPE_FP32"));
+        assert_eq!(results.values::<f32>(2).unwrap(), square_alone);
+        let too_large = results.response(3).unwrap_err().message;
+        assert!(
+            too_large.starts_with("PIXELS element 0: image too large: 400x400"),
+            "{too_large}"
+        );
+        assert_eq!(results.values::<f32>(4).unwrap(), small_alone);
+        assert!(results
+            .response(5)
+            .unwrap_err()
+            .message
+            .contains("47 bytes for shape [1, 4, 4, 3]"));
     }
 }
