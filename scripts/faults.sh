@@ -375,7 +375,7 @@ scenario_2() {
                     failed=$((failed + 1))
                     local message
                     message=$(grep -m1 '^error:' "$dir/$name.$n.err")
-                    if contains "$message" "unknown model|UNAVAILABLE|unloaded|no available versions|not ready|not found|NotFound"; then
+                    if contains "$message" "unknown model|UNAVAILABLE|LOADING|unloaded|no available versions|not ready|not found|NotFound"; then
                         messages+="$(sed -E 's/[0-9]+ s:/N s:/; s/#[0-9]+/#N/' <<<"${message:0:220}")"$'\n'
                     else
                         unclear=$((unclear + 1))
@@ -397,7 +397,7 @@ scenario_2() {
         test "$bad_rows" -eq 0
     expect "the unloads hit running jobs ($failed failed)" test "$failed" -gt 0
     local message
-    while read -r message; do [[ -n $message ]] && quote "$message"; done < <(sort <<<"$messages" | uniq -c | sort -rn | head -4)
+    while read -r message; do [[ -n $message ]] && quote "$message"; done < <(grep -v "^$" <<<"$messages" | sort | uniq -c | sort -rn | head -4)
 
     all_ready=1
     for model in "${models[@]}"; do
