@@ -2,27 +2,35 @@
 # Benchmarks, side by side in one run, written to docs/benchmarks.md and
 # docs/benchmarks.png (see docs/benchmarks.md for what each number means).
 #
-#   scripts/bench.sh                  # full run: ViT-B-32 (random weights), ~20-30 min on 2 cores
+#   scripts/bench.sh                  # full run: ViT-B-32 (random weights), ~35-45 min on 2 cores
 #   scripts/bench.sh --smoke          # CI: tiny model, tiny windows, report under .cache/bench/smoke/docs
 #   scripts/bench.sh --model ViT-L-14::openai --out /tmp/docs
 #
 # In one run, on the same photos and sentences:
 # 1. preprocessing alone inside Triton: the `clip` backend's models and the
 #    same models written for Triton's Python backend (PIL + numpy,
-#    transformers' CLIPTokenizerFast), with perf_analyzer 2.51.0: batch 1 and
-#    16, concurrency 1, 2 and 4, one and two instances, photos of about 0.3, 2
-#    and 12 megapixels at camera-like bytes per pixel;
-# 2. the ONNX encoders alone in-process through `ort` (the limit), and the
+#    transformers' CLIPTokenizerFast), and for images that Python model with
+#    PIL's draft() (reduced-scale JPEG decode), with perf_analyzer 2.51.0:
+#    batch 1 and 16, concurrency 1, 2 and 4, one and two instances, photos of
+#    about 0.3, 2 and 12 megapixels at camera-like bytes per pixel;
+# 2. image preprocessing in process, one thread and all cores: ours
+#    (clip-image), libjpeg-turbo decoding alone at our DCT scale (the floor)
+#    and NVIDIA DALI's CPU pipeline (scripts/bench/dali.py);
+# 3. the ONNX encoders alone in-process through `ort` (the limit), and the
 #    ensembles through Triton at the limit's best batch size, with the
-#    preprocessing share of the ensembles' compute time.
-# 3. the client: clip-client encode of 10,000 sentences and 1,000 photos
+#    preprocessing share of the ensembles' compute time;
+# 4. the client: clip-client encode of 10,000 sentences and 1,000 photos
 #    against Python's tritonclient sending the same requests, and its peak
 #    memory over directories of 1,000 and 10,000 photos (scripts/bench/client.sh).
 #
+# --smoke keeps every part in a tiny form but skips DALI (a wheel of over
+# 400 MB): its report says DALI was not measured.
+#
 # Everything is installed into .cache/ from nothing: the server and
 # perf_analyzer from their PyPI wheels (pip download), ONNX Runtime, a venv
-# for the Python comparison models and the photo generator. Python never
-# runs in this project's serving path; it is the thing compared against.
+# for the Python comparison models and the photo generator, and DALI's
+# wheels (kept in .cache/bench-wheels). Python never runs in this project's
+# serving path; it is the thing compared against.
 # Honors CARGO_TARGET_DIR. Never asserts a time.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,7 +46,7 @@ while [[ $# -gt 0 ]]; do
         --model) model=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --jobs) jobs=$2; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
         *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -56,12 +64,12 @@ if [[ $mode == smoke ]]; then
     sizes="0.3mp=640x480" photos_per_size=2
     batches=(1) concurrencies=(1 2) instance_counts=(1 2)
     window_ms() { echo 300; }
-    stability=100 trials=3 encoder_batches=1,2 encoder_seconds=0.3 sentences=50
+    stability=100 trials=3 encoder_batches=1,2 encoder_seconds=0.3 sentences=50 inprocess_seconds=0.2
 else
     sizes="0.3mp=640x480,2mp=1632x1224,12mp=4000x3000" photos_per_size=6
     batches=(1 16) concurrencies=(1 2 4) instance_counts=(1 2)
     window_ms() { case $1 in image_12mp) echo 6000 ;; image_2mp) echo 2000 ;; *) echo 1500 ;; esac; }
-    stability=50 trials=5 encoder_batches=1,4,8,16,32 encoder_seconds=4 sentences=1000
+    stability=50 trials=5 encoder_batches=1,4,8,16,32 encoder_seconds=4 sentences=1000 inprocess_seconds=3
 fi
 
 rm -rf "$results"
@@ -100,6 +108,21 @@ if [[ ! -x "$stub" ]]; then
     exit 1
 fi
 cp -n "$stub" "$server_root/backends/python/" 2>/dev/null || true
+# DALI, full runs only, with requirements.txt as constraints (numpy stays 1.x).
+if [[ $mode == full ]] && ! cmp -s scripts/bench/requirements-dali.txt "$venv/.requirements-dali" 2>/dev/null; then
+    wheels=$root/.cache/bench-wheels
+    dali_install() {
+        "$venv/bin/pip" install --quiet --no-index --find-links "$wheels" \
+            -r scripts/bench/requirements-dali.txt -c scripts/bench/requirements.txt
+    }
+    if ! dali_install 2>/dev/null; then
+        log "downloading DALI into $wheels"
+        "$venv/bin/pip" download --quiet -d "$wheels" \
+            -r scripts/bench/requirements-dali.txt -c scripts/bench/requirements.txt
+        dali_install
+    fi
+    cp scripts/bench/requirements-dali.txt "$venv/.requirements-dali"
+fi
 
 font=${BENCH_FONT:-/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf}
 if [[ ! -f "$font" ]]; then
@@ -130,6 +153,17 @@ data=$work/data
 "$bin/clip-bench" prepare --repo "$repo" --photos "$photos" --python-models scripts/bench/python \
     --site-packages "$site_packages" --data "$data" --sentences "$sentences" \
     --max-queue-delay-us "$queue_delay_us"
+
+# Image preprocessing in process, before the server takes any CPU: ours, the
+# decode-only floor, PIL draft()'s scales and DALI (see --help on smoke runs).
+log "in process: clip and the decode floor"
+"$bin/clip-bench" inprocess --repo "$repo" --photos "$photos" --seconds "$inprocess_seconds" \
+    --out "$results/inprocess"
+dali_args=()
+[[ $mode == smoke ]] && dali_args=(--no-dali)
+log "in process: DALI${dali_args:+ (skipped in smoke runs)}"
+"$venv/bin/python" scripts/bench/dali.py --photos "$photos" --seconds "$inprocess_seconds" \
+    --out "$results/inprocess" "${dali_args[@]}"
 
 # The limit: each encoder alone, in-process, before the server takes any CPU.
 for kind in image text; do
@@ -192,7 +226,8 @@ for spec in ${sizes//,/ }; do inputs+=("image_${spec%%=*}"); done
 for input in "${inputs[@]}"; do
     what=${input%%_*}
     label=${input#image_}
-    for impl in clip python; do
+    for impl in clip python python_draft; do
+        [[ $impl == python_draft && $what == text ]] && continue
         for instances in "${instance_counts[@]}"; do
             for batch in "${batches[@]}"; do
                 for concurrency in "${concurrencies[@]}"; do

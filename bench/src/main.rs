@@ -6,6 +6,8 @@
 //!   perf_analyzer's `--input-data` files for photos and sentences.
 //! - `encoder`: runs an ONNX encoder alone, in-process through `ort`, over a
 //!   range of batch sizes: the limit the ensembles are measured against.
+//! - `inprocess`: our image preprocessing and the libjpeg-turbo decode at
+//!   the same DCT scale (the floor), in process, one thread and all cores.
 //! - `report`: turns a run's results into `docs/benchmarks.md` and its chart.
 //!
 //! Every model, tensor and parameter name comes from `clip_contract`.
@@ -13,6 +15,8 @@
 mod chart;
 mod client;
 mod encoder;
+mod inprocess;
+mod peers;
 mod prepare;
 mod report;
 
@@ -31,6 +35,8 @@ enum Command {
     Prepare(prepare::Args),
     /// Run an ONNX encoder alone through ort at several batch sizes.
     Encoder(encoder::Args),
+    /// Measure our image preprocessing and its decode-only floor in process.
+    Inprocess(inprocess::Args),
     /// Write the Markdown report and the PNG chart from a run's results.
     Report(report::Args),
 }
@@ -39,6 +45,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Prepare(args) => prepare::run(&args),
         Command::Encoder(args) => encoder::run(&args),
+        Command::Inprocess(args) => inprocess::run(&args),
         Command::Report(args) => report::run(&args),
     }
 }

@@ -6,7 +6,9 @@
 //! - `bench_python_{image,text}_i{1,2}`: the same config (inputs, outputs,
 //!   batching, instances) served by Triton's Python backend with
 //!   `scripts/bench/python/{image,text}_model.py`, which read the model's
-//!   facts from a `bench.json` written beside them.
+//!   facts from a `bench.json` written beside them;
+//! - `bench_python_draft_image_i{1,2}`: the Python image model with PIL's
+//!   `draft()`, so that libjpeg decodes large JPEGs at a reduced DCT scale.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ use serde_json::{json, Value};
 
 /// Name of the Python backend in Triton.
 const PYTHON_BACKEND: &str = "python";
+/// The implementation name of the Python image model with PIL's draft().
+const PYTHON_DRAFT: &str = "python_draft";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -104,6 +108,15 @@ pub fn run(args: &Args) -> Result<()> {
             "mean": mean,
             "std": std,
         });
+        python_model(
+            &args.repo,
+            image.model_dir()?,
+            &args.python_models.join("image_model.py"),
+            &settings,
+        )?;
+        image.name = variant(PYTHON_DRAFT, "image", instances);
+        let mut settings = settings;
+        settings["draft"] = json!(true);
         python_model(
             &args.repo,
             image.model_dir()?,

@@ -8,6 +8,7 @@
 //! - `stats/<tag>_{before,after}.json`: Triton's statistics of the ensembles'
 //!   steps around their runs;
 //! - `client/runs.json`: scripts/bench/client.sh (see `crate::client`);
+//! - `inprocess/*.json`: the in-process peers (see `crate::peers`);
 //! - `loadavg_{start,end}`, `command`, `model`: what the run was.
 
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ use anyhow::{Context, Result};
 use clip_contract::model;
 use serde_json::Value;
 
-use crate::chart::{self, Bar};
+use crate::chart;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,7 +41,7 @@ pub struct Args {
 
 /// One perf_analyzer measurement.
 #[derive(Clone, Debug)]
-struct Run {
+pub(crate) struct Run {
     group: String,
     implementation: String,
     input: String,
@@ -174,7 +175,6 @@ pub fn run(args: &Args) -> Result<()> {
     )?;
 
     // Preprocessing: ours against the Python backend.
-    let mut bars = Vec::new();
     let mut missed = Vec::new();
     writeln!(w, "## Preprocessing alone, inside Triton\n")?;
     writeln!(
@@ -182,9 +182,11 @@ pub fn run(args: &Args) -> Result<()> {
         "perf_analyzer against the preprocessing models alone. **clip**: this project's `clip` backend \
          (Rust). **python**: the same config on Triton's Python backend with PIL and numpy, written as \
          Hugging Face's `CLIPImageProcessor(use_fast=False)` works, and `CLIPTokenizerFast` from \
-         transformers for text (`scripts/bench/python/`). Throughput counts batch elements \
-         (images or sentences) per second; each cell is one perf_analyzer measurement. \
-         Ratios compare each side's best configuration.\n"
+         transformers for text (`scripts/bench/python/`). **python + draft**: that image model with \
+         PIL's `draft()` (see [Against the best peers](#against-the-best-peers)). Throughput counts \
+         batch elements (images or sentences) per second; each cell is one perf_analyzer \
+         measurement. Ratios compare each side's best configuration; the targets are against \
+         python.\n"
     )?;
     writeln!(w, "| input | clip best | python best | ratio | target | |\n| --- | --- | --- | --- | --- | --- |")?;
     let mut inputs: Vec<String> = Vec::new();
@@ -202,17 +204,10 @@ pub fn run(args: &Args) -> Result<()> {
     };
     inputs.sort_by_key(|i| order(i));
     for input in &inputs {
-        let best = |implementation: &str| {
-            runs.iter()
-                .filter(|r| {
-                    r.group == "preprocess"
-                        && &r.input == input
-                        && r.implementation == implementation
-                })
-                .filter_map(|r| r.per_second.map(|v| (v, r.clone())))
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-        };
-        let (ours, theirs) = (best("clip"), best("python"));
+        let (ours, theirs) = (
+            best_preprocess(&runs, input, "clip"),
+            best_preprocess(&runs, input, "python"),
+        );
         let target = if input == "text" {
             Some(Targets::TEXT)
         } else {
@@ -245,13 +240,6 @@ pub fn run(args: &Args) -> Result<()> {
             ratio.map_or("n/a".into(), |r| format!("**{r:.1}x**")),
             target.map_or("".into(), |t| format!("≥ {t}x")),
         )?;
-        if let (Some(r), Some(t)) = (ratio, target) {
-            bars.push(Bar {
-                label: label(input),
-                ratio: r,
-                target: t,
-            });
-        }
     }
     writeln!(w)?;
 
@@ -268,7 +256,25 @@ pub fn run(args: &Args) -> Result<()> {
                 "Images"
             }
         )?;
-        writeln!(w, "| batch | concurrency | clip ×1 | clip ×2 | python ×1 | python ×2 |\n| --- | --- | --- | --- | --- | --- |")?;
+        // python_draft exists for photos only.
+        let columns: Vec<(&str, u32)> = ["clip", "python", "python_draft"]
+            .into_iter()
+            .filter(|i| {
+                runs.iter()
+                    .any(|r| &r.input == input && r.implementation == *i)
+            })
+            .flat_map(|i| [(i, 1), (i, 2)])
+            .collect();
+        writeln!(
+            w,
+            "| batch | concurrency | {} |\n| --- | --- |{}",
+            columns
+                .iter()
+                .map(|(i, n)| format!("{} ×{n}", i.replace('_', " + ")))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            " --- |".repeat(columns.len())
+        )?;
         let mut cells: BTreeMap<(u32, u32), BTreeMap<(String, u32), String>> = BTreeMap::new();
         for r in runs
             .iter()
@@ -285,17 +291,13 @@ pub fn run(args: &Args) -> Result<()> {
                     .cloned()
                     .unwrap_or_else(|| "–".into())
             };
-            writeln!(
-                w,
-                "| {batch} | {concurrency} | {} | {} | {} | {} |",
-                get("clip", 1),
-                get("clip", 2),
-                get("python", 1),
-                get("python", 2)
-            )?;
+            let row: Vec<String> = columns.iter().map(|(i, n)| get(i, *n)).collect();
+            writeln!(w, "| {batch} | {concurrency} | {} |", row.join(" | "))?;
         }
         writeln!(w)?;
     }
+
+    let groups = crate::peers::section(w, results, &runs, &inputs)?;
 
     // The limit and the ensembles.
     writeln!(w, "## End to end against the encoder alone\n")?;
@@ -422,8 +424,9 @@ pub fn run(args: &Args) -> Result<()> {
     chart::draw(
         &args.out_png,
         &args.font,
-        &bars,
-        &format!("clip backend vs Python backend, {cores} cores: {cpu}"),
+        &crate::peers::SERIES,
+        &groups,
+        &format!("clip backend against its peers, {cores} cores: {cpu}"),
     )?;
     eprintln!(
         "clip-bench: wrote {} and {}",
@@ -433,7 +436,21 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn label(input: &str) -> String {
+/// The best-throughput perf_analyzer run of an implementation's preprocessing model on an input.
+pub(crate) fn best_preprocess(
+    runs: &[Run],
+    input: &str,
+    implementation: &str,
+) -> Option<(f64, Run)> {
+    runs.iter()
+        .filter(|r| {
+            r.group == "preprocess" && r.input == input && r.implementation == implementation
+        })
+        .filter_map(|r| r.per_second.map(|v| (v, r.clone())))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+pub(crate) fn label(input: &str) -> String {
     match input {
         "text" => "text".into(),
         size => format!("{} MP photos", size.trim_end_matches("mp")),

@@ -4,6 +4,10 @@ numpy, as Hugging Face's CLIPImageProcessor(use_fast=False) does it:
 decode, convert to RGB, resize the shortest side with bicubic filtering,
 center-crop, scale to [0, 1], normalize, CHW.
 
+With "draft" in bench.json (the python_draft variant) it adds the one line
+a user would: PIL's draft(), so that libjpeg decodes a large JPEG at a
+reduced DCT scale as the `clip` backend does.
+
 Benchmark only (scripts/bench.sh). clip-bench writes bench.json beside this
 file with the model's facts and the folder of the packages (the stub embeds
 the system Python in isolated mode, so it does not see a venv by itself).
@@ -31,12 +35,16 @@ class TritonPythonModel:
         self.size = int(SETTINGS["image_size"])
         self.mean = np.array(SETTINGS["mean"], dtype=np.float32).reshape(3, 1, 1)
         self.std = np.array(SETTINGS["std"], dtype=np.float32).reshape(3, 1, 1)
+        self.draft = bool(SETTINGS.get("draft"))
 
     def preprocess(self, data):
+        size = self.size
         image = Image.open(io.BytesIO(data))
+        if self.draft:
+            # JPEG only: the strongest of 1/2, 1/4, 1/8 that keeps both sides >= 2 * size.
+            image.draft("RGB", (size * 2, size * 2))
         image = image.convert("RGB")
         width, height = image.size
-        size = self.size
         # transformers' get_resize_output_image_size(default_to_square=False)
         if width <= height:
             new_width, new_height = size, int(size * height / width)
