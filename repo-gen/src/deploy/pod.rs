@@ -178,14 +178,23 @@ pub fn backend_mount(read_only: bool) -> VolumeMount {
     }
 }
 
+/// glibc's mmap threshold, fixed (as scripts/launch-triton.sh sets it):
+/// otherwise it grows to each large block freed, later decode and batch
+/// buffers come from the arenas, and their freed pages stay in the pod's
+/// RSS (the soak measured the creep; docs/reliability.md).
+const MALLOC_MMAP_THRESHOLD: &str = "131072";
+
 pub fn triton_env(options: &K8sOptions) -> Option<Vec<EnvVar>> {
-    options.ort_dylib_path.as_ref().map(|path| {
-        vec![EnvVar {
-            name: "ORT_DYLIB_PATH".into(),
-            value: Some(path.clone()),
-            ..EnvVar::default()
-        }]
-    })
+    let var = |name: &str, value: &str| EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    };
+    let mut env = vec![var("MALLOC_MMAP_THRESHOLD_", MALLOC_MMAP_THRESHOLD)];
+    if let Some(path) = &options.ort_dylib_path {
+        env.push(var("ORT_DYLIB_PATH", path));
+    }
+    Some(env)
 }
 
 /// CPU requested without a limit; memory requested and capped; GPUs as a
