@@ -24,7 +24,7 @@ bin=$(cargo_target_dir)/release
 ort=$(bash scripts/install-onnxruntime.sh | tail -1)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source scripts/lib/serve.sh
 ms() { echo $(($(date +%s%N) / 1000000)); }
 # timed ARGS...: milliseconds one clip-client call takes.
 timed() {
@@ -41,16 +41,8 @@ for mode in warmup no-warmup; do
     [[ $mode == no-warmup ]] && flags=(--no-warmup)
     "$bin/repo-gen" --model "$model" --random-init --seed 0 --tokenizer tests/fixtures/text/tokenizer.json \
         --out "$work/$mode" --runtime ort --gpus none --ort-library "$ort" "${flags[@]}" >&2
-    http=$(free_port) grpc=$(free_port) metrics=$(free_port)
     start=$(ms)
-    bash scripts/launch-triton.sh --mode local --model-repository "$work/$mode" \
-        --backend-lib "$bin/libtriton_clip.so" --http-port "$http" --grpc-port "$grpc" \
-        --metrics-port "$metrics" >"$work/$mode.log" 2>&1 &
-    server=$!
-    until curl -sf "http://127.0.0.1:$http/v2/health/ready" >/dev/null; do
-        kill -0 "$server" 2>/dev/null || { tail "$work/$mode.log" >&2; exit 1; }
-        sleep 0.2
-    done
+    serve "$work/$mode" "$work/$mode.log"
     ready=$(($(ms) - start))
     p1=$(timed "$photo") p2=$(timed "$photo")
     t1=$(timed --text "a photo of a cat") t2=$(timed --text "a photo of a cat")

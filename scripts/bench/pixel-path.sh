@@ -31,7 +31,7 @@ bin=$(cargo_target_dir)/release
 ort=$(bash scripts/install-onnxruntime.sh | tail -1)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source scripts/lib/serve.sh
 
 if [[ -n $model ]]; then
     source_args=(--model "$model" --random-init --seed 0 --tokenizer tests/fixtures/text/tokenizer.json)
@@ -41,15 +41,7 @@ else
 fi
 "$bin/repo-gen" "${source_args[@]}" --out "$work/repo" --runtime ort --gpus none \
     --ort-library "$ort" --pixel-path --no-warmup >&2
-http=$(free_port) grpc=$(free_port) metrics=$(free_port)
-bash scripts/launch-triton.sh --mode local --model-repository "$work/repo" \
-    --backend-lib "$bin/libtriton_clip.so" --http-port "$http" --grpc-port "$grpc" \
-    --metrics-port "$metrics" >"$work/server.log" 2>&1 &
-server=$!
-until curl -sf "http://127.0.0.1:$http/v2/health/ready" >/dev/null; do
-    kill -0 "$server" 2>/dev/null || { tail "$work/server.log" >&2; exit 1; }
-    sleep 0.2
-done
+serve "$work/repo" "$work/server.log"
 ticks=$(getconf CLK_TCK)
 # server_cpu: the server's user + system CPU seconds so far.
 server_cpu() { awk -v t="$ticks" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$server/stat"; }
