@@ -2,7 +2,7 @@
 # Benchmarks, side by side in one run, written to docs/benchmarks.md and
 # docs/benchmarks.png (see docs/benchmarks.md for what each number means).
 #
-#   scripts/bench.sh                  # full run: ViT-B-32 (random weights), ~35-45 min on 2 cores
+#   scripts/bench.sh                  # full run: ViT-B-32 (random weights), ~30-40 min on 2 cores
 #   scripts/bench.sh --smoke          # CI: tiny model, tiny windows, report under .cache/bench/smoke/docs
 #   scripts/bench.sh --model ViT-L-14::openai --out /tmp/docs
 #
