@@ -124,10 +124,6 @@ impl WarmupCheck {
         }
         Ok(())
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -172,7 +168,7 @@ mod tests {
 
         let passing = config(json!([sample("ok", "TYPE_STRING", "good")]));
         let check = WarmupCheck::from_config(&passing, "TEXT", dir.path()).unwrap();
-        assert!(!check.is_empty());
+        assert_eq!(check.samples.len(), 1);
         check.run(runner.as_mut()).unwrap();
 
         let failing = config(json!([
@@ -199,15 +195,18 @@ mod tests {
         ]));
         assert!(WarmupCheck::from_config(&others, "TEXT", dir.path())
             .unwrap()
+            .samples
             .is_empty());
         assert!(
             WarmupCheck::from_config(&config(json!([])), "TEXT", dir.path())
                 .unwrap()
+                .samples
                 .is_empty()
         );
         assert!(
             WarmupCheck::from_config(r#"{"name": "m"}"#, "TEXT", dir.path())
                 .unwrap()
+                .samples
                 .is_empty()
         );
     }
