@@ -101,28 +101,23 @@ pub fn run(args: &Args) -> Result<()> {
         text.write_into(&args.repo, Some(&tokenizer_dir))?;
 
         // The Python twins: the same configs on the Python backend.
-        image.name = variant(PYTHON_BACKEND, "image", instances);
-        let settings = json!({
-            "site_packages": site_packages,
-            "image_size": image_size,
-            "mean": mean,
-            "std": std,
-        });
-        python_model(
-            &args.repo,
-            image.model_dir()?,
-            &args.python_models.join("image_model.py"),
-            &settings,
-        )?;
-        image.name = variant(PYTHON_DRAFT, "image", instances);
-        let mut settings = settings;
-        settings["draft"] = json!(true);
-        python_model(
-            &args.repo,
-            image.model_dir()?,
-            &args.python_models.join("image_model.py"),
-            &settings,
-        )?;
+        // Plain PIL, then PIL with draft() (a reduced-scale JPEG decode).
+        for (implementation, draft) in [(PYTHON_BACKEND, false), (PYTHON_DRAFT, true)] {
+            image.name = variant(implementation, "image", instances);
+            let settings = json!({
+                "site_packages": site_packages,
+                "image_size": image_size,
+                "mean": mean,
+                "std": std,
+                "draft": draft,
+            });
+            python_model(
+                &args.repo,
+                image.model_dir()?,
+                &args.python_models.join("image_model.py"),
+                &settings,
+            )?;
+        }
         text.name = variant(PYTHON_BACKEND, "text", instances);
         let settings = json!({
             "site_packages": site_packages,
