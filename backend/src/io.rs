@@ -113,7 +113,7 @@ pub(crate) unsafe fn read_input<'r>(
 }
 
 /// Sends the one final response of `request`, number `index` of the batch:
-/// its rows of the batch buffer, copied once into Triton's output buffer, or
+/// its rows of each batch buffer, copied once into Triton's output buffer, or
 /// its error. True when it carried a result.
 ///
 /// SAFETY: `request` must be a live request handle.
@@ -125,14 +125,10 @@ pub(crate) unsafe fn respond(
     // SAFETY: `request` is live (caller's contract).
     unsafe {
         match output.response(index) {
-            Ok((shape, bytes)) => send(request, |response| {
-                write_output(
-                    response,
-                    &output.name,
-                    output.tensor.datatype(),
-                    &shape,
-                    bytes,
-                )
+            Ok(outputs) => send(request, |response| {
+                outputs.iter().try_for_each(|rows| {
+                    write_output(response, rows.name, rows.datatype, &rows.shape, rows.bytes)
+                })
             }),
             Err(error) => respond_error(request, &error),
         }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::ptr::{null, null_mut};
 use std::sync::Arc;
 
-use clip_backend_core::batch::{Input, RequestError};
+use clip_backend_core::batch::{Request, RequestError};
 use clip_backend_core::kind::{Device, Instance, Kind, Runner};
 use clip_backend_core::warmup::WarmupCheck;
 use clip_backend_core::{config, kinds, metrics};
@@ -33,7 +33,8 @@ struct ModelState {
 /// What one model instance answers its batches with.
 struct InstanceState {
     name: String,
-    input_name: String,
+    /// The inputs read from every request, in the order the kind takes them.
+    input_names: Vec<String>,
     runner: Box<dyn Runner>,
 }
 
@@ -109,11 +110,14 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInitialize(
             let metrics = model_metrics(model, &name, &metrics::counters(&spec))?;
             let kind = kinds::load(spec, &version_dir, Some(ort_log_sink()), metrics)
                 .map_err(|e| Failure::invalid(format!("model '{name}': {e}")))?;
-            let warmup = WarmupCheck::from_config(&config_json, kind.input_name(), &model_dir)
+            let inputs = kind.input_names().join("', '");
+            // Warmup samples are checked for the first input: the BYTES one of
+            // the preprocessing kinds.
+            let first = kind.input_names()[0].to_owned();
+            let warmup = WarmupCheck::from_config(&config_json, &first, &model_dir)
                 .map_err(|e| Failure::invalid(format!("model '{name}': {e}")))?;
             log_info(&format!(
-                "model '{name}' version {version}: ready, reads input '{}'",
-                kind.input_name()
+                "model '{name}' version {version}: ready, reads input '{inputs}'"
             ));
 
             let state = Box::new(ModelState { name, kind, warmup });
@@ -230,7 +234,12 @@ pub unsafe extern "C" fn TRITONBACKEND_ModelInstanceInitialize(
         }
             let state = Box::new(InstanceState {
                 name,
-                input_name: model.kind.input_name().to_owned(),
+                input_names: model
+                    .kind
+                    .input_names()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
                 runner,
             });
             let raw = Box::into_raw(state);
@@ -324,12 +333,20 @@ unsafe fn execute(
         let mut stats = (exec_start, exec_start, 0u64);
         let output = catch_unwind(AssertUnwindSafe(|| {
             let state = instance_state(instance)?;
-            let name = state.input_name.as_str();
-            let inputs: Vec<Result<Input<'_>, RequestError>> =
-                requests.iter().map(|&r| read_input(r, name)).collect();
+            let names = &state.input_names;
+            let inputs: Vec<Result<Request<'_>, RequestError>> = requests
+                .iter()
+                .map(|&r| {
+                    let inputs = names.iter().map(|name| read_input(r, name));
+                    Ok(Request {
+                        inputs: inputs.collect::<Result<_, _>>()?,
+                    })
+                })
+                .collect();
             stats.2 = inputs
                 .iter()
                 .flatten()
+                .filter_map(|request| request.inputs.first())
                 .map(|i| i.shape.first().copied().unwrap_or(0).max(0) as u64)
                 .sum();
             stats.0 = now_ns();

@@ -9,10 +9,35 @@ use std::ops::Range;
 pub use clip_contract::DataType;
 
 /// One input tensor of one request, its buffers joined.
+#[derive(Clone)]
 pub struct Input<'a> {
     pub datatype: DataType,
     pub shape: Vec<i64>,
     pub data: Cow<'a, [u8]>,
+}
+
+/// Everything one request carries in: its inputs, in the order its kind
+/// names them ([`crate::kind::Kind::input_names`]). Most kinds take one.
+#[derive(Clone)]
+pub struct Request<'a> {
+    pub inputs: Vec<Input<'a>>,
+}
+
+impl<'a> Request<'a> {
+    /// The input a one-input kind reads (the first one it names).
+    pub fn first(&self) -> Result<&Input<'a>, RequestError> {
+        self.inputs
+            .first()
+            .ok_or_else(|| RequestError::internal("the request reached the model with no input"))
+    }
+}
+
+impl<'a> From<Input<'a>> for Request<'a> {
+    fn from(input: Input<'a>) -> Self {
+        Request {
+            inputs: vec![input],
+        }
+    }
 }
 
 /// A Rust element type of a Triton tensor.
@@ -22,6 +47,9 @@ pub trait Element: bytemuck::Pod + Send + Sync {
 
 impl Element for u8 {
     const DATATYPE: DataType = DataType::Uint8;
+}
+impl Element for i32 {
+    const DATATYPE: DataType = DataType::Int32;
 }
 impl Element for i64 {
     const DATATYPE: DataType = DataType::Int64;
@@ -96,17 +124,47 @@ impl HostTensor {
     }
 }
 
-/// What a runner answers one batch with: one buffer, and for each request
-/// (in order) the range of rows that is its result, or its error.
-pub struct BatchOutput {
+/// One output of a batch: its name and its one buffer.
+pub struct NamedTensor {
     pub name: String,
     pub tensor: HostTensor,
+}
+
+/// One output of one request: its rows of a batch buffer.
+#[derive(Debug, PartialEq)]
+pub struct OutputRows<'b> {
+    pub name: &'b str,
+    pub datatype: DataType,
+    pub shape: Vec<i64>,
+    pub bytes: &'b [u8],
+}
+
+/// What a runner answers one batch with: one buffer per output, and for
+/// each request (in order) the range of rows that is its result in every
+/// one of them, or its error.
+pub struct BatchOutput {
+    pub tensors: Vec<NamedTensor>,
     pub requests: Vec<Result<Range<usize>, RequestError>>,
 }
 
 impl BatchOutput {
-    /// Request `index`'s result: its shape and bytes, or its error.
-    pub fn response(&self, index: usize) -> Result<(Vec<i64>, &[u8]), RequestError> {
+    /// A batch with one output.
+    pub fn single(
+        name: impl Into<String>,
+        tensor: HostTensor,
+        requests: Vec<Result<Range<usize>, RequestError>>,
+    ) -> Self {
+        BatchOutput {
+            tensors: vec![NamedTensor {
+                name: name.into(),
+                tensor,
+            }],
+            requests,
+        }
+    }
+
+    /// Request `index`'s result: its rows of every output, or its error.
+    pub fn response(&self, index: usize) -> Result<Vec<OutputRows<'_>>, RequestError> {
         let rows = match self.requests.get(index) {
             Some(Ok(rows)) => rows.clone(),
             Some(Err(error)) => return Err(error.clone()),
@@ -116,25 +174,57 @@ impl BatchOutput {
                 ))
             }
         };
-        let bytes = self.tensor.bytes(rows.clone()).ok_or_else(|| {
-            RequestError::internal(format!(
-                "the clip backend's batch buffer lacks rows {rows:?} of this request"
-            ))
-        })?;
-        Ok((self.tensor.shape(rows.len()), bytes))
+        self.tensors
+            .iter()
+            .map(|named| {
+                let bytes = named.tensor.bytes(rows.clone()).ok_or_else(|| {
+                    RequestError::internal(format!(
+                        "the clip backend's batch buffer '{}' lacks rows {rows:?} of this request",
+                        named.name
+                    ))
+                })?;
+                Ok(OutputRows {
+                    name: &named.name,
+                    datatype: named.tensor.datatype(),
+                    shape: named.tensor.shape(rows.len()),
+                    bytes,
+                })
+            })
+            .collect()
     }
 
-    /// Request `index`'s values, typed (tests read results this way).
+    /// Request `index`'s values of output `name`, typed (tests read results this way).
+    #[cfg(test)]
+    pub(crate) fn values_of<T: Element>(
+        &self,
+        name: &str,
+        index: usize,
+    ) -> Result<Vec<T>, RequestError> {
+        let outputs = self.response(index)?;
+        let rows = outputs
+            .iter()
+            .find(|o| o.name == name)
+            .unwrap_or_else(|| panic!("no output '{name}'"));
+        assert_eq!(rows.datatype, T::DATATYPE, "element type of {name}");
+        Ok(bytemuck::pod_collect_to_vec(rows.bytes))
+    }
+
+    /// Request `index`'s values of the first output, typed.
     #[cfg(test)]
     pub(crate) fn values<T: Element>(&self, index: usize) -> Result<Vec<T>, RequestError> {
-        assert_eq!(self.tensor.datatype(), T::DATATYPE, "element type");
-        let (_, bytes) = self.response(index)?;
-        Ok(bytemuck::pod_collect_to_vec(bytes))
+        self.values_of(&self.tensors[0].name, index)
     }
 
+    /// Request `index`'s shape of the first output.
     #[cfg(test)]
     pub(crate) fn shape(&self, index: usize) -> Vec<i64> {
-        self.response(index).expect("a result").0
+        self.response(index).expect("a result").remove(0).shape
+    }
+
+    /// The output names, in order.
+    #[cfg(test)]
+    pub(crate) fn names(&self) -> Vec<&str> {
+        self.tensors.iter().map(|t| t.name.as_str()).collect()
     }
 }
 
@@ -267,12 +357,13 @@ pub fn bytes_elements<'d>(
 
 /// One request of BYTES elements, as Triton hands it over (tests).
 #[cfg(test)]
-pub(crate) fn bytes_request(elements: &[&[u8]]) -> Result<Input<'static>, RequestError> {
+pub(crate) fn bytes_request(elements: &[&[u8]]) -> Result<Request<'static>, RequestError> {
     Ok(Input {
         datatype: DataType::Bytes,
         shape: vec![elements.len() as i64, 1],
         data: Cow::Owned(serialize_bytes(elements)),
-    })
+    }
+    .into())
 }
 
 /// Triton's BYTES serialisation of `elements`.
@@ -305,23 +396,26 @@ mod tests {
         assert_eq!(ranges, [0..2, 2..2, 2..3]);
         assert_eq!(rows.total(), 3);
         let values: Vec<f32> = (0..6).map(|v| v as f32).collect();
-        let output = BatchOutput {
-            name: "EMBEDDING".into(),
-            tensor: HostTensor::from_vec(vec![2], values),
-            requests: vec![
+        let output = BatchOutput::single(
+            "EMBEDDING",
+            HostTensor::from_vec(vec![2], values),
+            vec![
                 Ok(ranges[0].clone()),
                 Err(RequestError::invalid("bad")),
                 Ok(ranges[1].clone()),
                 Ok(ranges[2].clone()),
                 Ok(3..4),
             ],
-        };
-        assert_eq!(output.tensor.datatype(), DataType::Fp32);
-        let (shape, bytes) = output.response(0).unwrap();
-        assert_eq!(shape, [2, 2]);
-        assert_eq!(bytemuck::cast_slice::<u8, f32>(bytes), [0., 1., 2., 3.]);
+        );
+        let first = output.response(0).unwrap().remove(0);
+        assert_eq!((first.name, first.datatype), ("EMBEDDING", DataType::Fp32));
+        assert_eq!(first.shape, [2, 2]);
+        assert_eq!(
+            bytemuck::cast_slice::<u8, f32>(first.bytes),
+            [0., 1., 2., 3.]
+        );
         assert_eq!(output.response(1).unwrap_err().message, "bad");
-        assert_eq!(output.response(2).unwrap().0, [0, 2]);
+        assert_eq!(output.shape(2), [0, 2]);
         assert_eq!(output.values::<f32>(3).unwrap(), [4., 5.]);
         // A range past the buffer, or a request without a result, is an
         // internal error for that request, never other rows.

@@ -30,6 +30,10 @@ pub struct TextSpec {
     pub pad_id: Option<u32>,
     /// Larger elements fail their request before any work.
     pub max_text_bytes: usize,
+    /// INT64 or INT32: what the text encoder takes.
+    pub ids_type: DataType,
+    /// Whether `ATTENTION_MASK` is output too (for two-input text encoders).
+    pub attention_mask: bool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -60,7 +64,8 @@ pub struct EncoderSpec {
     /// The `vocab_size` parameter of a text encoder: ids at or above it are
     /// refused per request (negative ids always are).
     pub vocab_size: Option<u64>,
-    pub input: TensorSpec,
+    /// One input, or a text encoder's `INPUT_IDS` and `ATTENTION_MASK`.
+    pub inputs: Vec<TensorSpec>,
     pub output: TensorSpec,
 }
 
@@ -169,16 +174,30 @@ impl Reader<'_> {
         }
     }
 
+    /// Outputs: `INPUT_IDS`, and `ATTENTION_MASK` when the encoder takes
+    /// one; both INT64 or both INT32, dims `[context_length]`.
     fn text(&self) -> Result<TextSpec, ConfigError> {
         self.single_tensor("input", &self.raw.input, tensor::TEXT, DataType::Bytes)?;
-        let output = self.single_tensor(
-            "output",
-            &self.raw.output,
-            tensor::INPUT_IDS,
-            DataType::Int64,
-        )?;
-        let context_length = match self.dims(output)?.as_slice() {
-            [n] if *n > 0 => *n as usize,
+        let (ids, mask) = match self.raw.output.as_slice() {
+            [ids] if ids.name == tensor::INPUT_IDS => (ids, None),
+            [ids, mask] | [mask, ids]
+                if ids.name == tensor::INPUT_IDS && mask.name == tensor::ATTENTION_MASK =>
+            {
+                (ids, Some(mask))
+            }
+            tensors => {
+                let names: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
+                return Err(self.error(format!(
+                    "needs the output '{}', and optionally '{}', config has {names:?}",
+                    tensor::INPUT_IDS,
+                    tensor::ATTENTION_MASK
+                )));
+            }
+        };
+        let integers = [DataType::Int64, DataType::Int32];
+        let ids = self.typed(ids, "output", &integers)?;
+        let context_length = match ids.dims.as_slice() {
+            [n] => *n as usize,
             dims => {
                 return Err(self.error(format!(
                     "output '{}' must have dims [context_length], got {dims:?}",
@@ -186,6 +205,20 @@ impl Reader<'_> {
                 )))
             }
         };
+        if let Some(mask) = mask {
+            let mask = self.typed(mask, "output", &integers)?;
+            if (mask.data_type, &mask.dims) != (ids.data_type, &ids.dims) {
+                return Err(self.error(format!(
+                    "output '{}' must have the type and dims of '{}' ({} {:?}), got {} {:?}",
+                    tensor::ATTENTION_MASK,
+                    tensor::INPUT_IDS,
+                    ids.data_type,
+                    ids.dims,
+                    mask.data_type,
+                    mask.dims
+                )));
+            }
+        }
         self.agrees(param::CONTEXT_LENGTH, context_length as u64)?;
         let tokenizer_file = self
             .parameter(param::TOKENIZER_FILE)
@@ -195,6 +228,8 @@ impl Reader<'_> {
             context_length,
             pad_id: self.number(param::PAD_TOKEN_ID)?,
             max_text_bytes: self.limit(param::MAX_TEXT_BYTES, defaults::MAX_TEXT_BYTES)?,
+            ids_type: ids.data_type,
+            attention_mask: mask.is_some(),
         })
     }
 
@@ -278,36 +313,55 @@ impl Reader<'_> {
     /// allowed types); whether they match the ONNX file is checked when the
     /// model is loaded.
     fn encoder(&self) -> Result<EncoderSpec, ConfigError> {
-        let input = match self.raw.input.as_slice() {
-            [only] if only.name == tensor::INPUT_IDS => {
-                self.typed(only, "input", tensor::INPUT_IDS, &[DataType::Int64])?
+        let integers = [DataType::Int64, DataType::Int32];
+        let plays = |raw: &RawTensor, contract: &str| tensor::plays(&raw.name, contract);
+        let inputs = match self.raw.input.as_slice() {
+            [only] if plays(only, tensor::INPUT_IDS) => {
+                vec![self.typed(only, "input", &integers)?]
             }
-            [only] if only.name == tensor::PIXEL_VALUES => self.typed(
-                only,
-                "input",
-                tensor::PIXEL_VALUES,
-                &[DataType::Fp32, DataType::Fp16],
-            )?,
-            [only] if only.name == tensor::PIXELS => {
-                self.typed(only, "input", tensor::PIXELS, &[DataType::Uint8])?
+            [ids, mask] | [mask, ids]
+                if plays(ids, tensor::INPUT_IDS) && plays(mask, tensor::ATTENTION_MASK) =>
+            {
+                let ids = self.typed(ids, "input", &integers)?;
+                let mask = self.typed(mask, "input", &integers)?;
+                if mask.dims != ids.dims {
+                    return Err(self.error(format!(
+                        "input '{}' must have the dims of '{}' ({:?}), got {:?}",
+                        mask.name, ids.name, ids.dims, mask.dims
+                    )));
+                }
+                vec![ids, mask]
+            }
+            [only] if plays(only, tensor::PIXEL_VALUES) => {
+                vec![self.typed(only, "input", &[DataType::Fp32, DataType::Fp16])?]
+            }
+            [only] if plays(only, tensor::PIXELS) => {
+                vec![self.typed(only, "input", &[DataType::Uint8])?]
             }
             tensors => {
                 let names: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
                 return Err(self.error(format!(
-                    "needs exactly one input named '{}', '{}' or '{}', config has {names:?}",
+                    "needs one input named '{}' (and optionally '{}'), '{}' or '{}' (in any \
+                     case), config has {names:?}",
                     tensor::INPUT_IDS,
+                    tensor::ATTENTION_MASK,
                     tensor::PIXEL_VALUES,
                     tensor::PIXELS
                 )));
             }
         };
-        let output = self.single_tensor_of("output", &self.raw.output, tensor::EMBEDDING)?;
-        let output = self.typed(
-            output,
-            "output",
-            tensor::EMBEDDING,
-            &[DataType::Fp32, DataType::Fp16],
-        )?;
+        let text = tensor::plays(&inputs[0].name, tensor::INPUT_IDS);
+        // The embedding, named as the ONNX file names it.
+        let output = match self.raw.output.as_slice() {
+            [only] => self.typed(only, "output", &[DataType::Fp32, DataType::Fp16])?,
+            tensors => {
+                let names: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
+                return Err(self.error(format!(
+                    "needs exactly one output (the embedding, '{}' in our exports), config has {names:?}",
+                    tensor::EMBEDDING
+                )));
+            }
+        };
         let threads = |key: &str| -> Result<Option<usize>, ConfigError> {
             match self.number::<usize>(key)? {
                 Some(0) => Err(self.error(format!("parameter '{key}' must be at least 1"))),
@@ -321,7 +375,7 @@ impl Reader<'_> {
                     param::VOCAB_SIZE
                 )))
             }
-            Some(_) if input.name != tensor::INPUT_IDS => {
+            Some(_) if !text => {
                 return Err(self.error(format!(
                     "parameter '{}' applies to text encoders (input '{}') only",
                     param::VOCAB_SIZE,
@@ -341,7 +395,7 @@ impl Reader<'_> {
             inter_op_threads: threads(param::INTER_OP_THREADS)?,
             instance_count: self.instance_count()?,
             vocab_size,
-            input,
+            inputs,
             output,
         })
     }
@@ -350,9 +404,9 @@ impl Reader<'_> {
         &self,
         found: &RawTensor,
         what: &str,
-        name: &'static str,
         allowed: &[DataType],
     ) -> Result<TensorSpec, ConfigError> {
+        let name = found.name.as_str();
         let data_type = DataType::from_config_name(&found.data_type)
             .filter(|t| allowed.contains(t))
             .ok_or_else(|| {
@@ -591,8 +645,52 @@ mod tests {
                 context_length: 77,
                 pad_id: None,
                 max_text_bytes: defaults::MAX_TEXT_BYTES,
+                ids_type: DataType::Int64,
+                attention_mask: false,
             })
         );
+    }
+
+    /// A two-input text encoder: ids and mask, in either order, of the
+    /// encoder's integer type; anything else is refused at load.
+    #[test]
+    fn text_outputs_follow_the_encoder() {
+        let outputs = |ids: &str, mask: &str, mask_dims: i64| {
+            json!({"output": [
+                {"name": "ATTENTION_MASK", "data_type": mask, "dims": [mask_dims]},
+                {"name": "INPUT_IDS", "data_type": ids, "dims": [77]}
+            ]})
+        };
+        let KindSpec::TextPreprocess(spec) =
+            parse_value(text_config(outputs("TYPE_INT32", "TYPE_INT32", 77))).unwrap()
+        else {
+            panic!("not a text model")
+        };
+        assert_eq!(
+            (spec.ids_type, spec.attention_mask),
+            (DataType::Int32, true)
+        );
+        for (config, expected) in [
+            (
+                outputs("TYPE_INT64", "TYPE_INT32", 77),
+                "output 'ATTENTION_MASK' must have the type and dims of 'INPUT_IDS' (TYPE_INT64 [77]), got TYPE_INT32 [77]",
+            ),
+            (
+                outputs("TYPE_INT32", "TYPE_INT32", 76),
+                "output 'ATTENTION_MASK' must have the type and dims of 'INPUT_IDS' (TYPE_INT32 [77]), got TYPE_INT32 [76]",
+            ),
+            (
+                outputs("TYPE_FP32", "TYPE_FP32", 77),
+                "output 'INPUT_IDS' must be TYPE_INT64 or TYPE_INT32, got TYPE_FP32",
+            ),
+            (
+                json!({"output": [{"name": "MASK", "data_type": "TYPE_INT64", "dims": [77]}]}),
+                "needs the output 'INPUT_IDS', and optionally 'ATTENTION_MASK', config has [\"MASK\"]",
+            ),
+        ] {
+            let error = parse_value(text_config(config)).unwrap_err().to_string();
+            assert!(error.ends_with(expected), "{error}");
+        }
     }
 
     #[test]
@@ -688,7 +786,11 @@ mod tests {
                 inter_op_threads: None,
                 instance_count: 2,
                 vocab_size: None,
-                input: TensorSpec::new(tensor::INPUT_IDS, DataType::Int64, vec![77]),
+                inputs: vec![TensorSpec::new(
+                    tensor::INPUT_IDS,
+                    DataType::Int64,
+                    vec![77]
+                )],
                 output: TensorSpec::new(tensor::EMBEDDING, DataType::Fp32, vec![512]),
             }
         );
@@ -707,8 +809,8 @@ mod tests {
         let KindSpec::OnnxEncoder(spec) = parse_value(config).unwrap() else {
             panic!("not an encoder")
         };
-        assert_eq!(spec.input.data_type, DataType::Fp16);
-        assert_eq!(spec.input.dims, vec![3, 336, 336]);
+        assert_eq!(spec.inputs[0].data_type, DataType::Fp16);
+        assert_eq!(spec.inputs[0].dims, vec![3, 336, 336]);
         assert_eq!(spec.output.data_type, DataType::Fp16);
         assert_eq!(
             spec.instance_count, 5,
@@ -722,6 +824,33 @@ mod tests {
             (spec.intra_op_threads, spec.inter_op_threads),
             (Some(4), Some(2))
         );
+    }
+
+    #[test]
+    fn a_two_input_text_encoder_takes_ids_and_mask_in_either_order() {
+        let config = encoder_config(json!({"input": [
+            {"name": "ATTENTION_MASK", "data_type": "TYPE_INT32", "dims": [77]},
+            {"name": "INPUT_IDS", "data_type": "TYPE_INT32", "dims": [77]}
+        ], "parameters": {"vocab_size": string("49408")}}));
+        let KindSpec::OnnxEncoder(spec) = parse_value(config).unwrap() else {
+            panic!("not an encoder")
+        };
+        let names: Vec<&str> = spec.inputs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, [tensor::INPUT_IDS, tensor::ATTENTION_MASK]);
+        assert!(spec.inputs.iter().all(|s| s.data_type == DataType::Int32));
+        assert_eq!(spec.vocab_size, Some(49408));
+
+        // CLIP-as-service's spelling: the config names follow the ONNX file.
+        let config = encoder_config(json!({"input": [
+            {"name": "input_ids", "data_type": "TYPE_INT32", "dims": [77]},
+            {"name": "attention_mask", "data_type": "TYPE_INT32", "dims": [77]}
+        ], "output": [{"name": "output", "data_type": "TYPE_FP32", "dims": [512]}]}));
+        let KindSpec::OnnxEncoder(spec) = parse_value(config).unwrap() else {
+            panic!("not an encoder")
+        };
+        let names: Vec<&str> = spec.inputs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["input_ids", "attention_mask"]);
+        assert_eq!(spec.output.name, "output");
     }
 
     #[test]
@@ -749,9 +878,23 @@ mod tests {
         let cases = [
             (
                 encoder_config(
-                    json!({"input": [{"name": "INPUT_IDS", "data_type": "TYPE_INT32", "dims": [77]}]}),
+                    json!({"input": [{"name": "INPUT_IDS", "data_type": "TYPE_FP32", "dims": [77]}]}),
                 ),
-                "input 'INPUT_IDS' must be TYPE_INT64, got TYPE_INT32",
+                "input 'INPUT_IDS' must be TYPE_INT64 or TYPE_INT32, got TYPE_FP32",
+            ),
+            (
+                encoder_config(json!({"input": [
+                    {"name": "INPUT_IDS", "data_type": "TYPE_INT32", "dims": [77]},
+                    {"name": "ATTENTION_MASK", "data_type": "TYPE_INT32", "dims": [64]}
+                ]})),
+                "input 'ATTENTION_MASK' must have the dims of 'INPUT_IDS' ([77]), got [64]",
+            ),
+            (
+                encoder_config(json!({"input": [
+                    {"name": "PIXEL_VALUES", "data_type": "TYPE_FP32", "dims": [3, 224, 224]},
+                    {"name": "ATTENTION_MASK", "data_type": "TYPE_INT32", "dims": [77]}
+                ]})),
+                "needs one input named 'INPUT_IDS' (and optionally 'ATTENTION_MASK'), 'PIXEL_VALUES' or 'PIXELS'",
             ),
             (
                 encoder_config(
@@ -763,7 +906,7 @@ mod tests {
                 encoder_config(
                     json!({"input": [{"name": "TEXT", "data_type": "TYPE_STRING", "dims": [1]}]}),
                 ),
-                "exactly one input named 'INPUT_IDS', 'PIXEL_VALUES' or 'PIXELS'",
+                "needs one input named 'INPUT_IDS' (and optionally 'ATTENTION_MASK'), 'PIXEL_VALUES' or 'PIXELS'",
             ),
             (
                 encoder_config(
@@ -773,9 +916,12 @@ mod tests {
             ),
             (
                 encoder_config(
-                    json!({"output": [{"name": "FEATURES", "data_type": "TYPE_FP32", "dims": [512]}]}),
+                    json!({"output": [
+                        {"name": "EMBEDDING", "data_type": "TYPE_FP32", "dims": [512]},
+                        {"name": "POOLED", "data_type": "TYPE_FP32", "dims": [512]}
+                    ]}),
                 ),
-                "exactly one output named 'EMBEDDING'",
+                "needs exactly one output (the embedding, 'EMBEDDING' in our exports), config has [\"EMBEDDING\", \"POOLED\"]",
             ),
             (
                 encoder_config(

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::batch::{BatchOutput, Input, RequestError};
+use crate::batch::{BatchOutput, Request, RequestError};
 
 /// Where Triton placed a model instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,8 +24,9 @@ pub struct Instance {
 
 /// One model kind of the `clip` backend.
 pub trait Kind: Send + Sync {
-    /// The input tensor read from every request.
-    fn input_name(&self) -> &str;
+    /// The input tensors read from every request, in the order a
+    /// [`Request`] holds them; warmup samples feed the first.
+    fn input_names(&self) -> Vec<&str>;
 
     /// What one instance of the model runs its batches with; called once
     /// per instance. An `Err` fails that instance's, and so the model's, load.
@@ -41,7 +42,7 @@ pub trait Runner: Send {
     /// One buffer for the whole batch and one result per request, in order:
     /// its rows of the buffer, or its error. An `Err` fails that request
     /// alone; a request whose input could not even be read arrives as one.
-    fn execute(&mut self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput;
+    fn execute(&mut self, batch: &[Result<Request<'_>, RequestError>]) -> BatchOutput;
 }
 
 /// A KIND_CPU instance (tests).

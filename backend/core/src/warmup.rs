@@ -114,7 +114,7 @@ impl WarmupCheck {
                 shape: sample.shape.clone(),
                 data: Cow::Borrowed(&sample.data),
             };
-            let output = runner.execute(&[Ok(input)]);
+            let output = runner.execute(&[Ok(input.into())]);
             if let Err(error) = output.response(0) {
                 return Err(format!(
                     "failed to run warmup sample '{}': {error}",

@@ -14,8 +14,12 @@ pub const BACKEND_NAME: &str = "clip";
 pub mod tensor {
     /// Raw UTF-8 sentences, TYPE_STRING, dims [1].
     pub const TEXT: &str = "TEXT";
-    /// Token ids, TYPE_INT64, dims [context_length].
+    /// Token ids, TYPE_INT64 or TYPE_INT32 (as the text encoder takes them),
+    /// dims [context_length].
     pub const INPUT_IDS: &str = "INPUT_IDS";
+    /// 1 for each real token of [`INPUT_IDS`], 0 for padding; same type and
+    /// dims. Only for text encoders that take it (two-input towers).
+    pub const ATTENTION_MASK: &str = "ATTENTION_MASK";
     /// Encoded image file bytes, TYPE_STRING, dims [1].
     pub const IMAGE: &str = "IMAGE";
     /// Normalised pixels, TYPE_FP32 or TYPE_FP16, dims [3, S, S].
@@ -25,6 +29,14 @@ pub mod tensor {
     pub const PIXELS: &str = "PIXELS";
     /// Embedding vector, TYPE_FP32, dims [D].
     pub const EMBEDDING: &str = "EMBEDDING";
+
+    /// Whether an encoder's tensor `name` plays the part of `contract` (one
+    /// of the names above). Encoder configs name tensors as their ONNX file
+    /// does, and files from elsewhere spell them in lower case
+    /// (CLIP-as-service's `input_ids`, `attention_mask`, `pixel_values`).
+    pub fn plays(name: &str, contract: &str) -> bool {
+        name.eq_ignore_ascii_case(contract)
+    }
 }
 
 /// Model names in a generated repository (before any `--name-prefix`).

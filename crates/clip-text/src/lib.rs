@@ -82,6 +82,9 @@ pub enum TextError {
 pub struct Encoded {
     /// The text had more tokens than the context holds and lost the rest (the end token is kept).
     pub truncated: bool,
+    /// Real tokens written, start and end included; the rest of the row is padding
+    /// (an attention mask is 1 on exactly these).
+    pub tokens: usize,
 }
 
 /// A CLIP text tokenizer. `Send + Sync`: share one across threads.
@@ -239,7 +242,10 @@ impl Tokenizer {
         for slot in &mut out[ids.len() + 2..] {
             *slot = self.pad_id as i64;
         }
-        Ok(Encoded { truncated })
+        Ok(Encoded {
+            truncated,
+            tokens: ids.len() + 2,
+        })
     }
 
     /// [`encode_into`](Self::encode_into) into a new vector.

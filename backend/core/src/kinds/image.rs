@@ -10,7 +10,7 @@ use clip_image::{ImageError, ImageOptions, ImagePreprocessor};
 use rayon::prelude::*;
 
 use super::shared::{request_elements, Preprocess, Shared};
-use crate::batch::{BatchOutput, HostTensor, Input, RequestError, Rows};
+use crate::batch::{BatchOutput, HostTensor, Request, RequestError, Rows};
 use crate::config::ImageSpec;
 use crate::kind::{Instance, Kind, Runner};
 use crate::metrics::{Metrics, Reason};
@@ -78,10 +78,18 @@ impl ImagePreprocess {
             .collect()
     }
 
+    fn input_name(&self) -> &'static str {
+        if self.decoded_input {
+            tensor::PIXELS
+        } else {
+            tensor::IMAGE
+        }
+    }
+
     /// A request's images: its files, or its decoded `[n, H, W, 3]` pixels.
     fn request_images<'d>(
         &self,
-        input: &'d Result<Input<'_>, RequestError>,
+        input: &'d Result<Request<'_>, RequestError>,
     ) -> Result<Vec<Image<'d>>, RequestError> {
         if !self.decoded_input {
             let limit = (self.max_image_bytes, param::MAX_IMAGE_BYTES);
@@ -105,9 +113,9 @@ enum Image<'d> {
 
 /// The `n` images of a `PIXELS` request, `[n, H, W, 3]` UINT8.
 fn decoded_images<'d>(
-    input: &'d Result<Input<'_>, RequestError>,
+    request: &'d Result<Request<'_>, RequestError>,
 ) -> Result<Vec<Image<'d>>, RequestError> {
-    let input = input.as_ref().map_err(Clone::clone)?;
+    let input = request.as_ref().map_err(Clone::clone)?.first()?;
     let refuse = |why: String| {
         Err(RequestError::invalid(format!(
             "{} must be UINT8 [n, H, W, 3]: {why}",
@@ -153,12 +161,8 @@ fn decoded_images<'d>(
 }
 
 impl Kind for ImagePreprocess {
-    fn input_name(&self) -> &str {
-        if self.decoded_input {
-            tensor::PIXELS
-        } else {
-            tensor::IMAGE
-        }
+    fn input_names(&self) -> Vec<&str> {
+        vec![self.input_name()]
     }
 
     fn runner(self: Arc<Self>, _instance: &Instance) -> Result<Box<dyn Runner>, String> {
@@ -171,7 +175,7 @@ impl Preprocess for ImagePreprocess {
     /// many small ones spread over the cores alike. Image `i` of the batch is
     /// row `i` of the buffer and outcome `i`; each request reads both
     /// through the one range the cursor gave it.
-    fn execute(&self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput {
+    fn execute(&self, batch: &[Result<Request<'_>, RequestError>]) -> BatchOutput {
         let mut rows = Rows::default();
         let mut images: Vec<Image<'_>> = Vec::new();
         let ranges: Vec<Result<_, RequestError>> = batch
@@ -209,11 +213,7 @@ impl Preprocess for ImagePreprocess {
         } else {
             HostTensor::from_vec(row_dims, pixels)
         };
-        BatchOutput {
-            name: tensor::PIXEL_VALUES.into(),
-            tensor,
-            requests,
-        }
+        BatchOutput::single(tensor::PIXEL_VALUES, tensor, requests)
     }
 }
 
@@ -223,7 +223,7 @@ pub(crate) mod tests {
     use clip_test_support::fixture;
 
     use super::*;
-    use crate::batch::bytes_request;
+    use crate::batch::{bytes_request, Input};
     use crate::config::KindSpec;
     use crate::kind::Device;
     use crate::metrics::tests::{expect, tally, Tally};
@@ -460,12 +460,13 @@ pub(crate) mod tests {
         height: i64,
         rgb: &[u8],
         n: usize,
-    ) -> Result<Input<'static>, RequestError> {
+    ) -> Result<Request<'static>, RequestError> {
         Ok(Input {
             datatype: clip_contract::DataType::Uint8,
             shape: vec![n as i64, height, width, 3],
             data: std::borrow::Cow::Owned(rgb.repeat(n)),
-        })
+        }
+        .into())
     }
 
     /// Decoded images of two sizes in one batch, with a malformed request
@@ -493,7 +494,8 @@ pub(crate) mod tests {
             datatype: clip_contract::DataType::Fp32,
             shape: vec![1, 2, 2, 3],
             data: std::borrow::Cow::Owned(vec![0; 48]),
-        });
+        }
+        .into());
         let results = kind.execute(&[
             pixels_request(240, 160, &small, 2),
             wrong_type,

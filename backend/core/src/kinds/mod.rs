@@ -60,12 +60,12 @@ mod tests {
         assert_eq!(
             load(text, &fixture("text"), None, metrics)
                 .unwrap()
-                .input_name(),
-            tensor::TEXT
+                .input_names(),
+            [tensor::TEXT]
         );
         let image = KindSpec::ImagePreprocess(image_spec(false));
         let (metrics, _) = tally(&image);
         let image = load(image, Path::new("/nonexistent"), None, metrics).unwrap();
-        assert_eq!(image.input_name(), tensor::IMAGE);
+        assert_eq!(image.input_names(), [tensor::IMAGE]);
     }
 }

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use crate::batch::{bytes_elements, check_element_sizes, BatchOutput, Input, RequestError};
+use crate::batch::{bytes_elements, check_element_sizes, BatchOutput, Request, RequestError};
 use crate::kind::{Device, Runner};
 use crate::metrics::{Metrics, Reason};
 
 /// A preprocessing step: stateless per batch, so every instance shares it.
 pub(super) trait Preprocess: Send + Sync {
-    fn execute(&self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput;
+    fn execute(&self, batch: &[Result<Request<'_>, RequestError>]) -> BatchOutput;
 }
 
 /// The runner of a preprocessing model's instances: the model's one copy.
@@ -21,7 +21,7 @@ impl<P: Preprocess + ?Sized> Runner for Shared<P> {
         Device::Cpu
     }
 
-    fn execute(&mut self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput {
+    fn execute(&mut self, batch: &[Result<Request<'_>, RequestError>]) -> BatchOutput {
         self.0.execute(batch)
     }
 }
@@ -31,13 +31,14 @@ impl<P: Preprocess + ?Sized> Runner for Shared<P> {
 /// is over `limit` bytes (checked before any element is worked on).
 pub(super) fn request_elements<'d>(
     tensor: &str,
-    input: &'d Result<Input<'_>, RequestError>,
+    request: &'d Result<Request<'_>, RequestError>,
     (limit, parameter): (usize, &str),
     metrics: &Metrics,
 ) -> Result<Vec<&'d [u8]>, RequestError> {
-    let elements = input
+    let elements = request
         .as_ref()
         .map_err(Clone::clone)
+        .and_then(Request::first)
         .and_then(|input| bytes_elements(tensor, input))
         .inspect_err(|e| metrics.rejected(Reason::of_request(e)))?;
     check_element_sizes(tensor, &elements, limit, parameter)

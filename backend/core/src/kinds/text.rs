@@ -1,14 +1,16 @@
 //! The `text_preprocess` kind: sentences (`TEXT`, BYTES) to token ids
-//! (`INPUT_IDS`, INT64 `[context_length]`), open_clip's tokenizer exactly.
+//! (`INPUT_IDS`, `[context_length]`), open_clip's tokenizer exactly, and
+//! for encoders that take one, the `ATTENTION_MASK` beside them; both of
+//! the integer type the encoder takes (INT64 or INT32).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clip_contract::{param, tensor};
+use clip_contract::{param, tensor, DataType};
 use clip_text::{TextError, TextOptions, Tokenizer};
 
 use super::shared::{request_elements, Preprocess, Shared};
-use crate::batch::{BatchOutput, HostTensor, Input, RequestError, Rows};
+use crate::batch::{BatchOutput, HostTensor, NamedTensor, Request, RequestError, Rows};
 use crate::config::TextSpec;
 use crate::kind::{Instance, Kind, Runner};
 use crate::metrics::{Metrics, Reason};
@@ -16,6 +18,8 @@ use crate::metrics::{Metrics, Reason};
 pub struct TextPreprocess {
     tokenizer: Tokenizer,
     max_text_bytes: usize,
+    ids_type: DataType,
+    attention_mask: bool,
     metrics: Metrics,
 }
 
@@ -39,15 +43,23 @@ impl TextPreprocess {
         Ok(TextPreprocess {
             tokenizer,
             max_text_bytes: spec.max_text_bytes,
+            ids_type: spec.ids_type,
+            attention_mask: spec.attention_mask,
             metrics,
         })
     }
 
     /// Tokenizes one request's sentences into its rows of the batch buffer,
-    /// up to the first that fails.
-    fn tokenize(&self, texts: &[&[u8]], rows: &mut [i64]) -> Result<(), RequestError> {
+    /// up to the first that fails, and each row's count of real tokens.
+    fn tokenize(
+        &self,
+        texts: &[&[u8]],
+        rows: &mut [i64],
+        tokens: &mut [usize],
+    ) -> Result<(), RequestError> {
         let width = self.tokenizer.context_length();
-        for (index, (text, row)) in texts.iter().zip(rows.chunks_exact_mut(width)).enumerate() {
+        let rows = rows.chunks_exact_mut(width).zip(tokens);
+        for (index, (text, (row, tokens))) in texts.iter().zip(rows).enumerate() {
             let text = std::str::from_utf8(text).map_err(|e| {
                 self.metrics.rejected(Reason::InvalidUtf8);
                 RequestError::invalid(format!(
@@ -60,14 +72,27 @@ impl TextPreprocess {
                 RequestError::invalid(format!("{} element {index}: {e}", tensor::TEXT))
             })?;
             self.metrics.text_tokenized(encoded.truncated);
+            *tokens = encoded.tokens;
         }
         Ok(())
+    }
+
+    /// `values` as the batch buffer of the encoder's integer type.
+    fn integers(&self, values: Vec<i64>) -> HostTensor {
+        let row = vec![self.tokenizer.context_length() as i64];
+        match self.ids_type {
+            // Ids are below the vocabulary size, far under 2^31.
+            DataType::Int32 => {
+                HostTensor::from_vec(row, values.iter().map(|&v| v as i32).collect())
+            }
+            _ => HostTensor::from_vec(row, values),
+        }
     }
 }
 
 impl Kind for TextPreprocess {
-    fn input_name(&self) -> &str {
-        tensor::TEXT
+    fn input_names(&self) -> Vec<&str> {
+        vec![tensor::TEXT]
     }
 
     fn runner(self: Arc<Self>, _instance: &Instance) -> Result<Box<dyn Runner>, String> {
@@ -76,31 +101,43 @@ impl Kind for TextPreprocess {
 }
 
 impl Preprocess for TextPreprocess {
-    fn execute(&self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput {
+    fn execute(&self, batch: &[Result<Request<'_>, RequestError>]) -> BatchOutput {
         let width = self.tokenizer.context_length();
         let mut rows = Rows::default();
         let parsed: Vec<_> = batch
             .iter()
-            .map(|input| {
+            .map(|request| {
                 let limit = (self.max_text_bytes, param::MAX_TEXT_BYTES);
-                let texts = request_elements(tensor::TEXT, input, limit, &self.metrics)?;
+                let texts = request_elements(tensor::TEXT, request, limit, &self.metrics)?;
                 Ok((rows.take(texts.len()), texts))
             })
             .collect();
         let mut ids = vec![0i64; rows.total() * width];
+        let mut tokens = vec![0usize; rows.total()];
         let requests = parsed
             .into_iter()
             .map(|parsed: Result<_, RequestError>| {
                 let (range, texts) = parsed?;
-                self.tokenize(&texts, &mut ids[range.start * width..range.end * width])?;
+                let rows = &mut ids[range.start * width..range.end * width];
+                self.tokenize(&texts, rows, &mut tokens[range.clone()])?;
                 Ok(range)
             })
             .collect();
-        BatchOutput {
+        let mut tensors = vec![NamedTensor {
             name: tensor::INPUT_IDS.into(),
-            tensor: HostTensor::from_vec(vec![width as i64], ids),
-            requests,
+            tensor: self.integers(ids),
+        }];
+        if self.attention_mask {
+            let mask = tokens
+                .iter()
+                .flat_map(|&real| (0..width).map(move |i| i64::from(i < real)))
+                .collect();
+            tensors.push(NamedTensor {
+                name: tensor::ATTENTION_MASK.into(),
+                tensor: self.integers(mask),
+            });
         }
+        BatchOutput { tensors, requests }
     }
 }
 
@@ -146,6 +183,8 @@ pub(crate) mod tests {
             context_length: defaults::CONTEXT_LENGTH,
             pad_id,
             max_text_bytes: defaults::MAX_TEXT_BYTES,
+            ids_type: DataType::Int64,
+            attention_mask: false,
         }
     }
 
@@ -203,7 +242,7 @@ pub(crate) mod tests {
     #[test]
     fn text_batch_fails_per_request() {
         let kind = text_kind(Some(0));
-        assert_eq!(kind.input_name(), tensor::TEXT);
+        assert_eq!(kind.input_names(), [tensor::TEXT]);
         let mut kind = kind.runner(&cpu_instance()).unwrap();
         assert_eq!(kind.device(), Device::Cpu);
         let batch = vec![
@@ -214,7 +253,7 @@ pub(crate) mod tests {
         ];
         let results = kind.execute(&batch);
         assert_eq!(results.requests.len(), 4);
-        assert_eq!(results.name, tensor::INPUT_IDS);
+        assert_eq!(results.names(), [tensor::INPUT_IDS]);
 
         assert_eq!(results.shape(0), [2, 77]);
         let ids = results.values::<i64>(0).unwrap();
@@ -237,6 +276,71 @@ pub(crate) mod tests {
             "{utf8}"
         );
         assert!(results.response(3).is_ok());
+    }
+
+    /// A two-input encoder's preprocessing: INT32 ids and a mask that is 1
+    /// on exactly the real tokens (start, text, end), each request reading
+    /// its own rows of both; a bad element, in any position, fails its
+    /// request alone.
+    #[test]
+    fn int32_ids_and_attention_mask_share_the_rows() {
+        let spec = TextSpec {
+            ids_type: DataType::Int32,
+            attention_mask: true,
+            ..text_spec(Some(0))
+        };
+        let kind = Arc::new(load(spec, &fixture("text")).unwrap());
+        let alone = |text: &[u8]| {
+            let ids = kind
+                .tokenizer
+                .encode(std::str::from_utf8(text).unwrap())
+                .unwrap();
+            let real = ids.iter().position(|&id| id == 49407).unwrap() + 1;
+            let mask: Vec<i32> = (0..77).map(|i| i32::from(i < real)).collect();
+            (ids.iter().map(|&id| id as i32).collect::<Vec<_>>(), mask)
+        };
+        let mut runner = Arc::clone(&kind).runner(&cpu_instance()).unwrap();
+        let good: [&[u8]; 3] = [b"a photo of a cat", b"", b"two dogs on a long, long walk"];
+        for bad_at in 0..3 {
+            let mut bad = good;
+            bad[bad_at] = b"\xff";
+            let results = runner.execute(&[
+                bytes_request(&good),
+                bytes_request(&bad),
+                bytes_request(&good[1..]),
+            ]);
+            assert_eq!(results.names(), [tensor::INPUT_IDS, tensor::ATTENTION_MASK]);
+            let error = results.response(1).unwrap_err().message;
+            assert!(
+                error.starts_with(&format!("TEXT element {bad_at} is not valid UTF-8")),
+                "{error}"
+            );
+            for (request, texts) in [(0, &good[..]), (2, &good[1..])] {
+                let ids = results
+                    .values_of::<i32>(tensor::INPUT_IDS, request)
+                    .unwrap();
+                let mask = results
+                    .values_of::<i32>(tensor::ATTENTION_MASK, request)
+                    .unwrap();
+                assert_eq!(
+                    (ids.len(), mask.len()),
+                    (77 * texts.len(), 77 * texts.len())
+                );
+                for (row, text) in texts.iter().enumerate() {
+                    let (want_ids, want_mask) = alone(text);
+                    assert_eq!(
+                        ids[row * 77..][..77],
+                        want_ids[..],
+                        "request {request} row {row}"
+                    );
+                    assert_eq!(
+                        mask[row * 77..][..77],
+                        want_mask[..],
+                        "request {request} row {row}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

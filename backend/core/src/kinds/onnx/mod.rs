@@ -1,5 +1,6 @@
-//! The `onnx_encoder` kind: an ONNX encoder (`INPUT_IDS` or `PIXEL_VALUES`
-//! to `EMBEDDING`) run through ONNX Runtime, loaded at run time with `ort`.
+//! The `onnx_encoder` kind: an ONNX encoder (`INPUT_IDS`, with or without
+//! `ATTENTION_MASK`, or `PIXEL_VALUES` or `PIXELS`, to `EMBEDDING`) run
+//! through ONNX Runtime, loaded at run time with `ort`.
 //!
 //! ONNX Runtime is loaded once per process (clip-ort); every model shares
 //! that one library and environment. Each model instance owns its own
@@ -113,7 +114,7 @@ impl OnnxEncoder {
             runtime,
             model_path,
             io: Arc::new(Io {
-                input: spec.input,
+                inputs: spec.inputs,
                 output: spec.output,
                 vocab_size: spec.vocab_size,
             }),
@@ -160,7 +161,7 @@ impl OnnxEncoder {
                 .collect::<Vec<_>>()
         };
         check_signature(
-            &self.io.input,
+            &self.io.inputs,
             &self.io.output,
             &declared(session.inputs()),
             &declared(session.outputs()),
@@ -170,8 +171,8 @@ impl OnnxEncoder {
 }
 
 impl Kind for OnnxEncoder {
-    fn input_name(&self) -> &str {
-        &self.io.input.name
+    fn input_names(&self) -> Vec<&str> {
+        self.io.inputs.iter().map(|s| s.name.as_str()).collect()
     }
 
     fn runner(self: Arc<Self>, instance: &Instance) -> Result<Box<dyn Runner>, String> {
@@ -194,5 +195,7 @@ impl Kind for OnnxEncoder {
     }
 }
 
+#[cfg(test)]
+mod mask_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! One instance's session: joins the rows of a batch's requests into one
-//! input, refuses out-of-vocabulary token ids per request, runs the session
-//! once, and hands ONNX Runtime's output back as the batch buffer itself.
+//! tensor per input, refuses out-of-vocabulary token ids and malformed
+//! attention masks per request, runs the session once, and hands ONNX
+//! Runtime's output back as the batch buffer itself.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -13,14 +14,15 @@ use ort::value::PrimitiveTensorElementType;
 use ort::value::{DynValue, Tensor};
 
 use super::signature::element_of;
-use crate::batch::{BatchOutput, Element, HostTensor, Input, RequestError, Rows};
+use crate::batch::{BatchOutput, Element, HostTensor, Input, Request, RequestError, Rows};
 use crate::kind::{Device, Runner};
 use crate::metrics::{Metrics, Reason};
 
 /// What every instance of one encoder model runs: its tensors as the
 /// config declares them (and the session was checked against).
 pub(super) struct Io {
-    pub input: TensorSpec,
+    /// In the order requests carry them.
+    pub inputs: Vec<TensorSpec>,
     pub output: TensorSpec,
     /// Token ids at or above it are refused per request (text encoders).
     pub vocab_size: Option<u64>,
@@ -33,53 +35,134 @@ pub(super) struct EncoderRunner {
     metrics: Metrics,
 }
 
-/// Each request's rows (or its error) and the good requests' values, joined.
-struct Gathered<T> {
-    requests: Vec<Result<Range<usize>, RequestError>>,
-    rows: usize,
-    values: Vec<T>,
+/// One input's values for the whole batch, in its element type.
+enum Column {
+    Int64(Vec<i64>),
+    Int32(Vec<i32>),
+    Uint8(Vec<u8>),
+    Fp16(Vec<f16>),
+    Fp32(Vec<f32>),
 }
 
-/// Checks every request against the config's input and copies the good
-/// ones' values, in order, into one `[rows, dims...]` buffer. A refused
-/// request is counted once, whatever its rows.
-fn gather<T: Element>(
-    spec: &TensorSpec,
-    vocab_size: Option<u64>,
-    batch: &[Result<Input<'_>, RequestError>],
-    metrics: &Metrics,
-) -> Gathered<T> {
-    let per_row = spec.row_elements().unwrap_or(0);
+impl Column {
+    fn new(data_type: DataType) -> Column {
+        match data_type {
+            DataType::Int64 => Column::Int64(Vec::new()),
+            DataType::Int32 => Column::Int32(Vec::new()),
+            DataType::Uint8 => Column::Uint8(Vec::new()),
+            DataType::Fp16 => Column::Fp16(Vec::new()),
+            // The config admits no BYTES encoder input.
+            DataType::Fp32 | DataType::Bytes => Column::Fp32(Vec::new()),
+        }
+    }
+
+    /// Appends a request's values. Triton's buffers carry no alignment
+    /// promise: they are copied as bytes.
+    fn append(&mut self, bytes: &[u8]) {
+        fn extend<T: Element>(values: &mut Vec<T>, bytes: &[u8]) {
+            let start = values.len();
+            values.resize(start + bytes.len() / size_of::<T>(), T::zeroed());
+            bytemuck::cast_slice_mut::<T, u8>(&mut values[start..]).copy_from_slice(bytes);
+        }
+        match self {
+            Column::Int64(v) => extend(v, bytes),
+            Column::Int32(v) => extend(v, bytes),
+            Column::Uint8(v) => extend(v, bytes),
+            Column::Fp16(v) => extend(v, bytes),
+            Column::Fp32(v) => extend(v, bytes),
+        }
+    }
+
+    fn into_value(self, shape: Vec<i64>) -> Result<DynValue, String> {
+        fn value<T: PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static>(
+            shape: Vec<i64>,
+            values: Vec<T>,
+        ) -> Result<DynValue, String> {
+            Tensor::from_array((shape, values))
+                .map(Tensor::into_dyn)
+                .map_err(|e| e.to_string())
+        }
+        match self {
+            Column::Int64(v) => value(shape, v),
+            Column::Int32(v) => value(shape, v),
+            Column::Uint8(v) => value(shape, v),
+            Column::Fp16(v) => value(shape, v),
+            Column::Fp32(v) => value(shape, v),
+        }
+    }
+}
+
+/// Each request's rows (or its error) and the good requests' values,
+/// joined: one column per input.
+struct Gathered {
+    requests: Vec<Result<Range<usize>, RequestError>>,
+    rows: usize,
+    columns: Vec<Column>,
+}
+
+/// Checks every request against the config's inputs and copies the good
+/// ones' values, in order, into one `[rows, dims...]` column per input. A
+/// refused request is counted once, whatever its rows.
+fn gather(io: &Io, batch: &[Result<Request<'_>, RequestError>], metrics: &Metrics) -> Gathered {
     let mut cursor = Rows::default();
-    let mut values: Vec<T> = Vec::new();
+    let mut columns: Vec<Column> = io.inputs.iter().map(|s| Column::new(s.data_type)).collect();
     let requests = batch
         .iter()
-        .map(|input| {
-            let input = input
+        .map(|request| {
+            let request = request
                 .as_ref()
                 .map_err(Clone::clone)
                 .inspect_err(|e| metrics.rejected(Reason::of_request(e)))?;
-            let rows = check_request(spec, per_row, input)
-                .inspect_err(|_| metrics.rejected(Reason::InvalidRequest))?;
-            if spec.name == tensor::INPUT_IDS {
-                check_token_ids(spec, vocab_size, per_row, &input.data)
-                    .inspect_err(|_| metrics.rejected(Reason::TokenIdOutOfRange))?;
+            let rows = check_request(io, request, metrics)?;
+            for (column, input) in columns.iter_mut().zip(&request.inputs) {
+                column.append(&input.data);
             }
-            // Triton's buffers carry no alignment promise: copy them as bytes.
-            let start = values.len();
-            values.resize(start + rows * per_row, T::zeroed());
-            bytemuck::cast_slice_mut::<T, u8>(&mut values[start..]).copy_from_slice(&input.data);
             Ok(cursor.take(rows))
         })
         .collect();
     Gathered {
         requests,
         rows: cursor.total(),
-        values,
+        columns,
     }
 }
 
-fn check_request(
+/// A request's row count, after checking each of its inputs (and that they
+/// agree on the rows) and its token ids and mask values.
+fn check_request(io: &Io, request: &Request<'_>, metrics: &Metrics) -> Result<usize, RequestError> {
+    if request.inputs.len() != io.inputs.len() {
+        metrics.rejected(Reason::InvalidRequest);
+        return Err(RequestError::internal(format!(
+            "the request reached the model with {} inputs, it takes {}",
+            request.inputs.len(),
+            io.inputs.len()
+        )));
+    }
+    let mut rows = None;
+    for (spec, input) in io.inputs.iter().zip(&request.inputs) {
+        let per_row = spec.row_elements().unwrap_or(0);
+        let these = check_input(spec, per_row, input)
+            .inspect_err(|_| metrics.rejected(Reason::InvalidRequest))?;
+        if let Some((first, name)) = rows.filter(|(first, _)| *first != these) {
+            metrics.rejected(Reason::InvalidRequest);
+            return Err(RequestError::invalid(format!(
+                "input '{}' has {these} rows but '{name}' has {first}",
+                spec.name
+            )));
+        }
+        rows = Some((these, spec.name.as_str()));
+        let values = || integers(spec.data_type, &input.data);
+        if tensor::plays(&spec.name, tensor::INPUT_IDS) {
+            check_token_ids(spec, io.vocab_size, values())
+                .inspect_err(|_| metrics.rejected(Reason::TokenIdOutOfRange))?;
+        } else if tensor::plays(&spec.name, tensor::ATTENTION_MASK) {
+            check_mask(spec, values()).inspect_err(|_| metrics.rejected(Reason::InvalidRequest))?;
+        }
+    }
+    Ok(rows.map_or(0, |(rows, _)| rows))
+}
+
+fn check_input(
     spec: &TensorSpec,
     per_row: usize,
     input: &Input<'_>,
@@ -117,19 +200,31 @@ fn check_request(
     Ok(rows)
 }
 
+/// The values of an INT64 or INT32 input's (length-checked) bytes, widened.
+fn integers(data_type: DataType, data: &[u8]) -> Vec<i64> {
+    match data_type {
+        DataType::Int32 => data
+            .chunks_exact(4)
+            .map(|v| i64::from(i32::from_le_bytes(v.try_into().expect("4 bytes"))))
+            .collect(),
+        _ => data
+            .chunks_exact(8)
+            .map(|v| i64::from_le_bytes(v.try_into().expect("8 bytes")))
+            .collect(),
+    }
+}
+
 /// A token id outside the embedding table would fail the whole batch inside
 /// ONNX Runtime (or, negative, be read from the wrong end); it fails its own
 /// request here, naming the element, the id and the limit.
 fn check_token_ids(
     spec: &TensorSpec,
     vocab_size: Option<u64>,
-    per_row: usize,
-    data: &[u8],
+    ids: Vec<i64>,
 ) -> Result<(), RequestError> {
-    let width = per_row.max(1) * 8;
-    for (row, ids) in data.chunks_exact(width).enumerate() {
-        for id in ids.chunks_exact(8) {
-            let id = i64::from_le_bytes(id.try_into().expect("8 bytes"));
+    let per_row = spec.row_elements().unwrap_or(0).max(1);
+    for (row, ids) in ids.chunks_exact(per_row).enumerate() {
+        for &id in ids {
             let outside = id < 0 || vocab_size.is_some_and(|size| id as u64 >= size);
             if outside {
                 let limit = vocab_size
@@ -139,6 +234,27 @@ fn check_token_ids(
                     spec.name
                 )));
             }
+        }
+    }
+    Ok(())
+}
+
+/// A mask is 0 or 1 per token, with at least one 1: an all-zero row would
+/// make a mean-pooled text tower divide by zero and answer NaN.
+fn check_mask(spec: &TensorSpec, mask: Vec<i64>) -> Result<(), RequestError> {
+    let per_row = spec.row_elements().unwrap_or(0).max(1);
+    for (row, values) in mask.chunks_exact(per_row).enumerate() {
+        let refuse = |why: String| {
+            Err(RequestError::invalid(format!(
+                "{} element {row}: {why}",
+                spec.name
+            )))
+        };
+        if let Some(value) = values.iter().find(|v| !matches!(v, 0 | 1)) {
+            return refuse(format!("value {value} is not 0 or 1"));
+        }
+        if !values.contains(&1) {
+            return refuse("no token is attended (every value is 0)".into());
         }
     }
     Ok(())
@@ -177,17 +293,21 @@ impl EncoderRunner {
     }
 
     /// Runs the session once on the joined rows; its output is the buffer.
-    fn run<T: Element + PrimitiveTensorElementType + std::fmt::Debug>(
-        &mut self,
-        rows: usize,
-        values: Vec<T>,
-    ) -> Result<HostTensor, String> {
-        let (input, output) = (&self.io.input, &self.io.output);
-        let mut shape = vec![rows as i64];
-        shape.extend_from_slice(&input.dims);
-        let value = Tensor::from_array((shape, values)).map_err(|e| e.to_string())?;
+    fn run(&mut self, rows: usize, columns: Vec<Column>) -> Result<HostTensor, String> {
+        let io = Arc::clone(&self.io);
+        let inputs = io
+            .inputs
+            .iter()
+            .zip(columns)
+            .map(|(spec, column)| {
+                let mut shape = vec![rows as i64];
+                shape.extend_from_slice(&spec.dims);
+                Ok((spec.name.as_str(), column.into_value(shape)?))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let output = &io.output;
         let start = Instant::now();
-        let outputs = self.session.run(ort::inputs![input.name.as_str() => value]);
+        let outputs = self.session.run(inputs);
         self.metrics.encoder_ran(start.elapsed());
         let mut outputs = outputs.map_err(|e| e.to_string())?;
         let value = outputs
@@ -213,23 +333,29 @@ impl EncoderRunner {
             },
         ))
     }
+}
 
-    fn execute_typed<T: Element + PrimitiveTensorElementType + std::fmt::Debug>(
-        &mut self,
-        batch: &[Result<Input<'_>, RequestError>],
-    ) -> BatchOutput {
+impl Runner for EncoderRunner {
+    fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Joins the batch, runs the session once, answers each request with
+    /// its rows of the output. A bad request fails alone; an ONNX Runtime
+    /// failure fails the good ones.
+    fn execute(&mut self, batch: &[Result<Request<'_>, RequestError>]) -> BatchOutput {
         let Gathered {
             mut requests,
             rows,
-            values,
-        } = gather::<T>(&self.io.input, self.io.vocab_size, batch, &self.metrics);
+            columns,
+        } = gather(&self.io, batch, &self.metrics);
         let io = Arc::clone(&self.io);
         let empty =
             || HostTensor::from_bytes(io.output.data_type, io.output.dims.clone(), Vec::new());
         let tensor = if rows == 0 {
             empty()
         } else {
-            match self.run(rows, values) {
+            match self.run(rows, columns) {
                 Ok(tensor) => {
                     self.metrics.rows_encoded(rows);
                     tensor
@@ -245,28 +371,6 @@ impl EncoderRunner {
                 }
             }
         };
-        BatchOutput {
-            name: self.io.output.name.clone(),
-            tensor,
-            requests,
-        }
-    }
-}
-
-impl Runner for EncoderRunner {
-    fn device(&self) -> Device {
-        self.device
-    }
-
-    /// Joins the batch, runs the session once, answers each request with
-    /// its rows of the output. A bad request fails alone; an ONNX Runtime
-    /// failure fails the good ones.
-    fn execute(&mut self, batch: &[Result<Input<'_>, RequestError>]) -> BatchOutput {
-        match self.io.input.data_type {
-            DataType::Int64 => self.execute_typed::<i64>(batch),
-            DataType::Uint8 => self.execute_typed::<u8>(batch),
-            DataType::Fp16 => self.execute_typed::<f16>(batch),
-            _ => self.execute_typed::<f32>(batch),
-        }
+        BatchOutput::single(self.io.output.name.clone(), tensor, requests)
     }
 }

@@ -88,23 +88,31 @@ fn check_tensor(what: &str, spec: &TensorSpec, declared: &Declared) -> Result<()
     Ok(())
 }
 
-/// The session must take exactly the config's input and produce its output.
+/// The session must take exactly the config's inputs and produce its output.
 pub fn check_signature(
-    input: &TensorSpec,
+    inputs: &[TensorSpec],
     output: &TensorSpec,
     onnx_inputs: &[Declared],
     onnx_outputs: &[Declared],
 ) -> Result<(), String> {
     let names = |all: &[Declared]| all.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
-    match onnx_inputs {
-        [only] if only.name == input.name => check_tensor("input", input, only)?,
-        _ => {
-            return Err(format!(
-                "config.pbtxt has the one input '{}', model.onnx has inputs {:?}",
-                input.name,
-                names(onnx_inputs)
-            ))
-        }
+    let config_names: Vec<&str> = inputs.iter().map(|s| s.name.as_str()).collect();
+    let same_names = onnx_inputs.len() == inputs.len()
+        && onnx_inputs
+            .iter()
+            .all(|d| config_names.contains(&d.name.as_str()));
+    if !same_names {
+        return Err(format!(
+            "config.pbtxt has the inputs {config_names:?}, model.onnx has inputs {:?}",
+            names(onnx_inputs)
+        ));
+    }
+    for spec in inputs {
+        let declared = onnx_inputs
+            .iter()
+            .find(|d| d.name == spec.name)
+            .expect("the names were checked");
+        check_tensor("input", spec, declared)?;
     }
     let Some(declared) = onnx_outputs.iter().find(|d| d.name == output.name) else {
         return Err(format!(

@@ -19,19 +19,19 @@ use serde_json::Value;
 
 use super::signature::{check_signature, Declared};
 use super::*;
-use crate::batch::{BatchOutput, ErrorKind, Input, RequestError};
+use crate::batch::{BatchOutput, ErrorKind, Input, Request, RequestError};
 use crate::config::KindSpec;
 use crate::metrics::tests::{expect, tally, Tally};
 use crate::metrics::Metrics;
 
-const TOLERANCE: f32 = 1e-4;
+pub(super) const TOLERANCE: f32 = 1e-4;
 
-fn tiny() -> PathBuf {
+pub(super) fn tiny() -> PathBuf {
     tiny_clip::dir()
 }
 
 /// The reference token ids: raw little-endian INT64 bytes, [rows, 77].
-fn input_ids() -> (Vec<u8>, Vec<usize>) {
+pub(super) fn input_ids() -> (Vec<u8>, Vec<usize>) {
     let ids = tiny_clip::input("input_ids");
     (ids.bytes, ids.shape)
 }
@@ -47,7 +47,7 @@ fn pixels_f32() -> Vec<u8> {
     bytemuck::cast_slice(&pixels).to_vec()
 }
 
-fn reference(variant: &str, which: &str) -> Vec<f32> {
+pub(super) fn reference(variant: &str, which: &str) -> Vec<f32> {
     tiny_clip::reference(variant, which).f32s()
 }
 
@@ -59,7 +59,7 @@ fn weights(variant: &str) -> ClipWeights {
 
 /// The tiny model's text or image encoder, exported and written as
 /// `<dir>/model.onnx`.
-fn exported(variant: &str, textual: bool) -> (tempfile::TempDir, OnnxModel) {
+pub(super) fn exported(variant: &str, textual: bool) -> (tempfile::TempDir, OnnxModel) {
     let weights = weights(variant);
     let options = ExportOptions::default();
     let model = if textual {
@@ -75,7 +75,7 @@ fn exported(variant: &str, textual: bool) -> (tempfile::TempDir, OnnxModel) {
     (dir, model)
 }
 
-fn ids_spec() -> TensorSpec {
+pub(super) fn ids_spec() -> TensorSpec {
     TensorSpec::new(tensor::INPUT_IDS, DataType::Int64, vec![77])
 }
 
@@ -83,11 +83,11 @@ fn pixels_spec(data_type: DataType) -> TensorSpec {
     TensorSpec::new(tensor::PIXEL_VALUES, data_type, vec![3, 224, 224])
 }
 
-fn embedding_spec(data_type: DataType) -> TensorSpec {
+pub(super) fn embedding_spec(data_type: DataType) -> TensorSpec {
     TensorSpec::new(tensor::EMBEDDING, data_type, vec![24])
 }
 
-fn spec(input: TensorSpec, output: TensorSpec) -> EncoderSpec {
+pub(super) fn spec(input: TensorSpec, output: TensorSpec) -> EncoderSpec {
     EncoderSpec {
         model_file: clip_contract::file::ONNX_MODEL.into(),
         ort_library: Some(ort_library().to_path_buf()),
@@ -95,21 +95,24 @@ fn spec(input: TensorSpec, output: TensorSpec) -> EncoderSpec {
         inter_op_threads: None,
         instance_count: 1,
         vocab_size: None,
-        input,
+        inputs: vec![input],
         output,
     }
 }
 
-fn cpu() -> Instance {
+pub(super) fn cpu() -> Instance {
     crate::kind::cpu_instance()
 }
 
-fn runner(spec: EncoderSpec, dir: &Path) -> Result<Box<dyn Runner>, String> {
+pub(super) fn runner(spec: EncoderSpec, dir: &Path) -> Result<Box<dyn Runner>, String> {
     counted_runner(spec, dir).map(|(runner, _)| runner)
 }
 
 /// A runner and what it counts.
-fn counted_runner(spec: EncoderSpec, dir: &Path) -> Result<(Box<dyn Runner>, Arc<Tally>), String> {
+pub(super) fn counted_runner(
+    spec: EncoderSpec,
+    dir: &Path,
+) -> Result<(Box<dyn Runner>, Arc<Tally>), String> {
     let (metrics, tally) = tally(&KindSpec::OnnxEncoder(spec.clone()));
     let runner = Arc::new(OnnxEncoder::load(spec, dir, None, metrics)?).runner(&cpu())?;
     Ok((runner, tally))
@@ -123,19 +126,27 @@ fn uncounted() -> Metrics {
     .0
 }
 
-fn request(datatype: DataType, shape: Vec<i64>, data: &[u8]) -> Result<Input<'_>, RequestError> {
-    Ok(Input {
+pub(super) fn input(datatype: DataType, shape: Vec<i64>, data: &[u8]) -> Input<'_> {
+    Input {
         datatype,
         shape,
         data: Cow::Borrowed(data),
-    })
+    }
 }
 
-fn fp32(output: &BatchOutput, index: usize) -> Vec<f32> {
+pub(super) fn request(
+    datatype: DataType,
+    shape: Vec<i64>,
+    data: &[u8],
+) -> Result<Request<'_>, RequestError> {
+    Ok(input(datatype, shape, data).into())
+}
+
+pub(super) fn fp32(output: &BatchOutput, index: usize) -> Vec<f32> {
     output.values::<f32>(index).unwrap()
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
 }
@@ -164,7 +175,7 @@ fn text_batches_of_several_requests_match_the_reference() {
         assert_eq!(shape, [7, 77]);
         let results = runner.execute(&batch);
         assert_eq!(results.requests.len(), batch.len());
-        assert_eq!(results.name, tensor::EMBEDDING);
+        assert_eq!(results.names(), [tensor::EMBEDDING]);
         for (index, rows) in [(0, 0..1), (2, 1..3), (6, 3..7)] {
             assert_eq!(results.shape(index), vec![rows.len() as i64, 24]);
             let diff = max_diff(
@@ -469,7 +480,7 @@ fn a_config_that_disagrees_with_the_onnx_fails_the_load_naming_both() {
         (
             image.path(),
             spec(ids_spec(), embedding_spec(DataType::Fp32)),
-            "config.pbtxt has the one input 'INPUT_IDS', model.onnx has inputs [\"PIXEL_VALUES\"]",
+            "config.pbtxt has the inputs [\"INPUT_IDS\"], model.onnx has inputs [\"PIXEL_VALUES\"]",
         ),
     ];
     for (dir, spec, says) in cases {
@@ -501,11 +512,11 @@ fn signature_checks() {
     let out = declared(tensor::EMBEDDING, TensorElementType::Float32, &[-1, 24]);
     let embedding = embedding_spec(DataType::Fp32);
     let one = |d: &Declared| vec![d.clone()];
-    assert!(check_signature(&ids_spec(), &embedding, &one(&ids), &one(&out)).is_ok());
+    assert!(check_signature(&[ids_spec()], &embedding, &one(&ids), &one(&out)).is_ok());
     // Extra outputs are computed and ignored.
     let pooled = declared("pooled", TensorElementType::Float32, &[-1, 32]);
     assert!(check_signature(
-        &ids_spec(),
+        &[ids_spec()],
         &embedding,
         &one(&ids),
         &[pooled.clone(), out.clone()]
@@ -539,7 +550,7 @@ fn signature_checks() {
         ),
     ];
     for (inputs, outputs, says) in cases {
-        let message = check_signature(&ids_spec(), &embedding, &inputs, &outputs).unwrap_err();
+        let message = check_signature(&[ids_spec()], &embedding, &inputs, &outputs).unwrap_err();
         assert!(message.contains(says), "{message:?} lacks {says:?}");
     }
 }
