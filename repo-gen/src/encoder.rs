@@ -284,7 +284,7 @@ impl EncoderModel {
             .collect();
         context.insert("instance_groups", &groups);
         if self.warmup {
-            let sample = warmup::zeros(&self.inputs, self.batching.max_batch_size);
+            let (sample, _) = warmup::tensor_sample(&self.inputs, self.batching.max_batch_size);
             context.insert("warmup", &[sample]);
         }
         context.insert("response_cache", &self.response_cache);
@@ -317,7 +317,11 @@ impl EncoderModel {
             name: self.name.clone(),
             config: self.render()?,
             files: vec![VersionFile::new(file::ONNX_MODEL, onnx)],
-            warmup: Vec::new(),
+            warmup: if self.warmup {
+                warmup::tensor_sample(&self.inputs, self.batching.max_batch_size).1
+            } else {
+                Vec::new()
+            },
         })
     }
 }

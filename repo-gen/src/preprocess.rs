@@ -25,6 +25,10 @@ pub struct TextPreprocessModel {
     pub context_length: usize,
     /// Overrides the pad token id that the tokenizer files declare.
     pub pad_token_id: Option<u32>,
+    /// INT64 or INT32, as the text encoder takes its ids.
+    pub ids_type: DataType,
+    /// Output `ATTENTION_MASK` too, for a two-input text encoder.
+    pub attention_mask: bool,
     /// A `model_warmup` sample at the largest batch (see [`crate::warmup`]).
     pub warmup: bool,
     /// Written after the parameters above; a key already written replaces its value.
@@ -70,6 +74,8 @@ impl TextPreprocessModel {
             instances: 1,
             context_length: defaults::CONTEXT_LENGTH,
             pad_token_id: None,
+            ids_type: DataType::Int64,
+            attention_mask: false,
             warmup: true,
             extra_parameters: Vec::new(),
         }
@@ -95,8 +101,19 @@ impl TextPreprocessModel {
             parameters.push((param::PAD_TOKEN_ID, pad.to_string()));
         }
         let mut context = common.context(&parameters, &self.extra_parameters)?;
+        if !matches!(self.ids_type, DataType::Int64 | DataType::Int32) {
+            return Err(common.invalid(format!(
+                "token ids are INT64 or INT32, not {}",
+                self.ids_type
+            )));
+        }
         context.insert("input_name", tensor::TEXT);
-        context.insert("output_name", tensor::INPUT_IDS);
+        let mut outputs = vec![tensor::INPUT_IDS];
+        if self.attention_mask {
+            outputs.push(tensor::ATTENTION_MASK);
+        }
+        context.insert("output_names", &outputs);
+        context.insert("output_type", self.ids_type.config_name());
         context.insert("context_length", &self.context_length);
         if self.warmup {
             let sample = warmup::text_sample(tensor::TEXT, self.batching.max_batch_size);
@@ -225,7 +242,7 @@ impl ImagePreprocessModel {
                 // A black square of the output size: Triton needs fixed dims.
                 let side = i64::from(self.image_size);
                 let square = TensorSpec::new(tensor::PIXELS, DataType::Uint8, vec![side, side, 3]);
-                warmup::zeros(std::slice::from_ref(&square), batch)
+                warmup::tensor_sample(std::slice::from_ref(&square), batch).0
             } else {
                 warmup::image_sample(tensor::IMAGE, batch)
             };

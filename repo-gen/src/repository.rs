@@ -162,6 +162,8 @@ pub(crate) fn assemble(
     text_pre.instances = preprocess_instances;
     text_pre.context_length = text.size as usize;
     text_pre.pad_token_id = prepared.pad_token_id(text.size as usize)?;
+    text_pre.ids_type = text.input.data_type;
+    text_pre.attention_mask = text.mask.is_some();
     text_pre.extra_parameters = parameters.clone();
     text_pre.warmup = options.warmup;
 
@@ -180,7 +182,7 @@ pub(crate) fn assemble(
         runtime: options.runtime,
         batching: batching.clone(),
         instance_groups: groups.clone(),
-        inputs: vec![io.input.clone()],
+        inputs: io.inputs(),
         outputs: vec![io.output.clone()],
         facts: facts.clone(),
         half_precision: options.dtype == WeightDtype::F16,
@@ -209,9 +211,16 @@ pub(crate) fn assemble(
                     (preprocess, input): (&str, TensorSpec),
                     encoder: &str,
                     io: &TowerIo| {
-        let between = match tower {
-            Tower::Text => tensor::INPUT_IDS,
-            Tower::Image => tensor::PIXEL_VALUES,
+        // (preprocessing output, encoder input) pairs.
+        let between: Vec<(&str, &str)> = match tower {
+            Tower::Text => std::iter::once((tensor::INPUT_IDS, io.input.name.as_str()))
+                .chain(
+                    io.mask
+                        .as_ref()
+                        .map(|m| (tensor::ATTENTION_MASK, m.name.as_str())),
+                )
+                .collect(),
+            Tower::Image => vec![(tensor::PIXEL_VALUES, io.input.name.as_str())],
         };
         EnsembleModel {
             name: name.to_owned(),
@@ -227,11 +236,17 @@ pub(crate) fn assemble(
                 EnsembleStep {
                     model_name: preprocess.to_owned(),
                     input_map: vec![(input.name.clone(), input.name.clone())],
-                    output_map: vec![(between.to_owned(), between.to_owned())],
+                    output_map: between
+                        .iter()
+                        .map(|(tensor, _)| (tensor.to_string(), tensor.to_string()))
+                        .collect(),
                 },
                 EnsembleStep {
                     model_name: encoder.to_owned(),
-                    input_map: vec![(io.input.name.clone(), between.to_owned())],
+                    input_map: between
+                        .iter()
+                        .map(|(tensor, input)| (input.to_string(), tensor.to_string()))
+                        .collect(),
                     output_map: vec![(io.output.name.clone(), tensor::EMBEDDING.to_owned())],
                 },
             ],
@@ -304,6 +319,8 @@ pub(crate) fn assemble(
 /// One tower's interface, checked against what the preprocessing feeds it.
 struct TowerIo {
     input: TensorSpec,
+    /// A two-input text tower's attention mask (CLIP-as-service's files).
+    mask: Option<TensorSpec>,
     output: TensorSpec,
     /// Context length (text) or image side (image).
     size: i64,
@@ -311,15 +328,9 @@ struct TowerIo {
 }
 
 impl TowerIo {
-    fn single(io: &ModelIo, what: &str) -> Result<(TensorSpec, TensorSpec), GenerateError> {
+    /// The encoder's embedding output, checked.
+    fn embedding(io: &ModelIo, what: &str) -> Result<TensorSpec, GenerateError> {
         let bad = |message: String| GenerateError::Invalid(format!("{what}: {message}"));
-        let [input] = io.inputs.as_slice() else {
-            let names: Vec<&str> = io.inputs.iter().map(|t| t.name.as_str()).collect();
-            return Err(bad(format!(
-                "the encoder must take exactly one input (the preprocessing model feeds one), \
-                 it takes {names:?}"
-            )));
-        };
         let output = match io.outputs.as_slice() {
             [one] => one,
             many => many
@@ -342,27 +353,76 @@ impl TowerIo {
                 output.name, output.data_type, output.dims
             )));
         }
-        Ok((input.clone(), output.clone()))
+        Ok(output.clone())
     }
 
+    /// The one input of an image encoder.
+    fn single(io: &ModelIo, what: &str) -> Result<(TensorSpec, TensorSpec), GenerateError> {
+        let [input] = io.inputs.as_slice() else {
+            let names: Vec<&str> = io.inputs.iter().map(|t| t.name.as_str()).collect();
+            return Err(GenerateError::Invalid(format!(
+                "{what}: an image encoder must take exactly one input (the preprocessing model \
+                 feeds one), it takes {names:?}"
+            )));
+        };
+        Ok((input.clone(), Self::embedding(io, what)?))
+    }
+
+    /// Token ids, and optionally an attention mask of the same type and
+    /// dims: INT64 or INT32 `[batch, context_length]` each.
     fn text(io: &ModelIo, what: &str) -> Result<Self, GenerateError> {
-        let (input, output) = Self::single(io, what)?;
+        let bad = |message: String| GenerateError::Invalid(format!("{what}: {message}"));
+        let plays = |spec: &TensorSpec, contract: &str| tensor::plays(&spec.name, contract);
+        let (input, mask) = match io.inputs.as_slice() {
+            [ids] => (ids, None),
+            [ids, mask] | [mask, ids]
+                if plays(ids, tensor::INPUT_IDS) && plays(mask, tensor::ATTENTION_MASK) =>
+            {
+                (ids, Some(mask))
+            }
+            inputs => {
+                let names: Vec<&str> = inputs.iter().map(|t| t.name.as_str()).collect();
+                return Err(bad(format!(
+                    "a text encoder takes token ids, or '{}' and '{}' (in any case), it takes \
+                     {names:?}",
+                    tensor::INPUT_IDS,
+                    tensor::ATTENTION_MASK
+                )));
+            }
+        };
         let size = match (input.data_type, input.dims.as_slice()) {
-            (DataType::Int64, [n]) if *n > 0 => *n,
+            (DataType::Int64 | DataType::Int32, [n]) if *n > 0 => *n,
             _ => {
-                return Err(GenerateError::Invalid(format!(
-                    "{what}: input '{}' must be int64 [batch, context_length] with a fixed \
-                     context length (the text preprocessing emits int64 token ids), it is {} {:?}",
+                return Err(bad(format!(
+                    "input '{}' must be int64 or int32 [batch, context_length] with a fixed \
+                     context length (the text preprocessing pads to it), it is {} {:?}",
                     input.name, input.data_type, input.dims
                 )))
             }
         };
+        if let Some(mask) = mask {
+            if (mask.data_type, &mask.dims) != (input.data_type, &input.dims) {
+                return Err(bad(format!(
+                    "input '{}' must have the type and dims of '{}' ({} {:?}), it is {} {:?}",
+                    mask.name, input.name, input.data_type, input.dims, mask.data_type, mask.dims
+                )));
+            }
+        }
+        let output = Self::embedding(io, what)?;
         Ok(TowerIo {
             embedding_dim: output.dims[0],
-            input,
+            input: input.clone(),
+            mask: mask.cloned(),
             output,
             size,
         })
+    }
+
+    /// Every input, the mask last.
+    fn inputs(&self) -> Vec<TensorSpec> {
+        std::iter::once(self.input.clone())
+            .chain(self.mask.clone())
+            .collect()
     }
 
     /// The pixel path's encoder: uint8 `[batch, S, S, 3]` in.
@@ -402,6 +462,7 @@ impl TowerIo {
         Ok(TowerIo {
             embedding_dim: output.dims[0],
             input,
+            mask: None,
             output,
             size,
         })
@@ -444,13 +505,8 @@ fn trtexec_commands(
         .into_iter()
         .chain(pixels.map(|io| (&names.image_pixels, io)))
         .map(|(name, io)| {
-            TrtexecCommand::new(
-                name,
-                std::slice::from_ref(&io.input),
-                &options.batching,
-                fp16,
-            )
-            .map_err(GenerateError::Invalid)
+            TrtexecCommand::new(name, &io.inputs(), &options.batching, fp16)
+                .map_err(GenerateError::Invalid)
         })
         .collect()
 }

@@ -4,7 +4,7 @@
 //! sentence, a JPEG photo large enough for the reduced-scale decode), the
 //! encoders on zeros, each at the model's largest batch.
 
-use clip_contract::{DataType, TensorSpec};
+use clip_contract::{tensor, DataType, TensorSpec};
 use serde::Serialize;
 
 /// Folder of a model, beside its version folder, that Triton reads warmup data files from.
@@ -14,6 +14,7 @@ const SAMPLE_NAME: &str = "largest_batch";
 const SENTENCE_FILE: &str = "sentence";
 const SENTENCE: &str = "a photo of a cat sitting on a wooden table";
 const PHOTO_FILE: &str = "photo";
+const MASK_FILE: &str = "attention_mask_ones";
 /// 1280x960: a shortest side of at least 4 x 224, so the reduced-scale JPEG
 /// path runs too.
 const PHOTO_SIZE: (u32, u32) = (1280, 960);
@@ -90,20 +91,45 @@ pub fn image_file() -> WarmupFile {
     }
 }
 
-/// Zeros for every input, `batch_size` rows.
-pub fn zeros(inputs: &[TensorSpec], batch_size: u32) -> Sample {
-    Sample {
-        name: SAMPLE_NAME.into(),
-        batch_size,
-        inputs: inputs
-            .iter()
-            .map(|input| SampleInput {
+/// A sample of fixed-size tensors (an encoder's inputs), `batch_size` rows:
+/// zeros for every input but an attention mask, which is all ones (an all-zero mask attends nothing and
+/// is refused), read from the file returned beside the sample.
+pub fn tensor_sample(inputs: &[TensorSpec], batch_size: u32) -> (Sample, Vec<WarmupFile>) {
+    let mut files = Vec::new();
+    let inputs = inputs
+        .iter()
+        .map(|input| {
+            let data_file = tensor::plays(&input.name, tensor::ATTENTION_MASK).then(|| {
+                let ones = ones(input);
+                files.push(WarmupFile {
+                    name: MASK_FILE.into(),
+                    bytes: ones,
+                });
+                MASK_FILE.to_owned()
+            });
+            SampleInput {
                 key: input.name.clone(),
                 data_type: input.data_type.config_name(),
                 dims: input.dims.clone(),
-                data_file: None,
-            })
-            .collect(),
+                data_file,
+            }
+        })
+        .collect();
+    let sample = Sample {
+        name: SAMPLE_NAME.into(),
+        batch_size,
+        inputs,
+    };
+    (sample, files)
+}
+
+/// One row of `input` (an integer tensor) set to 1, as raw little-endian
+/// bytes: what Triton reads for each request of a warmup batch.
+fn ones(input: &TensorSpec) -> Vec<u8> {
+    let count = input.row_elements().unwrap_or(0);
+    match input.data_type {
+        DataType::Int32 => 1i32.to_le_bytes().repeat(count),
+        _ => 1i64.to_le_bytes().repeat(count),
     }
 }
 

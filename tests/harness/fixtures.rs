@@ -140,7 +140,18 @@ fn strings(value: &Value) -> Vec<String> {
 }
 
 pub fn end_to_end() -> EndToEnd {
-    let text = std::fs::read_to_string(fixture("end-to-end/reference.json")).unwrap();
+    reference_set("end-to-end")
+}
+
+/// open_clip's pipeline on raw inputs for the CLIP-as-service-style ONNX
+/// files of tests/fixtures/cas-onnx (scripts/fixtures/cas_onnx.py); no ranking.
+pub fn cas_onnx() -> EndToEnd {
+    reference_set("cas-onnx")
+}
+
+/// `dir`/reference.json of tests/fixtures.
+fn reference_set(dir: &str) -> EndToEnd {
+    let text = std::fs::read_to_string(fixture(&format!("{dir}/reference.json"))).unwrap();
     let json: Value = serde_json::from_str(&text).unwrap();
     EndToEnd {
         sentences: strings(&json["sentences"]),
@@ -152,15 +163,18 @@ pub fn end_to_end() -> EndToEnd {
         image: rows(&json["image_embeddings"]),
         ranking: json["ranking_of_sentences_per_image"]
             .as_array()
-            .expect("rankings")
-            .iter()
-            .map(|r| {
-                r.as_array()
-                    .expect("ranking")
+            .map(|rankings| {
+                rankings
                     .iter()
-                    .map(|v| v.as_u64().expect("index") as usize)
+                    .map(|r| {
+                        r.as_array()
+                            .expect("ranking")
+                            .iter()
+                            .map(|v| v.as_u64().expect("index") as usize)
+                            .collect()
+                    })
                     .collect()
             })
-            .collect(),
+            .unwrap_or_default(),
     }
 }

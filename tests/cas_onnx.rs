@@ -1,0 +1,155 @@
+//! CLIP-as-service's ONNX files as they are: `repo-gen --onnx-dir` on a
+//! textual.onnx taking INT32 `input_ids` and `attention_mask` and a
+//! visual.onnx taking `pixel_values` (tests/fixtures/cas-onnx, exported with
+//! torch.onnx from open_clip by scripts/fixtures/cas_onnx.py), served by the
+//! real tritonserver with the `clip` backend: raw sentences and image files
+//! come back as open_clip's own pipeline embeds them, and a bad element, in
+//! any position of a request sharing a batch, fails its request alone.
+
+use clip_client::{cosine, f32_from_raw, Error, Triton};
+use clip_contract::{model, tensor};
+use harness::fixture;
+use harness::fixtures::{cas_onnx, EndToEnd};
+use harness::grpc::bytes_request;
+use harness::server::{onnxruntime_library, repo_gen, Server};
+
+const TEXT_COSINE: f32 = 0.9999;
+const IMAGE_COSINE: f32 = 0.999;
+
+async fn embed(
+    client: &Triton,
+    model: &str,
+    input: &str,
+    items: &[Vec<u8>],
+) -> Result<Vec<Vec<f32>>, Error> {
+    let items: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+    let response = client
+        .infer(bytes_request(model, input, tensor::EMBEDDING, &items))
+        .await?;
+    let values = f32_from_raw(&response.raw_output_contents[0])?;
+    let width = values.len() / items.len();
+    Ok(values.chunks_exact(width).map(<[f32]>::to_vec).collect())
+}
+
+fn generate(out: &std::path::Path) {
+    let status = std::process::Command::new(repo_gen())
+        .arg("--onnx-dir")
+        .arg(fixture("cas-onnx"))
+        .arg("--tokenizer")
+        .arg(fixture("text/tokenizer.json"))
+        .arg("--out")
+        .arg(out)
+        .args(["--runtime", "ort", "--gpus", "none"])
+        // A long batching window, so concurrent requests share batches.
+        .args(["--max-queue-delay-us", "200000"])
+        .arg("--ort-library")
+        .arg(onnxruntime_library())
+        .status()
+        .expect("run repo-gen");
+    assert!(status.success(), "repo-gen failed");
+}
+
+/// Sends, all at once: every item in one request, and for each position a
+/// request of the first three items with a bad one there. Each good row
+/// must match `want`; each bad request must fail naming its element.
+async fn burst(
+    client: &Triton,
+    (ensemble, input): (&str, &str),
+    items: &[Vec<u8>],
+    bad: &[u8],
+    (want, threshold): (&[Vec<f32>], f32),
+) {
+    let mut requests = vec![(None, items.to_vec())];
+    for position in 0..3 {
+        let mut three = items[..3].to_vec();
+        three[position] = bad.to_vec();
+        requests.push((Some(position), three));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (bad_at, items) in requests {
+        let (client, ensemble, input) = (client.clone(), ensemble.to_owned(), input.to_owned());
+        tasks.spawn(async move { (bad_at, embed(&client, &ensemble, &input, &items).await) });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("request task") {
+            (None, Ok(rows)) => {
+                assert_eq!(rows.len(), want.len());
+                for (index, (got, want)) in rows.iter().zip(want).enumerate() {
+                    let similarity = cosine(got, want);
+                    assert!(
+                        similarity >= threshold,
+                        "{ensemble} item {index}: cosine {similarity}"
+                    );
+                }
+            }
+            (Some(position), Err(Error::Status { code, message, .. })) => {
+                assert_eq!(code, tonic::Code::InvalidArgument, "{message}");
+                assert!(
+                    message.contains(&format!("element {position}")),
+                    "{ensemble}, bad element {position}: {message}"
+                );
+            }
+            (bad_at, outcome) => panic!("{ensemble}, bad element at {bad_at:?}: {outcome:?}"),
+        }
+    }
+}
+
+#[test]
+fn clip_as_service_onnx_files_serve_open_clip_embeddings() {
+    let EndToEnd {
+        sentences,
+        text,
+        images,
+        image,
+        ..
+    } = cas_onnx();
+    let out = tempfile::tempdir().unwrap();
+    let repository = out.path().join("repository");
+    generate(&repository);
+    let config =
+        |name: &str| std::fs::read_to_string(repository.join(name).join("config.pbtxt")).unwrap();
+    // The preprocessing emits what the file takes: INT32 ids and a mask.
+    let preprocess = config(model::TEXT_PREPROCESS);
+    for expected in ["\"INPUT_IDS\"", "\"ATTENTION_MASK\"", "TYPE_INT32"] {
+        assert!(preprocess.contains(expected), "{preprocess}");
+    }
+    assert!(!preprocess.contains("TYPE_INT64"), "{preprocess}");
+    let ensemble = config(model::TEXT_ENSEMBLE);
+    for expected in [
+        "key: \"input_ids\" value: \"INPUT_IDS\"",
+        "key: \"attention_mask\" value: \"ATTENTION_MASK\"",
+        "key: \"output\" value: \"EMBEDDING\"",
+    ] {
+        assert!(ensemble.contains(expected), "{ensemble}");
+    }
+
+    let server = Server::start(&repository);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = Triton::connect(&server.grpc_url).await.expect("connect");
+        let sentences: Vec<Vec<u8>> = sentences.iter().map(|s| s.as_bytes().to_vec()).collect();
+        burst(
+            &client,
+            (model::TEXT_ENSEMBLE, tensor::TEXT),
+            &sentences,
+            b"caf\xc3",
+            (&text, TEXT_COSINE),
+        )
+        .await;
+        let files: Vec<Vec<u8>> = images.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        let truncated = files[0][..files[0].len() / 3].to_vec();
+        burst(
+            &client,
+            (model::IMAGE_ENSEMBLE, tensor::IMAGE),
+            &files,
+            &truncated,
+            (&image, IMAGE_COSINE),
+        )
+        .await;
+        assert!(client.server_live().await.unwrap());
+    });
+}
