@@ -4,7 +4,7 @@
 //! ```sh
 //! export ORT_DYLIB_PATH=$(bash scripts/install-onnxruntime.sh)
 //! cargo run --release -p clip-export --example export -- \
-//!     tests/fixtures/tiny-clip/gelu/config.json tests/fixtures/tiny-clip/gelu/model.safetensors /tmp/out [fp16]
+//!     tests/fixtures/tiny-clip/gelu/config.json tests/fixtures/tiny-clip/gelu/model.safetensors /tmp/out [fp16|int8]
 //! ```
 
 use std::path::PathBuf;
@@ -15,12 +15,13 @@ use clip_export::{ClipArchitecture, ClipWeights, ExportOptions, OrtRuntime, Weig
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [config, weights, out, rest @ ..] = &args[..] else {
-        eprintln!("usage: export CONFIG.json WEIGHTS.safetensors OUT_DIR [fp16]");
+        eprintln!("usage: export CONFIG.json WEIGHTS.safetensors OUT_DIR [fp16|int8]");
         std::process::exit(2);
     };
     let dtype = match rest.first().map(String::as_str) {
         None | Some("fp32") => WeightDtype::F32,
         Some("fp16") => WeightDtype::F16,
+        Some("int8") => WeightDtype::Int8,
         Some(other) => return Err(format!("unknown dtype {other}").into()),
     };
 

@@ -176,7 +176,7 @@ pub(crate) fn visual(weights: &ClipWeights, dtype: WeightDtype, input: VisualInp
         }
     };
     let pixels = match dtype {
-        WeightDtype::F32 => normalised,
+        WeightDtype::F32 | WeightDtype::Int8 => normalised,
         WeightDtype::F16 => g.op(
             "Cast",
             &[&normalised],
@@ -332,7 +332,9 @@ fn embedding_info(arch: &ClipArchitecture) -> crate::proto::ValueInfoProto {
 /// Names the last value `EMBEDDING`, as float32.
 fn output(g: &mut GraphBuilder, value: &str) {
     match g.dtype {
-        WeightDtype::F32 => g.op_named("Identity", &[value], vec![], tensor::EMBEDDING),
+        WeightDtype::F32 | WeightDtype::Int8 => {
+            g.op_named("Identity", &[value], vec![], tensor::EMBEDDING)
+        }
         WeightDtype::F16 => g.op_named(
             "Cast",
             &[value],

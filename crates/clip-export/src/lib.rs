@@ -29,6 +29,9 @@
 //!   `PIXEL_VALUES` float `[batch, 3, S, S]` to `EMBEDDING`. Opset 17, weights
 //!   as initializers, dynamic batch. The embeddings are the unnormalised
 //!   projections, as `get_text_features`/`get_image_features` return them.
+//! - `WeightDtype::Int8` keeps the float32 graph but stores every weight
+//!   matrix as int8 per output channel, for ONNX Runtime's dynamic
+//!   quantization kernels on the CPU ([`quantize`]).
 //! - [`OrtRuntime`] loads libonnxruntime at run time through clip-ort (a
 //!   path given, else `ORT_DYLIB_PATH`; `scripts/install-onnxruntime.sh`
 //!   installs 1.31.1).
@@ -37,6 +40,7 @@ pub mod arch;
 pub mod error;
 mod graph;
 pub mod onnx;
+pub mod quantize;
 pub mod random;
 pub mod verify;
 pub mod weights;
@@ -68,11 +72,12 @@ pub struct ExportOptions {
 pub fn export_textual(weights: &ClipWeights, options: &ExportOptions) -> Result<OnnxModel> {
     weights.arch.validate()?;
     let graph = graph::textual(weights, options.dtype);
-    Ok(onnx::encode_model(
+    Ok(encode(
         graph,
-        metadata(weights, options, "textual"),
+        weights,
+        options,
+        "textual",
         "CLIP text encoder: token ids to the projected text embedding (get_text_features).",
-        &options.external_data,
     ))
 }
 
@@ -80,11 +85,12 @@ pub fn export_textual(weights: &ClipWeights, options: &ExportOptions) -> Result<
 pub fn export_visual(weights: &ClipWeights, options: &ExportOptions) -> Result<OnnxModel> {
     weights.arch.validate()?;
     let graph = graph::visual(weights, options.dtype, VisualInput::Normalised);
-    Ok(onnx::encode_model(
+    Ok(encode(
         graph,
-        metadata(weights, options, "visual"),
+        weights,
+        options,
+        "visual",
         "CLIP image encoder: normalised pixels to the projected image embedding (get_image_features).",
-        &options.external_data,
     ))
 }
 
@@ -98,12 +104,32 @@ pub fn export_visual_pixels(
 ) -> Result<OnnxModel> {
     weights.arch.validate()?;
     let graph = graph::visual(weights, options.dtype, VisualInput::Pixels { mean, std });
-    Ok(onnx::encode_model(
+    Ok(encode(
         graph,
-        metadata(weights, options, "visual_pixels"),
+        weights,
+        options,
+        "visual_pixels",
         "CLIP image encoder for decoded pixels: uint8 HWC crops, normalised in the graph, to the projected image embedding.",
-        &options.external_data,
     ))
+}
+
+/// Encodes a built graph, first quantizing its weight matrices for int8.
+fn encode(
+    mut graph: proto::GraphProto,
+    weights: &ClipWeights,
+    options: &ExportOptions,
+    tower: &str,
+    doc: &str,
+) -> OnnxModel {
+    if options.dtype == WeightDtype::Int8 {
+        quantize::quantize_matmul_weights(&mut graph);
+    }
+    onnx::encode_model(
+        graph,
+        metadata(weights, options, tower),
+        doc,
+        &options.external_data,
+    )
 }
 
 fn metadata(weights: &ClipWeights, options: &ExportOptions, tower: &str) -> Vec<(String, String)> {

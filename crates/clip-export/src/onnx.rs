@@ -36,6 +36,9 @@ pub enum WeightDtype {
     /// Weights and activations in float16; the graph inputs and the
     /// embedding output stay float32 (casts at both ends).
     F16,
+    /// Float32 graph whose weight matrices are int8 per output channel,
+    /// multiplied by dynamically quantized activations (see `quantize`).
+    Int8,
 }
 
 impl WeightDtype {
@@ -43,12 +46,13 @@ impl WeightDtype {
         match self {
             WeightDtype::F32 => "fp32",
             WeightDtype::F16 => "fp16",
+            WeightDtype::Int8 => "int8",
         }
     }
 
     pub(crate) fn onnx(self) -> DataType {
         match self {
-            WeightDtype::F32 => DataType::Float,
+            WeightDtype::F32 | WeightDtype::Int8 => DataType::Float,
             WeightDtype::F16 => DataType::Float16,
         }
     }
@@ -152,7 +156,9 @@ impl GraphBuilder {
     /// A floating-point initializer in the graph's weight dtype.
     pub fn weight(&mut self, hint: &str, shape: &[usize], data: &[f32]) -> String {
         let raw: Vec<u8> = match self.dtype {
-            WeightDtype::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            WeightDtype::F32 | WeightDtype::Int8 => {
+                data.iter().flat_map(|v| v.to_le_bytes()).collect()
+            }
             WeightDtype::F16 => data
                 .iter()
                 .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
