@@ -72,6 +72,9 @@ enum RuntimeArg {
 enum DtypeArg {
     Fp32,
     Fp16,
+    /// Weight matrices int8 per output channel, activations quantized per run:
+    /// for CPU serving through ONNX Runtime.
+    Int8,
 }
 
 #[derive(Args)]
@@ -122,7 +125,8 @@ struct ExportArgs {
     #[arg(long, value_enum, default_value = "ort")]
     runtime: RuntimeArg,
     /// Weights (and computation) of the exported encoders; inputs and outputs stay FP32.
-    /// fp16 also builds TensorRT plans and the TensorRT accelerator in FP16.
+    /// fp16 also builds TensorRT plans and the TensorRT accelerator in FP16. int8 (dynamic
+    /// quantization of the weight matrices) is for ONNX Runtime on the CPU, not TensorRT.
     #[arg(long, value_enum, default_value = "fp32")]
     dtype: DtypeArg,
     /// Put before every model name, so several CLIP models can share one repository.
@@ -258,6 +262,7 @@ fn run(args: ExportArgs) -> ExitCode {
         dtype: match args.dtype {
             DtypeArg::Fp32 => WeightDtype::F32,
             DtypeArg::Fp16 => WeightDtype::F16,
+            DtypeArg::Int8 => WeightDtype::Int8,
         },
         name_prefix: args.name_prefix,
         batching: Batching {

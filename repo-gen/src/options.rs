@@ -170,6 +170,18 @@ impl Options {
                     .to_owned(),
             ));
         }
+        if self.dtype == WeightDtype::Int8
+            && (self.runtime == Runtime::TensorRt || self.trt_accelerator)
+        {
+            return Err(GenerateError::Invalid(
+                "--dtype int8 writes ONNX Runtime's dynamic quantization (DynamicQuantizeLinear, \
+                 MatMulInteger), which TensorRT does not run: TensorRT's int8 needs \
+                 QuantizeLinear/DequantizeLinear pairs with scales calibrated on sample data. \
+                 Use --dtype fp16 with TensorRT, or int8 with --runtime ort or onnxruntime \
+                 without --trt-accelerator"
+                    .to_owned(),
+            ));
+        }
         if let Source::OnnxDir { .. } = self.source {
             if self.dtype != WeightDtype::F32 {
                 return Err(GenerateError::Invalid(

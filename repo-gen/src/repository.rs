@@ -490,6 +490,14 @@ fn instance_groups(
             group.gpus.clear();
         }
     }
+    if options.dtype == WeightDtype::Int8 && groups.iter().any(|g| g.kind == InstanceKind::Gpu) {
+        notes.push(
+            "--dtype int8 targets CPU serving (ONNX Runtime's CPU kernels for dynamic \
+             quantization); for GPU instances --dtype fp16 is the faster choice (--gpus none \
+             keeps the encoders on the CPU)"
+                .to_owned(),
+        );
+    }
     Ok(groups)
 }
 
