@@ -4,15 +4,20 @@
 
 mod common;
 
+use std::path::Path;
+
 use clip_contract::{file, model, tensor};
-use clip_export::{OnnxModel, OrtRuntime};
+use clip_export::{LoadedModel, OnnxModel, OrtRuntime, CLIP_EOT_ID};
+use clip_image::{ImageOptions, ImagePreprocessor};
 use clip_test_support::tiny_clip;
+use clip_text::{TextOptions, Tokenizer};
 use common::*;
+use serde_json::Value;
 
 /// The bar for int8 embeddings, here against transformers' own.
 const MIN_COSINE: f32 = 0.99;
 
-fn config(repo: &std::path::Path, name: &str) -> String {
+fn config(repo: &Path, name: &str) -> String {
     std::fs::read_to_string(repo.join(name).join("config.pbtxt")).unwrap()
 }
 
@@ -20,6 +25,118 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
     dot / (norm(a) * norm(b))
+}
+
+/// A repository's encoder in ONNX Runtime, checked to be the int8 one.
+fn encoder(repo: &Path, name: &str) -> LoadedModel {
+    let runtime = OrtRuntime::load(Some(ort_library()), "the test's library").unwrap();
+    let bytes = std::fs::read(repo.join(name).join("1").join(file::ONNX_MODEL)).unwrap();
+    let model = OnnxModel {
+        model: bytes,
+        external_data: None,
+    };
+    let ops = model.decode().unwrap().graph.unwrap().node;
+    assert!(
+        ops.iter().any(|n| n.op_type() == "MatMulInteger"),
+        "{name} is not quantized"
+    );
+    runtime.session(&model).unwrap()
+}
+
+fn rows(json: &Value) -> Vec<Vec<f32>> {
+    let row = |r: &Value| {
+        r.as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect()
+    };
+    json.as_array().unwrap().iter().map(row).collect()
+}
+
+/// tests/fixtures/end-to-end (scripts/fixtures/end_to_end.py, the
+/// quick_gelu model): sentences and image files through this project's
+/// tokenizer and image preprocessing, then the int8 encoders. Each
+/// embedding stays within the bar of transformers' float32 one, and every
+/// image keeps its first-ranked sentence. The full rankings are printed, not
+/// compared: their closest neighbours lie 0.0004 apart in the reference.
+fn check_end_to_end_fixtures(repo: &Path) {
+    let fixtures = tiny_clip::dir().join("..");
+    let text = std::fs::read_to_string(fixtures.join("end-to-end/reference.json")).unwrap();
+    let reference: Value = serde_json::from_str(&text).unwrap();
+    let tokenizer = Tokenizer::from_file(
+        &tiny_clip::dir().join("quick_gelu/tokenizer.json"),
+        // transformers' CLIP tokenizer pads with the end-of-text token.
+        TextOptions {
+            pad_id: Some(CLIP_EOT_ID as u32),
+            ..TextOptions::default()
+        },
+    )
+    .unwrap();
+    let sentences = reference["sentences"].as_array().unwrap();
+    let mut ids = Vec::new();
+    for sentence in sentences {
+        ids.extend(tokenizer.encode(sentence.as_str().unwrap()).unwrap());
+    }
+    let text = encoder(repo, model::TEXT_ENCODER)
+        .embed_text(&ids, sentences.len())
+        .unwrap();
+
+    let preprocessor = ImagePreprocessor::new(ImageOptions::default()).unwrap();
+    let names = reference["images"].as_array().unwrap();
+    let per_image = preprocessor.pixels_per_image();
+    let mut pixels = vec![0f32; per_image * names.len()];
+    for (name, out) in names.iter().zip(pixels.chunks_exact_mut(per_image)) {
+        let path = fixtures.join("images/inputs").join(name.as_str().unwrap());
+        preprocessor
+            .preprocess_into(&std::fs::read(path).unwrap(), out)
+            .unwrap();
+    }
+    let size = ImageOptions::default().size as usize;
+    let images = encoder(repo, model::IMAGE_ENCODER)
+        .embed_images(&pixels, names.len(), size)
+        .unwrap();
+
+    let dim = text.shape[1] as usize;
+    let text: Vec<&[f32]> = text.data.chunks(dim).collect();
+    let images: Vec<&[f32]> = images.data.chunks(dim).collect();
+    for (got, want, what) in [
+        (&text, rows(&reference["text_embeddings"]), "sentence"),
+        (&images, rows(&reference["image_embeddings"]), "image"),
+    ] {
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let similarity = cosine(g, w);
+            assert!(similarity >= MIN_COSINE, "{what} {i}: cosine {similarity}");
+        }
+    }
+    let mut same_full_ranking = 0;
+    for (i, (image, want)) in images
+        .iter()
+        .zip(
+            reference["ranking_of_sentences_per_image"]
+                .as_array()
+                .unwrap(),
+        )
+        .enumerate()
+    {
+        let want: Vec<usize> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        let mut order: Vec<usize> = (0..text.len()).collect();
+        order.sort_by(|&a, &b| cosine(image, text[b]).total_cmp(&cosine(image, text[a])));
+        assert_eq!(
+            order[0], want[0],
+            "image {i}: ranked {order:?}, reference {want:?}"
+        );
+        same_full_ranking += usize::from(order == want);
+    }
+    eprintln!(
+        "end-to-end fixtures, int8: {same_full_ranking} of {} images rank all sentences as the reference",
+        images.len()
+    );
 }
 
 #[test]
@@ -52,20 +169,7 @@ fn int8_repository_serves_quantized_encoders_with_fp32_io() {
     }
     assert!(!image_config.contains("FP16"), "{image_config}");
 
-    let runtime = OrtRuntime::load(Some(ort_library()), "the test's library").unwrap();
-    let load = |name: &str| {
-        let bytes = std::fs::read(repo.join(name).join("1").join(file::ONNX_MODEL)).unwrap();
-        let model = OnnxModel {
-            model: bytes,
-            external_data: None,
-        };
-        let ops = model.decode().unwrap().graph.unwrap().node;
-        assert!(
-            ops.iter().any(|n| n.op_type() == "MatMulInteger"),
-            "{name} is not quantized"
-        );
-        runtime.session(&model).unwrap()
-    };
+    let load = |name: &str| encoder(repo, name);
     let ids = tiny_clip::input("input_ids");
     let text = load(model::TEXT_ENCODER)
         .embed_text(&ids.i64s(), ids.shape[0])
@@ -86,6 +190,7 @@ fn int8_repository_serves_quantized_encoders_with_fp32_io() {
             );
         }
     }
+    check_end_to_end_fixtures(repo);
 }
 
 #[test]
