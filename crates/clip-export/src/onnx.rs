@@ -244,7 +244,13 @@ impl GraphBuilder {
     }
 }
 
-fn raw_tensor(name: &str, shape: &[usize], dtype: DataType, raw: Vec<u8>) -> TensorProto {
+/// An initializer holding `raw`, the values' little-endian bytes.
+pub(crate) fn raw_tensor(
+    name: &str,
+    shape: &[usize],
+    dtype: DataType,
+    raw: Vec<u8>,
+) -> TensorProto {
     TensorProto {
         dims: shape.iter().map(|&d| d as i64).collect(),
         data_type: Some(dtype as i32),

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 
-use crate::onnx::attr_int;
+use crate::onnx::{attr_int, raw_tensor};
 use crate::proto::{tensor_proto::DataType, GraphProto, NodeProto, TensorProto};
 
 /// Largest quantized magnitude: symmetric, so -128 is never used.
@@ -105,14 +105,14 @@ pub(crate) fn quantize_matmul_weights(graph: &mut GraphProto) -> usize {
             .collect();
         let quantized = quantize_columns(&data, rows, cols);
         let names = WeightNames::for_weight(&name);
-        graph.initializer[i] = tensor(
+        graph.initializer[i] = raw_tensor(
             &names.values,
             &[rows, cols],
             DataType::Int8,
             quantized.values.iter().map(|&v| v as u8).collect(),
         );
         index.remove(&name);
-        graph.initializer.push(tensor(
+        graph.initializer.push(raw_tensor(
             &names.scales,
             &[cols],
             DataType::Float,
@@ -122,7 +122,7 @@ pub(crate) fn quantize_matmul_weights(graph: &mut GraphProto) -> usize {
                 .flat_map(|s| s.to_le_bytes())
                 .collect(),
         ));
-        graph.initializer.push(tensor(
+        graph.initializer.push(raw_tensor(
             &names.zero_points,
             &[cols],
             DataType::Int8,
@@ -210,16 +210,6 @@ fn node(
     }
 }
 
-fn tensor(name: &str, shape: &[usize], dtype: DataType, raw: Vec<u8>) -> TensorProto {
-    TensorProto {
-        dims: shape.iter().map(|&d| d as i64).collect(),
-        data_type: Some(dtype as i32),
-        name: Some(name.to_string()),
-        raw_data: Some(raw),
-        ..Default::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,7 +279,7 @@ mod tests {
 
     #[test]
     fn rewrites_constant_matmuls_and_leaves_activation_products() {
-        let matrix = |name: &str| tensor(name, &[2, 3], DataType::Float, vec![0; 24]);
+        let matrix = |name: &str| raw_tensor(name, &[2, 3], DataType::Float, vec![0; 24]);
         let matmul = |a: &str, b: &str, out: &str| node("MatMul", &[a, b], &[out], vec![]);
         let mut graph = GraphProto {
             node: vec![matmul("x", "w", "y"), matmul("y", "k", "scores")],
