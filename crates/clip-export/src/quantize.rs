@@ -73,7 +73,7 @@ pub(crate) fn quantize_matmul_weights(graph: &mut GraphProto) -> usize {
             *uses.entry(input.clone()).or_default() += 1;
         }
     }
-    let mut index: HashMap<String, usize> = graph
+    let index: HashMap<String, usize> = graph
         .initializer
         .iter()
         .enumerate()
@@ -111,7 +111,6 @@ pub(crate) fn quantize_matmul_weights(graph: &mut GraphProto) -> usize {
             DataType::Int8,
             quantized.values.iter().map(|&v| v as u8).collect(),
         );
-        index.remove(&name);
         graph.initializer.push(raw_tensor(
             &names.scales,
             &[cols],
@@ -135,12 +134,17 @@ pub(crate) fn quantize_matmul_weights(graph: &mut GraphProto) -> usize {
     rewritten
 }
 
+/// A non-empty 2-D float32 initializer with its values inline.
 fn is_float_matrix(t: &TensorProto) -> bool {
+    let [rows, cols] = t.dims[..] else {
+        return false;
+    };
     t.data_type == Some(DataType::Float as i32)
-        && t.dims.len() == 2
+        && rows > 0
+        && cols > 0
         && t.raw_data
             .as_ref()
-            .is_some_and(|raw| raw.len() == 4 * (t.dims[0] * t.dims[1]) as usize && !raw.is_empty())
+            .is_some_and(|raw| raw.len() == 4 * (rows * cols) as usize)
 }
 
 /// The initializers a quantized weight becomes. Value names from the graph
