@@ -1,10 +1,9 @@
-//! The crate's error type and the conversions from LMDB's and hannoy's, kept
-//! in one place so every path reports failures the same way (a full map, say,
-//! is always [`Error::Full`]).
+//! The crate's error type, kept in one place so every path reports failures
+//! the same way.
 
 use std::path::{Path, PathBuf};
 
-use crate::layout::{FORMAT, MAP_SIZE};
+use crate::log::FORMAT;
 use crate::vector::VectorError;
 
 /// Everything that can go wrong with an index.
@@ -19,7 +18,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// [`Index::open`](crate::Index::open) was given a path with no index in it.
-    #[error("no index at {0} (no data.mdb there); create one first")]
+    #[error("no index at {0} (no items.log there); create one first")]
     NotFound(PathBuf),
     /// The path holds something other than an index of this crate.
     #[error("{path} is not a clip-index index: {reason}")]
@@ -75,39 +74,12 @@ pub enum Error {
         /// Items in the batch.
         adding: usize,
     },
-    /// The index reached LMDB's map size; nothing of the failed batch was written.
-    #[error("the index is full: it reached its {} GiB map size; nothing of this batch was written", MAP_SIZE >> 30)]
-    Full,
-    /// Another handle in this process already has the index open.
-    #[error("the index at {0} is already open in this process")]
+    /// Another handle, in this process or another, has the index open.
+    #[error("the index at {0} is already open (in this process or another one)")]
     AlreadyOpen(PathBuf),
     /// The stored data does not decode.
     #[error("the index is corrupt: {0}")]
     Corrupt(String),
-    /// An LMDB error.
-    #[error("LMDB: {0}")]
-    Lmdb(heed::Error),
-    /// An error of the HNSW graph.
-    #[error("HNSW index: {0}")]
-    Hnsw(hannoy::Error),
-}
-
-impl From<heed::Error> for Error {
-    fn from(e: heed::Error) -> Self {
-        match e {
-            heed::Error::Mdb(heed::MdbError::MapFull) => Error::Full,
-            e => Error::Lmdb(e),
-        }
-    }
-}
-
-impl From<hannoy::Error> for Error {
-    fn from(e: hannoy::Error) -> Self {
-        match e {
-            hannoy::Error::Heed(e) => e.into(),
-            e => Error::Hnsw(e),
-        }
-    }
 }
 
 /// A `Result` with this crate's [`Error`].

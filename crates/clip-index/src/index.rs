@@ -1,28 +1,47 @@
-//! The index handle: creating or opening the LMDB environment and its
-//! databases, and what a handle can tell about itself. The write and search
-//! paths add their methods to [`Index`] in their own modules.
+//! The index handle: creating or opening the index directory, reading the log
+//! and the graph snapshot into memory, and what a handle can tell about
+//! itself. The write and search paths add their methods to [`Index`] in their
+//! own modules.
 
 use std::fmt;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use hannoy::distances::Cosine;
-use heed::types::{Bytes, Str, U32};
-use heed::{CommitOrAbort, Env, EnvOpenOptions, WithoutTls};
-
+use crate::embeddings::Embeddings;
 use crate::error::{io_error, Error, Result};
-use crate::layout::{
-    BigEndian, ItemsDb, VectorDb, DISTANCE, FORMAT, MAP_SIZE, META_DIM, META_DISTANCE, META_FORMAT,
-    META_MODEL,
-};
-use crate::spec::{check_spec, read_spec, IndexSpec};
+use crate::hnsw::Graph;
+use crate::item::ItemKind;
+use crate::log::{encode_header, read_frames, read_header, LOG_FILE};
+use crate::snapshot::{self, sync_dir, SNAPSHOT_FILE, SNAPSHOT_TEMP};
+use crate::spec::{check_spec, IndexSpec};
+
+/// The log's name while a new index's header is being written.
+const LOG_TEMP: &str = "items.log.tmp";
+/// What the LMDB indexes of format 1 kept their data in.
+const FORMAT_1_FILE: &str = "data.mdb";
+
+/// An item's kind and source, in memory.
+pub(crate) struct Record {
+    pub(crate) kind: ItemKind,
+    pub(crate) source: Box<str>,
+}
 
 /// An open index. See the crate docs for its storage and guarantees.
 pub struct Index {
-    pub(crate) env: Env<WithoutTls>,
-    pub(crate) vectors: VectorDb,
-    pub(crate) items: ItemsDb,
-    pub(crate) spec: IndexSpec,
     pub(crate) path: PathBuf,
+    pub(crate) spec: IndexSpec,
+    /// The log, open for appending, and locked for as long as the handle lives.
+    pub(crate) log: File,
+    /// Where the next frame goes: the end of the last whole frame.
+    pub(crate) log_len: u64,
+    /// Set when a write failed part-way: the bytes past `log_len` are dropped first.
+    pub(crate) log_dirty: bool,
+    pub(crate) records: Vec<Record>,
+    pub(crate) embeddings: Embeddings,
+    pub(crate) graph: Graph,
+    /// How many items the snapshot on disk covers.
+    pub(crate) saved: usize,
 }
 
 impl fmt::Debug for Index {
@@ -30,6 +49,7 @@ impl fmt::Debug for Index {
         f.debug_struct("Index")
             .field("path", &self.path)
             .field("spec", &self.spec)
+            .field("len", &self.records.len())
             .finish_non_exhaustive()
     }
 }
@@ -43,102 +63,79 @@ impl Index {
     /// is never mixed into an unrelated folder.
     pub fn create_or_open(path: impl AsRef<Path>, spec: IndexSpec) -> Result<Index> {
         let path = path.as_ref();
-        if spec.dim == 0 {
-            return Err(Error::InvalidSpec("the dimension is 0".into()));
+        if spec.dim == 0 || spec.dim > u32::MAX as usize {
+            return Err(Error::InvalidSpec(format!(
+                "the dimension {} is not between 1 and 2^32 - 1",
+                spec.dim
+            )));
         }
         if spec.model.is_empty() {
             return Err(Error::InvalidSpec("the model name is empty".into()));
         }
-        if !path.join("data.mdb").exists() {
-            match std::fs::read_dir(path) {
-                Ok(mut entries) => {
-                    if let Some(entry) = entries.next() {
-                        let entry = entry.map_err(|source| io_error(path, source))?;
-                        return Err(Error::NotAnIndex {
-                            path: path.to_owned(),
-                            reason: format!(
-                                "the directory holds {:?} and no data.mdb",
-                                entry.file_name()
-                            ),
-                        });
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    std::fs::create_dir_all(path).map_err(|source| io_error(path, source))?;
-                }
-                Err(source) => return Err(io_error(path, source)),
-            }
+        if !path.join(LOG_FILE).exists() {
+            check_empty_dir(path)?;
+            create(path, &spec)?;
         }
-
-        let env = open_env(path)?;
-        let wtxn = env.write_txn()?;
-        let (vectors, items) = env
-            .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
-                let vectors: hannoy::Database<Cosine> =
-                    opener.create_database(wtxn, Some("vectors"))?;
-                let items = opener.create_database::<U32<BigEndian>, Bytes>(wtxn, Some("items"))?;
-                let meta = opener.create_database::<Str, Str>(wtxn, Some("meta"))?;
-                match read_spec(meta, wtxn)? {
-                    Some(stored) => check_spec(&stored, &spec)?,
-                    None => {
-                        if !items.is_empty(wtxn)? || !vectors.is_empty(wtxn)? {
-                            return Err(Error::Corrupt(
-                                "items are stored but the metadata is missing".into(),
-                            ));
-                        }
-                        meta.put(wtxn, META_FORMAT, FORMAT)?;
-                        meta.put(wtxn, META_DISTANCE, DISTANCE)?;
-                        meta.put(wtxn, META_DIM, &spec.dim.to_string())?;
-                        meta.put(wtxn, META_MODEL, &spec.model)?;
-                    }
-                }
-                Ok(CommitOrAbort::<_, ()>::Commit((vectors, items)))
-            })?
-            .unwrap_commit();
-        Ok(Index {
-            env,
-            vectors,
-            items,
-            spec,
-            path: path.to_owned(),
-        })
+        let index = Index::open(path)?;
+        check_spec(&index.spec, &spec)?;
+        Ok(index)
     }
 
     /// Opens an existing index, reading its spec from it.
     pub fn open(path: impl AsRef<Path>) -> Result<Index> {
         let path = path.as_ref();
-        if !path.join("data.mdb").is_file() {
+        let log_path = path.join(LOG_FILE);
+        if !log_path.is_file() {
+            if path.join(FORMAT_1_FILE).exists() {
+                return Err(format_1());
+            }
             return Err(Error::NotFound(path.to_owned()));
         }
-        let env = open_env(path)?;
-        let not_an_index = |reason: &str| Error::NotAnIndex {
+        let io = |source| io_error(&log_path, source);
+        let mut log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(io)?;
+        match log.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(Error::AlreadyOpen(path.to_owned())),
+            Err(TryLockError::Error(source)) => return Err(io(source)),
+        }
+        let spec = read_header(&mut log, &log_path)?;
+        let mut embeddings = Embeddings::new(spec.dim);
+        let mut records = Vec::new();
+        let end = read_frames(&log, &log_path, &spec, |kind, source, embedding| {
+            embeddings.push(embedding);
+            records.push(Record {
+                kind,
+                source: source.into(),
+            });
+        })?;
+        // Before anything is changed: a log shorter than its snapshot is refused.
+        let mut graph = snapshot::load(path, end.items)?.unwrap_or_default();
+        // A torn last frame was never reported written: drop it, so the next
+        // frame follows the last whole one.
+        if log.metadata().map_err(io)?.len() > end.valid_len {
+            log.set_len(end.valid_len)
+                .and_then(|()| log.sync_all())
+                .map_err(io)?;
+        }
+        let saved = graph.len();
+        graph.insert_new(&embeddings);
+        let mut index = Index {
             path: path.to_owned(),
-            reason: reason.into(),
-        };
-        let rtxn = env.read_txn()?;
-        let (vectors, items, meta) = env
-            .open_databases_and_commit(rtxn, |opener, rtxn| -> Result<_> {
-                let vectors: Option<hannoy::Database<Cosine>> =
-                    opener.open_database(rtxn, Some("vectors"))?;
-                let items = opener.open_database::<U32<BigEndian>, Bytes>(rtxn, Some("items"))?;
-                let meta = opener.open_database::<Str, Str>(rtxn, Some("meta"))?;
-                Ok(CommitOrAbort::<_, ()>::Commit((vectors, items, meta)))
-            })?
-            .unwrap_commit();
-        let (Some(vectors), Some(items), Some(meta)) = (vectors, items, meta) else {
-            return Err(not_an_index("its databases are missing"));
-        };
-        let rtxn = env.read_txn()?;
-        let spec =
-            read_spec(meta, &rtxn)?.ok_or_else(|| not_an_index("its metadata is missing"))?;
-        drop(rtxn);
-        Ok(Index {
-            env,
-            vectors,
-            items,
             spec,
-            path: path.to_owned(),
-        })
+            log,
+            log_len: end.valid_len,
+            log_dirty: false,
+            records,
+            embeddings,
+            graph,
+            saved,
+        };
+        index.save_graph_if_due();
+        Ok(index)
     }
 
     /// The dimension and model of the embeddings this index holds.
@@ -151,62 +148,95 @@ impl Index {
         &self.path
     }
 
-    /// The number of items committed, including by other processes sharing the index.
+    /// The number of items: those found when the index was opened and those
+    /// appended through this handle since.
     pub fn len(&self) -> Result<u64> {
-        let rtxn = self.env.read_txn()?;
-        Ok(self.items.len(&rtxn)?)
+        Ok(self.records.len() as u64)
     }
 
     /// Whether the index holds no item.
     pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
+        Ok(self.records.is_empty())
+    }
+
+    /// Saves the graph when enough items were added since the last snapshot
+    /// (a quarter of the index, and at least [`SNAPSHOT_MIN_NEW`]), so a crash
+    /// costs a bounded rebuild on the next opening.
+    pub(crate) fn save_graph_if_due(&mut self) {
+        let new = self.graph.len() - self.saved;
+        if new >= SNAPSHOT_MIN_NEW.max(self.saved / 4) {
+            self.save_graph();
+        }
+    }
+
+    fn save_graph(&mut self) {
+        // The snapshot is a cache of the log, which holds every item: when it
+        // cannot be written, the next opening inserts the missing items again.
+        if snapshot::save(&self.graph, &self.path).is_ok() {
+            self.saved = self.graph.len();
+        }
     }
 }
 
-fn open_env(path: &Path) -> Result<Env<WithoutTls>> {
-    // LMDB takes an empty data.mdb for a new one and writes fresh metadata into
-    // it; an index's file always holds its meta pages, so an empty one lost its
-    // data (truncated): say so, and leave it as it is.
-    let data = path.join("data.mdb");
-    if std::fs::metadata(&data).is_ok_and(|meta| meta.len() == 0) {
-        return Err(Error::Corrupt(format!(
-            "{} is empty: the file was truncated and its items are lost",
-            data.display()
-        )));
+/// Items added since the last snapshot before the next one is written.
+const SNAPSHOT_MIN_NEW: usize = 50_000;
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        if self.graph.len() > self.saved {
+            self.save_graph();
+        }
     }
-    let mut options = EnvOpenOptions::new().read_txn_without_tls();
-    options.map_size(MAP_SIZE).max_dbs(4);
-    // SAFETY: LMDB's memory map is only unsound if the file is modified other than
-    // through LMDB; this crate only touches it through LMDB, and heed refuses to open
-    // the same environment twice in one process.
-    let env = unsafe { options.open(path) }.map_err(|e| match e {
-        heed::Error::EnvAlreadyOpened => Error::AlreadyOpen(path.to_owned()),
-        e => e.into(),
-    })?;
-    check_not_truncated(&env, &data)?;
-    // A reader killed mid-transaction leaves its slot taken, which stops LMDB from
-    // reusing the pages it could see; free such slots.
-    env.clear_stale_readers()?;
-    Ok(env)
 }
 
-/// Refuses a data.mdb shorter than its last committed page: LMDB maps the file
-/// and would die of SIGBUS on the first read of a page past its end. The file
-/// only grows, and a commit writes its pages before its meta page, so the size
-/// read after the meta page is never too small for a sound index.
-fn check_not_truncated(env: &Env<WithoutTls>, data: &Path) -> Result<()> {
-    let last_page = env.info().last_page_number as u64;
-    let page_size = u64::from(env.unnamed_database_stat().page_size);
-    let needed = (last_page + 1) * page_size;
-    let size = env.real_disk_size()?;
-    if size < needed {
-        return Err(Error::Corrupt(format!(
-            "{} is truncated: it holds {size} bytes, but its last committed page ends at byte \
-             {needed}; the items on the missing pages are lost",
-            data.display()
-        )));
+fn format_1() -> Error {
+    Error::UnsupportedFormat {
+        found: "clip-index/1 (LMDB data.mdb); index the corpus again into a new directory".into(),
+    }
+}
+
+/// Refuses a directory holding anything but a half-created index; creates a missing one.
+fn check_empty_dir(path: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return std::fs::create_dir_all(path).map_err(|source| io_error(path, source));
+        }
+        Err(source) => return Err(io_error(path, source)),
+    };
+    for entry in entries {
+        let name = entry.map_err(|source| io_error(path, source))?.file_name();
+        if name == FORMAT_1_FILE {
+            return Err(format_1());
+        }
+        if name != LOG_TEMP && name != SNAPSHOT_TEMP && name != SNAPSHOT_FILE {
+            return Err(Error::NotAnIndex {
+                path: path.to_owned(),
+                reason: format!("the directory holds {name:?} and no {LOG_FILE}"),
+            });
+        }
     }
     Ok(())
+}
+
+/// Writes a new index's log: its header goes to a temporary file that is
+/// renamed into place once on disk, so `items.log` never exists half-written.
+fn create(path: &Path, spec: &IndexSpec) -> Result<()> {
+    // A snapshot without its log belongs to no index any more.
+    match std::fs::remove_file(path.join(SNAPSHOT_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io_error(&path.join(SNAPSHOT_FILE), e));
+        }
+        _ => {}
+    }
+    let temp = path.join(LOG_TEMP);
+    let io = |source| io_error(&temp, source);
+    let mut file = File::create(&temp).map_err(io)?;
+    file.write_all(&encode_header(spec))
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&temp, path.join(LOG_FILE)).map_err(io)?;
+    sync_dir(path)
 }
 
 #[cfg(test)]
