@@ -22,7 +22,7 @@
 # 5. Disk full while repo-gen writes (tmpfs as root, else RLIMIT_FSIZE): it
 #    fails naming the file, the old repository stays byte-identical, no
 #    temporary folder is left.
-# 6. The index's data.mdb truncated (a clear error, the file untouched), two
+# 6. The index's items.log truncated (a clear error, the file untouched), two
 #    writers on one index (both land), a writer killed mid-job (the next one
 #    goes on).
 #
@@ -248,7 +248,7 @@ scenario_1() {
     # Kill once a tenth of the rows are out and the index has had commits.
     local deadline=$(($(date +%s) + 120))
     while [[ $(date +%s) -lt $deadline ]]; do
-        [[ $(wc -l <"$dir/out.jsonl") -ge $((s1_inputs / 10)) && $(stat -c %s "$dir/index/data.mdb" 2>/dev/null || echo 0) -ge 65536 ]] && break
+        [[ $(wc -l <"$dir/out.jsonl") -ge $((s1_inputs / 10)) && $(stat -c %s "$dir/index/items.log" 2>/dev/null || echo 0) -ge 65536 ]] && break
         sleep 0.05
     done
     local at_kill
@@ -761,25 +761,25 @@ scenario_6() {
     count=$(index_count "$dir/base")
     expect "an index of $s6_items items" test "$count" = "$s6_items"
     local size page=4096
-    size=$(stat -c %s "$dir/base/data.mdb")
+    size=$(stat -c %s "$dir/base/items.log")
 
     # Truncated copies: a clear error, no crash, the file left as it was.
     local cut out rc before
     for cut in 0 $((2 * page)) $((size / 2)) $((size - page)); do
         local copy=$dir/cut-$cut
         cp -a "$dir/base" "$copy"
-        truncate -s "$cut" "$copy/data.mdb"
-        before=$(sha256sum <"$copy/data.mdb")
+        truncate -s "$cut" "$copy/items.log"
+        before=$(sha256sum <"$copy/items.log")
         out=$(client search "$copy" --text "sentence number 1" 2>&1)
         rc=$?
-        expect "data.mdb cut to $cut of $size bytes: search exits $rc with a clear error (not a crash)" \
-            test "$rc" -eq 1 -a -n "$(grep -E 'index is corrupt: .*data.mdb is (truncated|empty)' <<<"$out")"
+        expect "items.log cut to $cut of $size bytes: search exits $rc with a clear error (not a crash)" \
+            test "$rc" -eq 1 -a -n "$(grep -E 'index is corrupt: .*items.log (is cut short|only holds)' <<<"$out")"
         quote "$out"
         out=$(client index "$copy" "one more" 2>&1)
         rc=$?
         expect "  index refuses it too (exit $rc)" \
             test "$rc" -eq 1 -a -n "$(grep -E 'index is corrupt' <<<"$out")"
-        expect "  data.mdb is left as it was" test "$before" = "$(sha256sum <"$copy/data.mdb")"
+        expect "  items.log is left as it was" test "$before" = "$(sha256sum <"$copy/items.log")"
     done
     count=$(index_count "$dir/base")
     local hit
@@ -797,8 +797,8 @@ scenario_6() {
     a=$!
     # The second starts once the first has committed something.
     local initial
-    initial=$(stat -c %s "$dir/shared/data.mdb")
-    while [[ $(stat -c %s "$dir/shared/data.mdb") -le $initial ]] && kill -0 "$a" 2>/dev/null; do sleep 0.01; done
+    initial=$(stat -c %s "$dir/shared/items.log")
+    while [[ $(stat -c %s "$dir/shared/items.log") -le $initial ]] && kill -0 "$a" 2>/dev/null; do sleep 0.01; done
     b_start=$(now)
     (client index "$dir/shared" --from "$dir/beta.txt" -b 4 >"$dir/beta.out" 2>&1; echo $? >"$dir/beta.rc"; now >"$dir/beta.end") &
     b=$!
@@ -823,12 +823,12 @@ scenario_6() {
     cp -a "$dir/base" "$dir/killed"
     local kill_round
     for kill_round in $(seq 1 "$s6_kills"); do
-        local grown=$(($(stat -c %s "$dir/killed/data.mdb") + 65536 * kill_round))
+        local grown=$(($(stat -c %s "$dir/killed/items.log") + 65536 * kill_round))
         "$bin/clip-client" --server "$url" index "$dir/killed" --from "$dir/gamma.txt" -b 8 >/dev/null 2>&1 &
         local writer=$!
         jobs_started+=("$writer")
         local deadline=$(($(date +%s) + 60))
-        while [[ $(stat -c %s "$dir/killed/data.mdb") -lt $grown && $(date +%s) -lt $deadline ]]; do sleep 0.02; done
+        while [[ $(stat -c %s "$dir/killed/items.log") -lt $grown && $(date +%s) -lt $deadline ]]; do sleep 0.02; done
         sleep "0.$((RANDOM % 10))"
         kill -9 "$writer"
         wait "$writer" 2>/dev/null

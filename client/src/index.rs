@@ -1,11 +1,15 @@
 //! `index` and `search`: a corpus embedded through the server and kept,
 //! with each item's source, in a [`clip_index`] index on local disk.
 //!
-//! Each request's embeddings are appended in one durable transaction as
-//! soon as they arrive, so a crash mid-job loses at most the requests that
-//! had not been reported yet; running `index` again appends.
+//! Embeddings are appended in groups: each append pays one fsync, which
+//! costs more than inserting a request's few items, so the requests' items
+//! are gathered up to 1024 items, or for at most a second, and appended
+//! together. `on_written` hears of a group once it is durable, so a
+//! crash mid-job loses at most the items not reported yet; running `index`
+//! again appends.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use clip_index::{Hit, Index, IndexSpec, Item, ItemKind};
 use futures_util::StreamExt;
@@ -14,6 +18,47 @@ use crate::client::Client;
 use crate::encode::EncodeOptions;
 use crate::input::{Input, Modality};
 use crate::{Error, ItemError};
+
+/// The most items gathered before they are appended.
+const GROUP_ITEMS: usize = 1024;
+/// The longest the first item of a group waits before the group is appended
+/// (checked as each request's embeddings arrive).
+const GROUP_WAIT: Duration = Duration::from_secs(1);
+
+/// Encoded items waiting to be appended together.
+#[derive(Default)]
+struct Group {
+    items: Vec<(ItemKind, String, Vec<f32>)>,
+    since: Option<Instant>,
+}
+
+impl Group {
+    fn push(&mut self, kind: ItemKind, source: String, embedding: Vec<f32>) {
+        self.since.get_or_insert_with(Instant::now);
+        self.items.push((kind, source, embedding));
+    }
+
+    fn is_due(&self) -> bool {
+        self.items.len() >= GROUP_ITEMS || self.since.is_some_and(|t| t.elapsed() >= GROUP_WAIT)
+    }
+
+    /// Appends the group's items durably and empties it; returns how many.
+    fn append_to(&mut self, index: &mut Index) -> Result<u64, Error> {
+        let items: Vec<Item<'_>> = self
+            .items
+            .iter()
+            .map(|(kind, source, embedding)| Item {
+                source,
+                kind: *kind,
+                embedding,
+            })
+            .collect();
+        let ids = index.append(&items)?;
+        self.items.clear();
+        self.since = None;
+        Ok(u64::from(ids.end - ids.start))
+    }
+}
 
 /// Counts of a finished `index` job.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,7 +81,8 @@ fn kind_of(modality: Modality) -> ItemKind {
 impl Client {
     /// Encodes `inputs` and appends them to the index at `path`, creating
     /// it for the served model if needed. `on_written` hears of each durable
-    /// append (the number of items), `on_error` of each failed input.
+    /// append (the number of items; see the module docs for how requests are
+    /// grouped into appends), `on_error` of each failed input.
     pub async fn index<I, W, E>(
         &self,
         path: &Path,
@@ -54,50 +100,48 @@ impl Client {
         let inputs = inputs.into_iter().map(Into::into);
         let mut index: Option<Index> = None;
         let mut summary = IndexSummary::default();
+        let mut group = Group::default();
         let mut batches = std::pin::pin!(self.encode_batches(inputs, options));
-        while let Some(batch) = batches.next().await {
-            let batch = batch?;
-            let mut items = Vec::with_capacity(batch.len());
-            let mut sources = Vec::with_capacity(batch.len());
-            for encoded in &batch {
-                match (&encoded.result, encoded.input.modality()) {
+        let stopped = loop {
+            let batch = match batches.next().await {
+                None => break None,
+                Some(Ok(batch)) => batch,
+                Some(Err(error)) => break Some(error),
+            };
+            for encoded in batch {
+                match (encoded.result, encoded.input.modality()) {
                     (Ok(embedding), Some(modality)) => {
-                        sources.push(encoded.input.source());
-                        items.push((modality, embedding.as_slice()));
+                        if index.is_none() {
+                            let info = self.model(modality).await?;
+                            let spec = IndexSpec {
+                                dim: info.embedding_dim,
+                                model: info.clip_model.clone(),
+                            };
+                            index = Some(Index::create_or_open(path, spec)?);
+                        }
+                        group.push(kind_of(modality), encoded.input.source(), embedding);
                     }
                     (Err(error), _) => {
                         summary.failed += 1;
-                        on_error(error);
+                        on_error(&error);
                     }
                     (Ok(_), None) => unreachable!("an invalid input is never encoded"),
                 }
             }
-            let Some(&(modality, _)) = items.first() else {
-                continue;
-            };
-            let index = match &mut index {
-                Some(index) => index,
-                None => {
-                    let info = self.model(modality).await?;
-                    let spec = IndexSpec {
-                        dim: info.embedding_dim,
-                        model: info.clip_model.clone(),
-                    };
-                    index.insert(Index::create_or_open(path, spec)?)
-                }
-            };
-            let items: Vec<Item<'_>> = items
-                .iter()
-                .zip(&sources)
-                .map(|((modality, embedding), source)| Item {
-                    source,
-                    kind: kind_of(*modality),
-                    embedding,
-                })
-                .collect();
-            let ids = index.append(&items)?;
-            summary.added += u64::from(ids.end - ids.start);
-            on_written(u64::from(ids.end - ids.start));
+            if let Some(index) = index.as_mut().filter(|_| group.is_due()) {
+                let written = group.append_to(index)?;
+                summary.added += written;
+                on_written(written);
+            }
+        };
+        // Whatever stopped the stream, the items encoded so far are kept.
+        if let Some(index) = index.as_mut().filter(|_| !group.items.is_empty()) {
+            let written = group.append_to(index)?;
+            summary.added += written;
+            on_written(written);
+        }
+        if let Some(error) = stopped {
+            return Err(error);
         }
         summary.total = match &index {
             Some(index) => index.len()?,

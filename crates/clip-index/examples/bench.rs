@@ -37,7 +37,12 @@ const EF_SEARCH: [usize; 5] = [16, 32, 64, 128, 256];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["data", items, dir] => data(items.parse().expect("ITEMS is a number"), Path::new(dir)),
         ["index", batch, dir] => index(batch.parse().expect("BATCH is a number"), Path::new(dir)),
         _ => panic!("usage: bench data ITEMS DIR | bench index BATCH DIR"),
@@ -51,7 +56,10 @@ fn data(items: usize, dir: &Path) {
     let queries = clusters.draw(QUERIES);
     write_f32(&dir.join("vectors.f32"), &vectors);
     write_f32(&dir.join("queries.f32"), &queries);
-    println!("data: {items} clustered {DIM}-d vectors and {QUERIES} queries in {}", dir.display());
+    println!(
+        "data: {items} clustered {DIM}-d vectors and {QUERIES} queries in {}",
+        dir.display()
+    );
 }
 
 fn index(batch: usize, dir: &Path) {
@@ -88,7 +96,10 @@ fn index(batch: usize, dir: &Path) {
             .collect();
         index.append(&chunk).unwrap();
         if end - window_start >= report_every || end == items {
-            let (wall, cpu) = (window_time.elapsed().as_secs_f64(), cpu_seconds() - window_cpu);
+            let (wall, cpu) = (
+                window_time.elapsed().as_secs_f64(),
+                cpu_seconds() - window_cpu,
+            );
             let n = (end - window_start) as f64;
             println!(
                 "  {end:>9} items: {:>6.0} appends/s, {:>6.0} per CPU-second",
@@ -98,7 +109,10 @@ fn index(batch: usize, dir: &Path) {
             (window_time, window_cpu, window_start) = (Instant::now(), cpu_seconds(), end);
         }
     }
-    let (wall, cpu) = (start_time.elapsed().as_secs_f64(), cpu_seconds() - start_cpu);
+    let (wall, cpu) = (
+        start_time.elapsed().as_secs_f64(),
+        cpu_seconds() - start_cpu,
+    );
     println!(
         "appended {items} items in {wall:.1} s ({cpu:.1} CPU-s): {:.0} appends/s, {:.0} per CPU-second",
         items as f64 / wall,
@@ -107,7 +121,10 @@ fn index(batch: usize, dir: &Path) {
 
     let t = Instant::now();
     drop(index);
-    println!("closing (graph snapshot): {:.2} s", t.elapsed().as_secs_f64());
+    println!(
+        "closing (graph snapshot): {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let index = Index::open(&path).unwrap();
     println!("reopening: {:.2} s", t.elapsed().as_secs_f64());
@@ -201,5 +218,10 @@ fn write_f32(path: &Path, values: &[f32]) {
 
 fn read_f32(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes.as_chunks::<4>().0.iter().map(|b| f32::from_le_bytes(*b)).collect()
+    bytes
+        .as_chunks::<4>()
+        .0
+        .iter()
+        .map(|b| f32::from_le_bytes(*b))
+        .collect()
 }

@@ -39,7 +39,8 @@ impl Embeddings {
     pub(crate) fn push(&mut self, embedding: &[f32]) {
         debug_assert_eq!(embedding.len(), self.dim);
         self.values.extend_from_slice(embedding);
-        self.inverse_norms.push(1.0 / dot(embedding, embedding).sqrt());
+        self.inverse_norms
+            .push(1.0 / dot(embedding, embedding).sqrt());
     }
 
     pub(crate) fn get(&self, id: ItemId) -> &[f32] {

@@ -74,9 +74,6 @@ pub enum Error {
         /// Items in the batch.
         adding: usize,
     },
-    /// Another handle, in this process or another, has the index open.
-    #[error("the index at {0} is already open (in this process or another one)")]
-    AlreadyOpen(PathBuf),
     /// The stored data does not decode.
     #[error("the index is corrupt: {0}")]
     Corrupt(String),

@@ -182,7 +182,8 @@ impl Graph {
             nearest = self.greedy(&distance, nearest, layer);
         }
         for layer in (0..=level.min(entry.level)).rev() {
-            let candidates = self.search_layer(embeddings, &distance, nearest, layer, EF_CONSTRUCTION);
+            let candidates =
+                self.search_layer(embeddings, &distance, nearest, layer, EF_CONSTRUCTION);
             let chosen = select_neighbours(&candidates, M, embeddings);
             let ids: Vec<ItemId> = chosen.iter().map(|s| s.id).collect();
             {

@@ -4,7 +4,7 @@
 //! own modules.
 
 use std::fmt;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,7 @@ use crate::embeddings::Embeddings;
 use crate::error::{io_error, Error, Result};
 use crate::hnsw::Graph;
 use crate::item::ItemKind;
-use crate::log::{encode_header, read_frames, read_header, LOG_FILE};
+use crate::log::{encode_header, read_frames, read_header, LogEnd, LOG_FILE};
 use crate::snapshot::{self, sync_dir, SNAPSHOT_FILE, SNAPSHOT_TEMP};
 use crate::spec::{check_spec, IndexSpec};
 
@@ -31,12 +31,10 @@ pub(crate) struct Record {
 pub struct Index {
     pub(crate) path: PathBuf,
     pub(crate) spec: IndexSpec,
-    /// The log, open for appending, and locked for as long as the handle lives.
+    /// The log, open for reading and appending.
     pub(crate) log: File,
-    /// Where the next frame goes: the end of the last whole frame.
-    pub(crate) log_len: u64,
-    /// Set when a write failed part-way: the bytes past `log_len` are dropped first.
-    pub(crate) log_dirty: bool,
+    /// How far this handle has read the log (other handles may append).
+    pub(crate) log_end: LogEnd,
     pub(crate) records: Vec<Record>,
     pub(crate) embeddings: Embeddings,
     pub(crate) graph: Graph,
@@ -97,45 +95,76 @@ impl Index {
             .write(true)
             .open(&log_path)
             .map_err(io)?;
-        match log.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(Error::AlreadyOpen(path.to_owned())),
-            Err(TryLockError::Error(source)) => return Err(io(source)),
-        }
         let spec = read_header(&mut log, &log_path)?;
-        let mut embeddings = Embeddings::new(spec.dim);
-        let mut records = Vec::new();
-        let end = read_frames(&log, &log_path, &spec, |kind, source, embedding| {
-            embeddings.push(embedding);
-            records.push(Record {
-                kind,
-                source: source.into(),
-            });
-        })?;
-        // Before anything is changed: a log shorter than its snapshot is refused.
-        let mut graph = snapshot::load(path, end.items)?.unwrap_or_default();
-        // A torn last frame was never reported written: drop it, so the next
-        // frame follows the last whole one.
-        if log.metadata().map_err(io)?.len() > end.valid_len {
-            log.set_len(end.valid_len)
-                .and_then(|()| log.sync_all())
-                .map_err(io)?;
-        }
-        let saved = graph.len();
-        graph.insert_new(&embeddings);
         let mut index = Index {
             path: path.to_owned(),
+            log_end: LogEnd::empty(&spec),
+            embeddings: Embeddings::new(spec.dim),
             spec,
             log,
-            log_len: end.valid_len,
-            log_dirty: false,
-            records,
-            embeddings,
-            graph,
-            saved,
+            records: Vec::new(),
+            graph: Graph::default(),
+            saved: 0,
         };
-        index.save_graph_if_due();
+        index.locked(|index| {
+            index.catch_up(true)?;
+            index.save_graph_if_due();
+            Ok(())
+        })?;
         Ok(index)
+    }
+
+    /// Runs `f` holding the exclusive lock on the log (flock), which every
+    /// reading of new frames, append and snapshot holds, so handles in any
+    /// process take turns; it waits while another handle appends. The kernel
+    /// drops the lock of a process that dies.
+    pub(crate) fn locked<T>(&mut self, f: impl FnOnce(&mut Index) -> Result<T>) -> Result<T> {
+        let path = self.path.join(LOG_FILE);
+        self.log.lock().map_err(|source| io_error(&path, source))?;
+        let result = f(self);
+        let unlocked = self.log.unlock().map_err(|source| io_error(&path, source));
+        let value = result?;
+        unlocked?;
+        Ok(value)
+    }
+
+    /// Reads the frames other handles appended since this one last read the
+    /// log, and inserts their items; drops a torn last frame (its writer was
+    /// killed before reporting it). On the first reading (`opening`), the graph
+    /// starts from the snapshot. The caller holds the log's lock.
+    pub(crate) fn catch_up(&mut self, opening: bool) -> Result<()> {
+        let log_path = self.path.join(LOG_FILE);
+        let io = |source| io_error(&log_path, source);
+        let (embeddings, records) = (&mut self.embeddings, &mut self.records);
+        let end = read_frames(
+            &self.log,
+            &log_path,
+            &self.spec,
+            self.log_end,
+            |kind, source, embedding| {
+                embeddings.push(embedding);
+                records.push(Record {
+                    kind,
+                    source: source.into(),
+                });
+            },
+        )?;
+        if opening {
+            // Before anything is changed: a log shorter than its snapshot is refused.
+            if let Some(graph) = snapshot::load(&self.path, end.items)? {
+                self.saved = graph.len();
+                self.graph = graph;
+            }
+        }
+        if self.log.metadata().map_err(io)?.len() > end.valid_len {
+            self.log
+                .set_len(end.valid_len)
+                .and_then(|()| self.log.sync_all())
+                .map_err(io)?;
+        }
+        self.log_end = end;
+        self.graph.insert_new(&self.embeddings);
+        Ok(())
     }
 
     /// The dimension and model of the embeddings this index holds.
@@ -148,8 +177,8 @@ impl Index {
         &self.path
     }
 
-    /// The number of items: those found when the index was opened and those
-    /// appended through this handle since.
+    /// The number of items: those in the index when it was opened or when this
+    /// handle last appended, and those it appended.
     pub fn len(&self) -> Result<u64> {
         Ok(self.records.len() as u64)
     }
@@ -169,6 +198,8 @@ impl Index {
         }
     }
 
+    /// Writes the snapshot; the caller holds the log's lock, which also keeps
+    /// two handles from writing the snapshot's temporary file at once.
     fn save_graph(&mut self) {
         // The snapshot is a cache of the log, which holds every item: when it
         // cannot be written, the next opening inserts the missing items again.
@@ -184,7 +215,11 @@ const SNAPSHOT_MIN_NEW: usize = 50_000;
 impl Drop for Index {
     fn drop(&mut self) {
         if self.graph.len() > self.saved {
-            self.save_graph();
+            // A snapshot not written is only a cache not updated.
+            let _ = self.locked(|index| {
+                index.save_graph();
+                Ok(())
+            });
         }
     }
 }

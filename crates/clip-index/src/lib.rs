@@ -20,9 +20,10 @@
 //! # Engine
 //!
 //! The graph is an HNSW ([Malkov & Yashunin]) of our own, M = 16 (32 links on
-//! layer 0), ef_construction 64, with the usual neighbour-selection heuristic;
-//! each batch is inserted by all cores (rayon), each node's links behind their
-//! own lock. Format 1 kept [`hannoy`]'s graph in LMDB: its incremental build
+//! layer 0), ef_construction 40 (faiss's default), with the usual
+//! neighbour-selection heuristic. Each batch is inserted by all cores
+//! (rayon); layer 0 is one flat array read without locks, and each node's
+//! writers take its own lock. Format 1 kept [`hannoy`]'s graph in LMDB: its incremental build
 //! reads and rewrites every link of the graph on each append, so an append
 //! cost time in proportion to the whole index (214 items/s at 100k), not to
 //! the batch. Keeping the graph in memory and logging only the items makes an
@@ -46,10 +47,13 @@
 //!
 //! # Concurrency
 //!
-//! One handle at a time has an index open, across processes: the handle holds
-//! an exclusive lock on `items.log`, and a second opening fails with
-//! [`Error::AlreadyOpen`]. [`Index::search`] takes `&self` and can run from
-//! many threads at once.
+//! Any number of handles, in any processes, may have an index open and
+//! append to it: each append takes an exclusive lock on `items.log` (flock;
+//! the kernel drops it when its holder dies), first reads the frames other
+//! handles appended since, and only then writes its own, so ids stay dense
+//! and in log order. A handle's searches see the items of the index as of its
+//! opening or its last append. [`Index::search`] takes `&self` and can run
+//! from many threads at once.
 //!
 //! Keep the index on a local filesystem: the lock and the fsync ordering the
 //! log relies on are not dependable on network filesystems.

@@ -70,12 +70,23 @@ pub(crate) fn write_durably(log: &File, offset: u64, bytes: &[u8], path: &Path) 
         .map_err(|source| io_error(path, source))
 }
 
-/// What reading a log found.
+/// How far a log was read.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct LogEnd {
     /// The items read.
     pub(crate) items: u64,
-    /// Where the last whole frame ends: the next append goes there.
+    /// Where the last whole frame ends: the next frame goes there.
     pub(crate) valid_len: u64,
+}
+
+impl LogEnd {
+    /// A log of `spec` with no frame yet.
+    pub(crate) fn empty(spec: &IndexSpec) -> LogEnd {
+        LogEnd {
+            items: 0,
+            valid_len: encode_header(spec).len() as u64,
+        }
+    }
 }
 
 /// Reads the log's header.
@@ -93,7 +104,9 @@ pub(crate) fn read_header(log: &mut impl Read, path: &Path) -> Result<IndexSpec>
         )));
     }
     if fixed[..7] != MAGIC[..7] {
-        return Err(not_an_index("items.log does not start with the index's magic bytes"));
+        return Err(not_an_index(
+            "items.log does not start with the index's magic bytes",
+        ));
     }
     if fixed[7] != MAGIC[7] {
         return Err(Error::UnsupportedFormat {
@@ -124,22 +137,37 @@ pub(crate) fn read_header(log: &mut impl Read, path: &Path) -> Result<IndexSpec>
     })
 }
 
-/// Reads every frame after the header, handing each item to `on_item` in id order.
+/// Reads the frames from `from` on, handing each item to `on_item` in id
+/// order. The caller holds the log's lock, so no frame is being written and a
+/// frame cut short is a torn one.
 pub(crate) fn read_frames(
     log: &File,
     path: &Path,
     spec: &IndexSpec,
+    from: LogEnd,
     mut on_item: impl FnMut(ItemKind, &str, &[f32]),
 ) -> Result<LogEnd> {
     let file_len = log
         .metadata()
         .map_err(|source| io_error(path, source))?
         .len();
-    let mut offset = encode_header(spec).len() as u64;
+    if file_len < from.valid_len {
+        return Err(Error::Corrupt(format!(
+            "{} shrank to {file_len} bytes; {} were read from it already",
+            path.display(),
+            from.valid_len
+        )));
+    }
+    if file_len == from.valid_len {
+        return Ok(from);
+    }
+    let LogEnd {
+        mut items,
+        valid_len: mut offset,
+    } = from;
     let mut reader = BufReader::with_capacity(1 << 20, log);
     std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(offset))
         .map_err(|source| io_error(path, source))?;
-    let mut items = 0u64;
     let mut payload = Vec::new();
     let mut embedding = vec![0f32; spec.dim];
     loop {

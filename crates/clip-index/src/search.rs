@@ -24,7 +24,12 @@ impl Index {
 
     /// [`Index::search`] with a candidate list of `ef_search` (at least `limit`):
     /// a longer list finds more of the true neighbours, and takes longer.
-    pub fn search_with_ef(&self, query: &[f32], limit: usize, ef_search: usize) -> Result<Vec<Hit>> {
+    pub fn search_with_ef(
+        &self,
+        query: &[f32],
+        limit: usize,
+        ef_search: usize,
+    ) -> Result<Vec<Hit>> {
         check_vector(query, self.spec.dim).map_err(Error::InvalidQuery)?;
         let norm = dot(query, query).sqrt();
         let unit: Vec<f32> = query.iter().map(|v| v / norm).collect();

@@ -31,7 +31,9 @@ pub(crate) fn save(graph: &Graph, dir: &Path) -> Result<()> {
     for value in [VERSION, M as u32, M0 as u32, graph.len() as u32] {
         out.write(&value.to_le_bytes()).map_err(io)?;
     }
-    let entry = graph.entry().map_or([u32::MAX, 0], |e| [e.id, e.level as u32]);
+    let entry = graph
+        .entry()
+        .map_or([u32::MAX, 0], |e| [e.id, e.level as u32]);
     for value in entry {
         out.write(&value.to_le_bytes()).map_err(io)?;
     }
@@ -51,7 +53,9 @@ pub(crate) fn save(graph: &Graph, dir: &Path) -> Result<()> {
     }
     let crc = out.hasher.finalize().to_le_bytes();
     let mut file = out.out.into_inner().map_err(|e| io(e.into_error()))?;
-    file.write_all(&crc).and_then(|()| file.sync_all()).map_err(io)?;
+    file.write_all(&crc)
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
     let target = dir.join(SNAPSHOT_FILE);
     std::fs::rename(&temp, &target).map_err(io)?;
     sync_dir(dir)
@@ -130,11 +134,10 @@ fn decode(body: &[u8]) -> Option<Graph> {
     };
     // Every link must point to a node that is on that layer.
     let on_layers = nodes.iter().all(|layers| {
-        layers.iter().enumerate().all(|(layer, links)| {
-            links
-                .iter()
-                .all(|&link| nodes[link as usize].len() > layer)
-        })
+        layers
+            .iter()
+            .enumerate()
+            .all(|(layer, links)| links.iter().all(|&link| nodes[link as usize].len() > layer))
     });
     (input.0.is_empty() && on_layers).then(|| Graph::from_parts(nodes, entry))
 }

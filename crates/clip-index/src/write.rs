@@ -3,10 +3,10 @@
 
 use std::ops::Range;
 
-use crate::error::{io_error, Error, Result};
+use crate::error::{Error, Result};
 use crate::index::{Index, Record};
 use crate::item::{Item, ItemId};
-use crate::log::{encode_frame, write_durably};
+use crate::log::{encode_frame, write_durably, LogEnd, LOG_FILE};
 use crate::vector::check_vector;
 
 impl Index {
@@ -29,27 +29,32 @@ impl Index {
                 error,
             })?;
         }
+        self.locked(|index| index.append_locked(items))
+    }
+
+    fn append_locked(&mut self, items: &[Item<'_>]) -> Result<Range<ItemId>> {
+        // Other handles may have appended: ids follow what the log holds now.
+        self.catch_up(false)?;
         let len = self.records.len() as u64;
         let start = ItemId::try_from(len).map_err(|_| too_many(len, items.len()))?;
-        let end = ItemId::try_from(len + items.len() as u64)
-            .map_err(|_| too_many(len, items.len()))?;
+        let end =
+            ItemId::try_from(len + items.len() as u64).map_err(|_| too_many(len, items.len()))?;
         if items.is_empty() {
             return Ok(start..end);
         }
-        if self.log_dirty {
-            let path = self.path.join(crate::log::LOG_FILE);
-            self.log
-                .set_len(self.log_len)
-                .map_err(|source| io_error(&path, source))?;
-            self.log_dirty = false;
-        }
         let frame = encode_frame(start, items);
-        let path = self.path.join(crate::log::LOG_FILE);
-        if let Err(e) = write_durably(&self.log, self.log_len, &frame, &path) {
-            self.log_dirty = true;
-            return Err(e);
-        }
-        self.log_len += frame.len() as u64;
+        // A write that fails part-way leaves bytes past the log's end, which the
+        // next catch-up, under the lock, cuts off as a torn frame.
+        write_durably(
+            &self.log,
+            self.log_end.valid_len,
+            &frame,
+            &self.path.join(LOG_FILE),
+        )?;
+        self.log_end = LogEnd {
+            items: u64::from(end),
+            valid_len: self.log_end.valid_len + frame.len() as u64,
+        };
         for item in items {
             self.embeddings.push(item.embedding);
             self.records.push(Record {

@@ -344,7 +344,9 @@ fn a_damaged_log_is_refused_and_a_torn_tail_dropped() {
     ] {
         let path = copy(&case.replace(' ', "-"), bytes, with_graph);
         let opened = Index::open(&path).map(|_| ()).unwrap_err();
-        let created = Index::create_or_open(&path, spec(8)).map(|_| ()).unwrap_err();
+        let created = Index::create_or_open(&path, spec(8))
+            .map(|_| ())
+            .unwrap_err();
         for error in [&opened, &created] {
             assert!(matches!(error, Error::Corrupt(_)), "{case}: {error:?}");
         }
@@ -392,21 +394,77 @@ fn an_lmdb_index_of_format_1_is_refused_by_name() {
         Index::open(dir.path()).unwrap_err(),
         Index::create_or_open(dir.path(), spec(8)).unwrap_err(),
     ] {
-        assert!(matches!(&error, Error::UnsupportedFormat { .. }), "{error:?}");
+        assert!(
+            matches!(&error, Error::UnsupportedFormat { .. }),
+            "{error:?}"
+        );
         assert!(error.to_string().contains("again"), "{error}");
     }
 }
 
+/// Two handles on one index, as two `clip-client index` jobs at once: each
+/// append first reads what the other appended, so ids stay dense and every
+/// item of both lands once.
 #[test]
-fn one_handle_per_index() {
+fn handles_sharing_an_index_append_in_turn() {
     let dir = tempfile::tempdir().unwrap();
-    let index = Index::create_or_open(dir.path(), spec(4)).unwrap();
-    assert!(matches!(
-        Index::open(dir.path()),
-        Err(Error::AlreadyOpen(_))
-    ));
-    drop(index);
-    Index::open(dir.path()).unwrap();
+    let vectors = random_vectors(400, 8, 8);
+    let sources: Vec<String> = (0..400).map(|i| format!("item {i}")).collect();
+    let mut a = Index::create_or_open(dir.path(), spec(8)).unwrap();
+    let mut b = Index::open(dir.path()).unwrap();
+    assert_eq!(
+        a.append(&text_items(&sources[..10], &vectors[..10]))
+            .unwrap(),
+        0..10
+    );
+    assert_eq!(
+        b.append(&text_items(&sources[10..20], &vectors[10..20]))
+            .unwrap(),
+        10..20
+    );
+    assert_eq!(
+        b.search(&vectors[3], 1).unwrap()[0].id,
+        3,
+        "b read a's items"
+    );
+    assert_eq!(
+        a.append(&text_items(&sources[20..30], &vectors[20..30]))
+            .unwrap(),
+        20..30
+    );
+
+    // And from two threads at once, 10 items an append.
+    let batches = |index: Index, range: std::ops::Range<usize>| {
+        let (sources, vectors) = (&sources, &vectors);
+        move || {
+            let mut index = index;
+            let mut ids = Vec::new();
+            for start in range.step_by(10) {
+                let items = text_items(&sources[start..start + 10], &vectors[start..start + 10]);
+                ids.push((start, index.append(&items).unwrap()));
+            }
+            ids
+        }
+    };
+    let (from_a, from_b) = std::thread::scope(|scope| {
+        let a = scope.spawn(batches(a, 30..200));
+        let b = scope.spawn(batches(b, 200..400));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let index = Index::open(dir.path()).unwrap();
+    assert_eq!(index.len().unwrap(), 400);
+    for (start, ids) in from_a.into_iter().chain(from_b) {
+        assert_eq!(ids.len(), 10);
+        for (offset, id) in ids.enumerate() {
+            let entry = index.get(id).unwrap().unwrap();
+            assert_eq!(entry.source, sources[start + offset]);
+            assert_eq!(entry.embedding, vectors[start + offset]);
+        }
+    }
+    assert_eq!(
+        index.search(&vectors[333], 1).unwrap()[0].source,
+        "item 333"
+    );
 }
 
 #[test]
