@@ -20,6 +20,22 @@
 //! the machine may be shared) as the index grows, the time to close and
 //! reopen it, then recall@10 and search latency (one thread) at several
 //! ef_search.
+//!
+//! Measured on the shared 2-core VM (load average about 9 from other work:
+//! the processes got half a core to one core, so the per-CPU-second column
+//! is the fairer comparison), 1,000,000 items, batches of 1000, faiss-cpu
+//! 1.15.1 with 2 OpenMP threads, both run one after the other:
+//!
+//! | engine | build | CPU | adds per CPU-second | recall@10, ef 128 / 256 | search p50, ef 256 |
+//! |--------|-------|-----|---------------------|-------------------------|--------------------|
+//! | clip-index | 728 s (1373/s) | 378 s | 2643 (4810 for the first 100k, 2256 for the last) | 0.697 / 0.782 | 0.95 ms |
+//! | faiss IndexHNSWFlat, M 16, efConstruction 40 | 787 s (1270/s) | 336 s | 2977 | 0.774 / 0.844 | 0.87 ms |
+//!
+//! Closing wrote a 57 MiB graph snapshot in 1.1 s; reopening (reading the
+//! 2 GB log and the snapshot) took 8.2 s. At 100k items (same data
+//! generator): 1287 appends/s, 3745 per CPU-second, recall@10 0.989 at
+//! ef 128 (faiss: 5364 per CPU-second, 0.989). Format 1 (hannoy in LMDB)
+//! appended 214 items/s at 100k.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
