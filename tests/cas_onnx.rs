@@ -4,7 +4,9 @@
 //! torch.onnx from open_clip by scripts/fixtures/cas_onnx.py), served by the
 //! real tritonserver with the `clip` backend: raw sentences and image files
 //! come back as open_clip's own pipeline embeds them, and a bad element, in
-//! any position of a request sharing a batch, fails its request alone.
+//! any position of a request sharing a batch, fails its request alone;
+//! `clip-client verify` holds the server to the probes repo-gen ran
+//! through the files in ONNX Runtime.
 
 use clip_client::{cosine, f32_from_raw, Error, Triton};
 use clip_contract::{model, tensor};
@@ -151,5 +153,22 @@ fn clip_as_service_onnx_files_serve_open_clip_embeddings() {
         )
         .await;
         assert!(client.server_live().await.unwrap());
+
+        // repo-gen ran the conformance probes through the files in ONNX
+        // Runtime, mask and all; the served ensembles answer them alike.
+        let checks = clip_client::Client::connect(&server.grpc_url)
+            .await
+            .unwrap()
+            .verify()
+            .await
+            .unwrap();
+        assert_eq!(checks.len(), 2);
+        for check in &checks {
+            let probes = check.outcome.as_ref().unwrap();
+            assert!(probes.len() >= 2, "{check:?}");
+            for (probe, cosine) in probes {
+                assert!(*cosine > 0.99999, "{}: {probe}: {cosine}", check.model);
+            }
+        }
     });
 }

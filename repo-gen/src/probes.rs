@@ -8,7 +8,7 @@ use std::path::Path;
 
 use base64::Engine;
 use clip_contract::{param, probes};
-use clip_export::{OnnxModel, OrtRuntime};
+use clip_export::LoadedModel;
 use clip_image::{ImageOptions, ImagePreprocessor};
 use clip_text::{TextOptions, Tokenizer};
 
@@ -34,26 +34,29 @@ fn failed(what: &str) -> impl Fn(String) -> GenerateError + '_ {
     move |reason| GenerateError::Invalid(format!("embedding the conformance {what}: {reason}"))
 }
 
-/// Runs every probe through `textual` and `visual` in `runtime`.
+/// Runs every probe through the `textual` and `visual` sessions.
 pub(crate) fn embed(
-    runtime: &OrtRuntime,
-    textual: &OnnxModel,
-    visual: &OnnxModel,
+    textual: &mut LoadedModel,
+    visual: &mut LoadedModel,
     preparation: &Preparation<'_>,
 ) -> Result<ProbeEmbeddings, GenerateError> {
     let tokenizer = Tokenizer::from_file(preparation.tokenizer, preparation.text.clone())
         .map_err(|e| failed("sentences")(e.to_string()))?;
-    let mut ids = Vec::new();
-    for sentence in probes::SENTENCES {
-        ids.extend(
-            tokenizer
-                .encode(sentence)
-                .map_err(|e| failed("sentences")(e.to_string()))?,
-        );
+    let width = tokenizer.context_length();
+    let rows = probes::SENTENCES.len();
+    let (mut ids, mut mask) = (vec![0i64; rows * width], vec![0i64; rows * width]);
+    for ((sentence, ids), mask) in probes::SENTENCES
+        .iter()
+        .zip(ids.chunks_exact_mut(width))
+        .zip(mask.chunks_exact_mut(width))
+    {
+        let encoded = tokenizer
+            .encode_reporting(sentence, ids)
+            .map_err(|e| failed("sentences")(e.to_string()))?;
+        mask[..encoded.tokens].fill(1);
     }
-    let text = runtime
-        .session(textual)
-        .and_then(|mut model| model.embed_text(&ids, probes::SENTENCES.len()))
+    let text = textual
+        .embed_tokens(&ids, Some(&mask), rows)
         .map_err(|e| failed("sentences")(e.to_string()))?;
 
     let preprocessor =
@@ -68,15 +71,12 @@ pub(crate) fn embed(
             .preprocess_into(bytes, out)
             .map_err(|e| failed("photos")(format!("{name}: {e}")))?;
     }
-    let image = runtime
-        .session(visual)
-        .and_then(|mut model| {
-            model.embed_images(
-                &pixels,
-                probes::IMAGES.len(),
-                preparation.image.size as usize,
-            )
-        })
+    let image = visual
+        .embed_images(
+            &pixels,
+            probes::IMAGES.len(),
+            preparation.image.size as usize,
+        )
         .map_err(|e| failed("photos")(e.to_string()))?;
     Ok(ProbeEmbeddings {
         text: text.data,

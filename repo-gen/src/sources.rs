@@ -98,7 +98,7 @@ pub(crate) fn prepare(
             let files = download::check_weights_dir(dir, detect_layout(dir))?;
             export(options, &files, None, folder_name(dir), log)
         }
-        Source::OnnxDir { dir, tokenizer } => onnx_dir(dir, tokenizer.as_deref()),
+        Source::OnnxDir { dir, tokenizer } => onnx_dir(options, dir, tokenizer.as_deref(), log),
         Source::RandomInit {
             model,
             seed,
@@ -289,7 +289,12 @@ fn export_weights(
     if let (FileSource::Onnx(textual), FileSource::Onnx(visual)) =
         (&prepared.textual, &prepared.visual)
     {
-        let embedded = probes::embed(&runtime, textual, visual, &preparation)?;
+        let session = |model| {
+            runtime
+                .session(model)
+                .map_err(export_error("loading an encoder for the probes"))
+        };
+        let embedded = probes::embed(&mut session(textual)?, &mut session(visual)?, &preparation)?;
         prepared.probes = Some(embedded);
     }
     Ok(prepared)
@@ -378,7 +383,12 @@ fn normalisation(files: &ModelFiles) -> ([f32; 3], [f32; 3]) {
     found.unwrap_or((defaults::IMAGE_MEAN, defaults::IMAGE_STD))
 }
 
-fn onnx_dir(dir: &Path, tokenizer: Option<&Path>) -> Result<Prepared, GenerateError> {
+fn onnx_dir(
+    options: &Options,
+    dir: &Path,
+    tokenizer: Option<&Path>,
+    log: &mut dyn FnMut(&str),
+) -> Result<Prepared, GenerateError> {
     if !dir.is_dir() {
         return Err(GenerateError::Invalid(format!(
             "--onnx-dir {} is not a folder",
@@ -417,9 +427,11 @@ fn onnx_dir(dir: &Path, tokenizer: Option<&Path>) -> Result<Prepared, GenerateEr
     }
     let textual = FileSource::Copy(dir.join(file::TEXTUAL_ONNX));
     let visual = FileSource::Copy(dir.join(file::VISUAL_ONNX));
-    let logit_scale = onnx_io::read_source(&textual, file::TEXTUAL_ONNX)?
+    let text_io = onnx_io::read_source(&textual, file::TEXTUAL_ONNX)?;
+    let logit_scale = text_io
         .metadata("clip.logit_scale")
         .and_then(|v| v.parse().ok());
+    let probes = probe_files(options, dir, &tokenizer, &text_io, log)?;
     Ok(Prepared {
         textual,
         visual,
@@ -432,8 +444,70 @@ fn onnx_dir(dir: &Path, tokenizer: Option<&Path>) -> Result<Prepared, GenerateEr
         std: defaults::IMAGE_STD,
         // The files name no model; every CLIP they can be shares the registry's vocabulary.
         vocab_size: registry::VOCAB_SIZE,
-        probes: None,
+        probes: Some(probes),
     })
+}
+
+/// Loads both files in ONNX Runtime and runs the conformance probes through
+/// them, as the generated preprocessing will prepare them, before anything
+/// is written: a file ONNX Runtime cannot load or run fails here.
+fn probe_files(
+    options: &Options,
+    dir: &Path,
+    tokenizer: &Path,
+    text_io: &onnx_io::ModelIo,
+    log: &mut dyn FnMut(&str),
+) -> Result<ProbeEmbeddings, GenerateError> {
+    let runtime = OrtRuntime::load(options.ort_library.as_deref(), "--ort-library")
+        .map_err(export_error(
+        "probing the --onnx-dir files needs ONNX Runtime (--ort-library PATH or ORT_DYLIB_PATH)",
+    ))?;
+    log(&format!(
+        "probing {} and {} with ONNX Runtime ({})",
+        file::TEXTUAL_ONNX,
+        file::VISUAL_ONNX,
+        runtime.library().display()
+    ));
+    let visual_io = onnx_io::read_file(&dir.join(file::VISUAL_ONNX))?;
+    // The fixed sizes the files declare (checked again, with reasons, when the
+    // configs are written).
+    let context_length = text_io.inputs.first().and_then(|t| t.dims.first()).copied();
+    let image_size = visual_io
+        .inputs
+        .first()
+        .and_then(|t| t.dims.get(1))
+        .copied();
+    let (Some(context_length @ 1..), Some(image_size @ 1..)) = (context_length, image_size) else {
+        return Err(GenerateError::Invalid(format!(
+            "--onnx-dir {}: the files declare no fixed context length or image size \
+             (text input {:?}, image input {:?})",
+            dir.display(),
+            text_io.inputs.first().map(|t| &t.dims),
+            visual_io.inputs.first().map(|t| &t.dims)
+        )));
+    };
+    let preparation = Preparation {
+        tokenizer,
+        text: clip_text::TextOptions {
+            context_length: context_length as usize,
+            pad_id: Some(0),
+        },
+        image: clip_image::ImageOptions {
+            size: image_size as u32,
+            reduced_scale_decode: true,
+            ..clip_image::ImageOptions::default()
+        },
+    };
+    let session = |name: &str| {
+        runtime
+            .session_from_file(&dir.join(name))
+            .map_err(export_error(format!("loading {name}")))
+    };
+    probes::embed(
+        &mut session(file::TEXTUAL_ONNX)?,
+        &mut session(file::VISUAL_ONNX)?,
+        &preparation,
+    )
 }
 
 #[cfg(test)]

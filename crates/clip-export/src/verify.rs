@@ -5,7 +5,7 @@ use std::path::Path;
 
 use clip_contract::tensor;
 use ort::session::Session;
-use ort::value::Tensor as OrtTensor;
+use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType};
 
 use crate::arch::{ClipArchitecture, TextPooling};
 use crate::error::{ExportError, Result};
@@ -36,6 +36,20 @@ impl OrtRuntime {
 
     pub fn library(&self) -> &Path {
         self.runtime.library()
+    }
+
+    /// A session for an ONNX file on disk (its external data, if any, beside it).
+    pub fn session_from_file(&self, path: &Path) -> Result<LoadedModel> {
+        let session = Session::builder(self.runtime.env())
+            .map_err(|e| ExportError::Ort(e.to_string()))?
+            .with_intra_threads(2)
+            .map_err(|e| ExportError::Ort(e.to_string()))?
+            .commit_from_file(path)
+            .map_err(|e| ExportError::Ort(format!("{}: {e}", path.display())))?;
+        Ok(LoadedModel {
+            session,
+            _dir: None,
+        })
     }
 
     /// A session for an exported model. Models with external data are
@@ -84,18 +98,55 @@ pub struct Embeddings {
 impl LoadedModel {
     /// Runs the textual model on `batch` rows of token ids.
     pub fn embed_text(&mut self, input_ids: &[i64], batch: usize) -> Result<Embeddings> {
+        self.embed_tokens(input_ids, None, batch)
+    }
+
+    /// Runs the textual model on `batch` rows of token ids and, for a model
+    /// that takes one (CLIP-as-service's files do), their attention mask;
+    /// each is fed in the integer type the model declares.
+    pub fn embed_tokens(
+        &mut self,
+        input_ids: &[i64],
+        attention_mask: Option<&[i64]>,
+        batch: usize,
+    ) -> Result<Embeddings> {
         let columns = input_ids.len().checked_div(batch).unwrap_or(0);
         assert_eq!(
             columns * batch,
             input_ids.len(),
             "ids do not fill {batch} rows"
         );
-        let input = OrtTensor::from_array((vec![batch as i64, columns as i64], input_ids.to_vec()))
+        let shape = vec![batch as i64, columns as i64];
+        let mut inputs = Vec::new();
+        for (name, element) in self.declared_inputs() {
+            let values = if tensor::plays(&name, tensor::INPUT_IDS) {
+                input_ids
+            } else if tensor::plays(&name, tensor::ATTENTION_MASK) {
+                attention_mask.ok_or_else(|| {
+                    ExportError::Ort(format!("the model takes '{name}' and no mask was given"))
+                })?
+            } else {
+                return Err(ExportError::Ort(format!(
+                    "the text model takes '{name}', which is neither token ids nor an attention mask"
+                )));
+            };
+            let value = match element {
+                Some(TensorElementType::Int32) => {
+                    let narrow: Vec<i32> = values.iter().map(|&v| v as i32).collect();
+                    OrtTensor::from_array((shape.clone(), narrow)).map(OrtTensor::into_dyn)
+                }
+                _ => {
+                    OrtTensor::from_array((shape.clone(), values.to_vec())).map(OrtTensor::into_dyn)
+                }
+            }
             .map_err(|e| ExportError::Ort(e.to_string()))?;
-        self.run(tensor::INPUT_IDS, input)
+            inputs.push((name, value));
+        }
+        self.run(inputs)
     }
 
-    /// Runs the visual model on `batch` CHW images.
+    /// Runs the visual model on `batch` CHW images, as FP32 or FP16 as the
+    /// model declares them.
     pub fn embed_images(
         &mut self,
         pixels: &[f32],
@@ -108,9 +159,17 @@ impl LoadedModel {
             "pixels do not fill the batch"
         );
         let s = image_size as i64;
-        let input = OrtTensor::from_array((vec![batch as i64, 3, s, s], pixels.to_vec()))
-            .map_err(|e| ExportError::Ort(e.to_string()))?;
-        self.run(tensor::PIXEL_VALUES, input)
+        let shape = vec![batch as i64, 3, s, s];
+        let (name, element) = self.single_input()?;
+        let value = match element {
+            Some(TensorElementType::Float16) => {
+                let half: Vec<half::f16> = pixels.iter().map(|&v| half::f16::from_f32(v)).collect();
+                OrtTensor::from_array((shape, half)).map(OrtTensor::into_dyn)
+            }
+            _ => OrtTensor::from_array((shape, pixels.to_vec())).map(OrtTensor::into_dyn),
+        }
+        .map_err(|e| ExportError::Ort(e.to_string()))?;
+        self.run(vec![(name, value)])
     }
 
     /// Runs the pixel path's visual model on `batch` uint8 HWC crops.
@@ -128,28 +187,58 @@ impl LoadedModel {
         let s = image_size as i64;
         let input = OrtTensor::from_array((vec![batch as i64, s, s, 3], pixels.to_vec()))
             .map_err(|e| ExportError::Ort(e.to_string()))?;
-        self.run(tensor::PIXELS, input)
+        self.run(vec![(tensor::PIXELS.to_owned(), input.into_dyn())])
     }
 
-    fn run<T: ort::value::PrimitiveTensorElementType + std::fmt::Debug>(
-        &mut self,
-        name: &str,
-        input: OrtTensor<T>,
-    ) -> Result<Embeddings> {
+    /// The session's inputs: names and element types.
+    fn declared_inputs(&self) -> Vec<(String, Option<TensorElementType>)> {
+        self.session
+            .inputs()
+            .iter()
+            .map(|i| (i.name().to_owned(), i.dtype().tensor_type()))
+            .collect()
+    }
+
+    fn single_input(&self) -> Result<(String, Option<TensorElementType>)> {
+        match self.declared_inputs().as_slice() {
+            [only] => Ok(only.clone()),
+            many => Err(ExportError::Ort(format!(
+                "the image model takes {} inputs, expected one",
+                many.len()
+            ))),
+        }
+    }
+
+    /// Runs the session; the embedding is the output named `EMBEDDING` or
+    /// the only output, widened to f32.
+    fn run(&mut self, inputs: Vec<(String, DynValue)>) -> Result<Embeddings> {
+        let names: Vec<String> = self
+            .session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_owned())
+            .collect();
+        let output = match names.as_slice() {
+            [only] => only.clone(),
+            _ => tensor::EMBEDDING.to_owned(),
+        };
         let outputs = self
             .session
-            .run(ort::inputs![name => input])
+            .run(inputs)
             .map_err(|e| ExportError::Ort(e.to_string()))?;
-        let value = outputs.get(tensor::EMBEDDING).ok_or_else(|| {
-            ExportError::Ort(format!("the model has no {} output", tensor::EMBEDDING))
-        })?;
-        let (shape, data) = value
-            .try_extract_tensor::<f32>()
-            .map_err(|e| ExportError::Ort(e.to_string()))?;
-        Ok(Embeddings {
-            shape: shape.to_vec(),
-            data: data.to_vec(),
-        })
+        let value = outputs
+            .get(&output)
+            .ok_or_else(|| ExportError::Ort(format!("the model has no {output} output")))?;
+        let (shape, data) = match value.try_extract_tensor::<f32>() {
+            Ok((shape, data)) => (shape.to_vec(), data.to_vec()),
+            Err(_) => {
+                let (shape, data) = value
+                    .try_extract_tensor::<half::f16>()
+                    .map_err(|e| ExportError::Ort(e.to_string()))?;
+                (shape.to_vec(), data.iter().map(|v| v.to_f32()).collect())
+            }
+        };
+        Ok(Embeddings { shape, data })
     }
 }
 
