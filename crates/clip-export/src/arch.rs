@@ -59,6 +59,20 @@ pub struct TextTower {
     pub pooling: TextPooling,
 }
 
+/// How the image tower is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VisionKind {
+    /// A ViT: patch embedding, class token, pre-LayerNorm transformer.
+    Transformer,
+    /// open_clip's `ModifiedResNet`: a 3-convolution stem, four stages of
+    /// bottlenecks (`stages[i]` blocks each) and an attention pool. The
+    /// tower's `width` is the stem's, its features are `32 x width` wide,
+    /// `heads` are the attention pool's and `patch_size` is the total
+    /// downsampling (32); `layers` counts the bottlenecks and `mlp_width`
+    /// is 0 (there is no MLP).
+    ResNet { stages: [usize; 4] },
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct VisionTower {
     pub width: usize,
@@ -67,9 +81,23 @@ pub struct VisionTower {
     pub mlp_width: usize,
     pub patch_size: usize,
     pub image_size: usize,
+    pub kind: VisionKind,
 }
 
+/// A `ModifiedResNet` halves the image five times (stem conv, stem pool,
+/// stages 2 to 4): its attention pool sees `image_size / 32` squared cells.
+pub const RESNET_DOWNSAMPLING: usize = 32;
+
 impl VisionTower {
+    /// The width of the tokens the final attention or pool works on:
+    /// `width` for a ViT, the last stage's `32 x width` channels for a ResNet.
+    pub fn feature_width(&self) -> usize {
+        match self.kind {
+            VisionKind::Transformer => self.width,
+            VisionKind::ResNet { .. } => self.width * RESNET_DOWNSAMPLING,
+        }
+    }
+
     /// Patches along one side.
     pub fn grid(&self) -> usize {
         self.image_size / self.patch_size
@@ -196,6 +224,7 @@ impl ClipArchitecture {
                 mlp_width: vision.usize_or("intermediate_size", 3072)?,
                 patch_size: vision.usize_or("patch_size", 32)?,
                 image_size: vision.usize_or("image_size", 224)?,
+                kind: VisionKind::Transformer,
             },
             embed_dim: Section::top(root).usize_or("projection_dim", 512)?,
             activation,
@@ -286,7 +315,10 @@ impl ClipArchitecture {
                 )))
             }
         };
-        let patch_size = vision.usize_or("patch_size", 16)?;
+        let resnet_stages = match vision.get("layers") {
+            Some(Value::Array(stages)) => Some(resnet_stages(stages)?),
+            _ => None,
+        };
         let image_size = match vision.get("image_size") {
             Some(Value::Array(sides)) => {
                 let sides: Vec<_> = sides.iter().filter_map(Value::as_u64).collect();
@@ -311,13 +343,28 @@ impl ClipArchitecture {
                 vocab_size: text.usize_or("vocab_size", 49408)?,
                 pooling: TextPooling::ArgMax,
             },
-            vision: VisionTower {
-                width: vision_width,
-                layers: vision.usize_or("layers", 12)?,
-                heads: vision_width.checked_div(head_width).unwrap_or(0),
-                mlp_width: (vision_width as f64 * vision_ratio) as usize,
-                patch_size,
-                image_size,
+            vision: match resnet_stages {
+                // open_clip: heads = width * 32 // head_width for a ResNet.
+                Some(stages) => VisionTower {
+                    width: vision_width,
+                    layers: stages.iter().sum(),
+                    heads: (vision_width * RESNET_DOWNSAMPLING)
+                        .checked_div(head_width)
+                        .unwrap_or(0),
+                    mlp_width: 0,
+                    patch_size: RESNET_DOWNSAMPLING,
+                    image_size,
+                    kind: VisionKind::ResNet { stages },
+                },
+                None => VisionTower {
+                    width: vision_width,
+                    layers: vision.usize_or("layers", 12)?,
+                    heads: vision_width.checked_div(head_width).unwrap_or(0),
+                    mlp_width: (vision_width as f64 * vision_ratio) as usize,
+                    patch_size: vision.usize_or("patch_size", 16)?,
+                    image_size,
+                    kind: VisionKind::Transformer,
+                },
             },
             embed_dim: top.usize_or("embed_dim", 512)?,
             activation: if quick_gelu {
@@ -347,7 +394,14 @@ impl ClipArchitecture {
             ("vision width", v.width),
             ("vision layers", v.layers),
             ("vision heads", v.heads),
-            ("vision mlp width", v.mlp_width),
+            (
+                "vision mlp width",
+                match v.kind {
+                    VisionKind::Transformer => v.mlp_width,
+                    // A ResNet has none; its last stage stands in for the bound.
+                    VisionKind::ResNet { stages } => stages[3],
+                },
+            ),
             ("patch size", v.patch_size),
             ("image size", v.image_size),
             ("embed dim", self.embed_dim),
@@ -368,11 +422,23 @@ impl ClipArchitecture {
                     t.width, t.heads
                 ));
             }
-            if !v.width.is_multiple_of(v.heads) {
+            if !v.feature_width().is_multiple_of(v.heads) {
                 problems.push(format!(
-                    "vision width {} is not a multiple of its {} heads",
-                    v.width, v.heads
+                    "vision feature width {} is not a multiple of its {} heads",
+                    v.feature_width(),
+                    v.heads
                 ));
+            }
+            if let VisionKind::ResNet { stages } = v.kind {
+                if stages.contains(&0) {
+                    problems.push(format!("ResNet stages {stages:?} include an empty one"));
+                }
+                if v.patch_size != RESNET_DOWNSAMPLING || v.mlp_width != 0 {
+                    problems.push(format!(
+                        "a ResNet tower has patch size {RESNET_DOWNSAMPLING} and no MLP, found {} and {}",
+                        v.patch_size, v.mlp_width
+                    ));
+                }
             }
             if !v.image_size.is_multiple_of(v.patch_size) {
                 problems.push(format!(
@@ -411,6 +477,25 @@ impl ClipArchitecture {
             Err(ExportError::Config(problems.join("; ")))
         }
     }
+}
+
+/// `vision_cfg.layers` of a `ModifiedResNet`: four block counts.
+fn resnet_stages(stages: &[Value]) -> Result<[usize; 4]> {
+    let counts: Vec<usize> = stages
+        .iter()
+        .map(|v| v.as_u64().map(|n| n as usize))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            ExportError::Config(format!(
+                "vision_cfg.layers {stages:?} should be four block counts"
+            ))
+        })?;
+    counts.try_into().map_err(|counts: Vec<usize>| {
+        ExportError::Config(format!(
+            "vision_cfg.layers has {} stages; a ModifiedResNet has 4",
+            counts.len()
+        ))
+    })
 }
 
 /// A JSON object with its path, for error messages.

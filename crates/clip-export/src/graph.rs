@@ -11,7 +11,7 @@ use clip_contract::tensor;
 use crate::arch::{Activation, ClipArchitecture, TextPooling};
 use crate::onnx::{attr_float, attr_int, attr_ints, value_info, Dim, GraphBuilder, WeightDtype};
 use crate::proto::{tensor_proto::DataType, GraphProto};
-use crate::weights::{Block, ClipWeights, LayerNorm, Linear, Tensor};
+use crate::weights::{Block, ClipWeights, LayerNorm, Linear, Tensor, VisionWeights};
 
 /// The dynamic batch axis of every input and output.
 pub const BATCH_DIM: &str = "batch";
@@ -138,14 +138,23 @@ pub enum VisualInput {
     Pixels { mean: [f32; 3], std: [f32; 3] },
 }
 
-/// `PIXEL_VALUES` float `[batch, 3, S, S]` (or `PIXELS`, see [`VisualInput`])
-/// -> `EMBEDDING` float `[batch, embed_dim]`.
-pub(crate) fn visual(weights: &ClipWeights, dtype: WeightDtype, input: VisualInput) -> GraphProto {
-    let arch = &weights.arch;
-    let v = &arch.vision;
-    let w = &weights.vision;
-    let mut g = GraphBuilder::new(dtype);
-    let (normalised, input_info) = match input {
+/// The image encoder's input, normalised and in the weight dtype: the
+/// value's name, the graph input's description and its name.
+pub(crate) struct ImageInput {
+    pub pixels: String,
+    pub info: crate::proto::ValueInfoProto,
+    pub name: &'static str,
+}
+
+/// Declares the graph input `input` asks for and converts it to normalised
+/// CHW pixels in the graph's dtype.
+pub(crate) fn image_input(
+    g: &mut GraphBuilder,
+    image_size: usize,
+    input: VisualInput,
+) -> ImageInput {
+    let s = image_size;
+    let (normalised, info, name) = match input {
         VisualInput::Normalised => {
             g.reserve(tensor::PIXEL_VALUES);
             let info = value_info(
@@ -154,11 +163,11 @@ pub(crate) fn visual(weights: &ClipWeights, dtype: WeightDtype, input: VisualInp
                 &[
                     Dim::Named(BATCH_DIM),
                     Dim::Fixed(3),
-                    Dim::Fixed(v.image_size),
-                    Dim::Fixed(v.image_size),
+                    Dim::Fixed(s),
+                    Dim::Fixed(s),
                 ],
             );
-            (tensor::PIXEL_VALUES.to_string(), info)
+            (tensor::PIXEL_VALUES.to_string(), info, tensor::PIXEL_VALUES)
         }
         VisualInput::Pixels { mean, std } => {
             g.reserve(tensor::PIXELS);
@@ -167,15 +176,15 @@ pub(crate) fn visual(weights: &ClipWeights, dtype: WeightDtype, input: VisualInp
                 DataType::Uint8,
                 &[
                     Dim::Named(BATCH_DIM),
-                    Dim::Fixed(v.image_size),
-                    Dim::Fixed(v.image_size),
+                    Dim::Fixed(s),
+                    Dim::Fixed(s),
                     Dim::Fixed(3),
                 ],
             );
-            (normalise_pixels(&mut g, mean, std), info)
+            (normalise_pixels(g, mean, std), info, tensor::PIXELS)
         }
     };
-    let pixels = match dtype {
+    let pixels = match g.dtype {
         WeightDtype::F32 | WeightDtype::Int8 => normalised,
         WeightDtype::F16 => g.op(
             "Cast",
@@ -184,6 +193,25 @@ pub(crate) fn visual(weights: &ClipWeights, dtype: WeightDtype, input: VisualInp
             "vision.pixels_f16",
         ),
     };
+    ImageInput { pixels, info, name }
+}
+
+/// `PIXEL_VALUES` float `[batch, 3, S, S]` (or `PIXELS`, see [`VisualInput`])
+/// -> `EMBEDDING` float `[batch, embed_dim]`, through a ViT.
+pub(crate) fn visual(
+    weights: &ClipWeights,
+    w: &VisionWeights,
+    dtype: WeightDtype,
+    input: VisualInput,
+) -> GraphProto {
+    let arch = &weights.arch;
+    let v = &arch.vision;
+    let mut g = GraphBuilder::new(dtype);
+    let ImageInput {
+        pixels,
+        info: input_info,
+        name: input_name,
+    } = image_input(&mut g, v.image_size, input);
     let kernel = g.weight(
         "vision.patch_embedding",
         &w.patch_embedding.shape,
@@ -236,10 +264,6 @@ pub(crate) fn visual(weights: &ClipWeights, dtype: WeightDtype, input: VisualInp
         "vision.patch_embeddings",
     );
     let class_token = g.weight("vision.class_token", &[1, 1, width], &class_row);
-    let input_name = match input {
-        VisualInput::Normalised => tensor::PIXEL_VALUES,
-        VisualInput::Pixels { .. } => tensor::PIXELS,
-    };
     let batch = g.op(
         "Shape",
         &[input_name],
@@ -321,7 +345,7 @@ fn normalise_pixels(g: &mut GraphBuilder, mean: [f32; 3], std: [f32; 3]) -> Stri
     g.op("Div", &[&x, &std], vec![], "vision.normalised")
 }
 
-fn embedding_info(arch: &ClipArchitecture) -> crate::proto::ValueInfoProto {
+pub(crate) fn embedding_info(arch: &ClipArchitecture) -> crate::proto::ValueInfoProto {
     value_info(
         tensor::EMBEDDING,
         DataType::Float,
@@ -330,7 +354,7 @@ fn embedding_info(arch: &ClipArchitecture) -> crate::proto::ValueInfoProto {
 }
 
 /// Names the last value `EMBEDDING`, as float32.
-fn output(g: &mut GraphBuilder, value: &str) {
+pub(crate) fn output(g: &mut GraphBuilder, value: &str) {
     match g.dtype {
         WeightDtype::F32 | WeightDtype::Int8 => {
             g.op_named("Identity", &[value], vec![], tensor::EMBEDDING)
@@ -350,7 +374,7 @@ fn matmul_weight(g: &mut GraphBuilder, name: &str, weight: &Tensor) -> String {
     g.weight(name, &t.shape, &t.data)
 }
 
-fn linear(g: &mut GraphBuilder, name: &str, x: &str, layer: &Linear) -> String {
+pub(crate) fn linear(g: &mut GraphBuilder, name: &str, x: &str, layer: &Linear) -> String {
     let w = matmul_weight(g, &format!("{name}.weight"), &layer.weight);
     let b = g.weight(&format!("{name}.bias"), &layer.bias.shape, &layer.bias.data);
     let y = g.op("MatMul", &[x, &w], vec![], &format!("{name}.matmul"));

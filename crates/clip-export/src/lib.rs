@@ -42,6 +42,8 @@ mod graph;
 pub mod onnx;
 pub mod quantize;
 pub mod random;
+mod resnet;
+pub mod resnet_weights;
 pub mod verify;
 pub mod weights;
 
@@ -50,7 +52,10 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
 
-pub use arch::{Activation, ClipArchitecture, TextPooling, TextTower, VisionTower, CLIP_EOT_ID};
+pub use arch::{
+    Activation, ClipArchitecture, TextPooling, TextTower, VisionKind, VisionTower, CLIP_EOT_ID,
+    RESNET_DOWNSAMPLING,
+};
 pub use error::{ExportError, Result};
 pub use graph::{VisualInput, BATCH_DIM};
 pub use onnx::{ExternalData, ExternalDataPolicy, OnnxModel, WeightDtype, OPSET};
@@ -59,7 +64,7 @@ pub use verify::{
     verify_textual, verify_visual, verify_visual_pixels, Embeddings, LoadedModel, OrtRuntime,
     ProbeReport,
 };
-pub use weights::{ClipWeights, WeightLayout};
+pub use weights::{ClipWeights, VisualWeights, WeightLayout};
 
 /// How the models are written.
 #[derive(Clone, Debug, Default)]
@@ -84,7 +89,7 @@ pub fn export_textual(weights: &ClipWeights, options: &ExportOptions) -> Result<
 /// The image encoder: `PIXEL_VALUES` -> `EMBEDDING`.
 pub fn export_visual(weights: &ClipWeights, options: &ExportOptions) -> Result<OnnxModel> {
     weights.arch.validate()?;
-    let graph = graph::visual(weights, options.dtype, VisualInput::Normalised);
+    let graph = visual_graph(weights, options.dtype, VisualInput::Normalised);
     Ok(encode(
         graph,
         weights,
@@ -103,7 +108,7 @@ pub fn export_visual_pixels(
     std: [f32; 3],
 ) -> Result<OnnxModel> {
     weights.arch.validate()?;
-    let graph = graph::visual(weights, options.dtype, VisualInput::Pixels { mean, std });
+    let graph = visual_graph(weights, options.dtype, VisualInput::Pixels { mean, std });
     Ok(encode(
         graph,
         weights,
@@ -130,6 +135,18 @@ fn encode(
         doc,
         &options.external_data,
     )
+}
+
+/// The image tower's graph, ViT or ResNet.
+fn visual_graph(
+    weights: &ClipWeights,
+    dtype: WeightDtype,
+    input: VisualInput,
+) -> proto::GraphProto {
+    match &weights.vision {
+        VisualWeights::Transformer(w) => graph::visual(weights, w, dtype, input),
+        VisualWeights::ResNet(w) => resnet::visual(weights, w, dtype, input),
+    }
 }
 
 fn metadata(weights: &ClipWeights, options: &ExportOptions, tower: &str) -> Vec<(String, String)> {

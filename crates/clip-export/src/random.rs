@@ -7,10 +7,14 @@
 //! identity (weight 1, bias 0). The generator is SplitMix64, so the same
 //! seed gives the same weights on every platform.
 
-use crate::arch::{ClipArchitecture, TextPooling};
+use crate::arch::{ClipArchitecture, TextPooling, VisionKind};
 use crate::error::Result;
+use crate::resnet_weights::{
+    block_shapes, stem_shapes, AttentionPool, Bottleneck, Conv, ResNetWeights,
+};
 use crate::weights::{
-    Block, ClipWeights, LayerNorm, Linear, Tensor, TextWeights, VisionWeights, WeightLayout,
+    Block, ClipWeights, LayerNorm, Linear, Tensor, TextWeights, VisionWeights, VisualWeights,
+    WeightLayout,
 };
 
 /// Standard deviation of every random matrix and embedding.
@@ -82,6 +86,63 @@ impl Init {
     }
 }
 
+impl Init {
+    /// A convolution (batch norm folded: a bias) drawn with He's scale,
+    /// sqrt(2 / fan_in), so activations keep their size through the ReLUs.
+    fn conv(&mut self, inp: usize, out: usize, kernel: usize) -> Conv {
+        let fan_in = (inp * kernel * kernel) as f32;
+        self.conv_with_std(inp, out, kernel, (2.0 / fan_in).sqrt())
+    }
+
+    /// A residual branch's last convolution: small, as open_clip starts
+    /// those batch norms at zero, so 64 blocks of residual sums stay
+    /// within float16's range.
+    fn residual_conv(&mut self, inp: usize, out: usize) -> Conv {
+        self.conv_with_std(inp, out, 1, RANDOM_INIT_STD)
+    }
+
+    fn conv_with_std(&mut self, inp: usize, out: usize, kernel: usize, std: f32) -> Conv {
+        let mut weight = self.normal(vec![out, inp, kernel, kernel]);
+        let gain = std / RANDOM_INIT_STD;
+        weight.data.iter_mut().for_each(|w| *w *= gain);
+        Conv {
+            weight,
+            bias: Tensor::new(vec![out], vec![0.0; out]),
+        }
+    }
+
+    fn resnet(&mut self, arch: &ClipArchitecture, stages: [usize; 4]) -> ResNetWeights {
+        let v = &arch.vision;
+        let stem = stem_shapes(v.width).map(|(inp, out, _)| self.conv(inp, out, 3));
+        let stages = block_shapes(v.width, stages)
+            .iter()
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .map(|s| Bottleneck {
+                        conv1: self.conv(s.inplanes, s.planes, 1),
+                        conv2: self.conv(s.planes, s.planes, 3),
+                        conv3: self.residual_conv(s.planes, s.outplanes()),
+                        downsample: s
+                            .has_downsample()
+                            .then(|| self.conv(s.inplanes, s.outplanes(), 1)),
+                        stride: s.stride,
+                    })
+                    .collect()
+            })
+            .collect();
+        let features = v.feature_width();
+        let pool = AttentionPool {
+            position_embedding: self.normal(vec![v.tokens(), features]),
+            q: self.linear(features, features),
+            k: self.linear(features, features),
+            v: self.linear(features, features),
+            out: self.linear(arch.embed_dim, features),
+        };
+        ResNetWeights { stem, stages, pool }
+    }
+}
+
 fn layer_norm(width: usize) -> LayerNorm {
     LayerNorm {
         weight: Tensor::new(vec![width], vec![1.0; width]),
@@ -110,16 +171,19 @@ impl ClipWeights {
             ln_final: layer_norm(t.width),
             projection: init.normal(vec![arch.embed_dim, t.width]),
         };
-        let vision = VisionWeights {
-            patch_embedding: init.normal(vec![v.width, 3, v.patch_size, v.patch_size]),
-            class_embedding: init.normal(vec![v.width]),
-            position_embedding: init.normal(vec![v.tokens(), v.width]),
-            ln_pre: layer_norm(v.width),
-            blocks: (0..v.layers)
-                .map(|_| init.block(v.width, v.mlp_width))
-                .collect(),
-            ln_post: layer_norm(v.width),
-            projection: init.normal(vec![arch.embed_dim, v.width]),
+        let vision = match v.kind {
+            VisionKind::ResNet { stages } => VisualWeights::ResNet(init.resnet(arch, stages)),
+            VisionKind::Transformer => VisualWeights::Transformer(VisionWeights {
+                patch_embedding: init.normal(vec![v.width, 3, v.patch_size, v.patch_size]),
+                class_embedding: init.normal(vec![v.width]),
+                position_embedding: init.normal(vec![v.tokens(), v.width]),
+                ln_pre: layer_norm(v.width),
+                blocks: (0..v.layers)
+                    .map(|_| init.block(v.width, v.mlp_width))
+                    .collect(),
+                ln_post: layer_norm(v.width),
+                projection: init.normal(vec![arch.embed_dim, v.width]),
+            }),
         };
         Ok(ClipWeights {
             arch: *arch,
@@ -159,10 +223,18 @@ mod tests {
                 mlp_width: 96,
                 patch_size: 8,
                 image_size: 32,
+                kind: VisionKind::Transformer,
             },
             embed_dim: 12,
             activation: Activation::QuickGelu,
             layer_norm_eps: 1e-5,
+        }
+    }
+
+    fn vit(w: &ClipWeights) -> &VisionWeights {
+        match &w.vision {
+            VisualWeights::Transformer(v) => v,
+            VisualWeights::ResNet(_) => panic!("a ViT was asked for"),
         }
     }
 
@@ -174,7 +246,7 @@ mod tests {
         let c = ClipWeights::random(&arch, 8).unwrap();
         assert_eq!(a, b);
         assert_ne!(a.text.token_embedding, c.text.token_embedding);
-        assert_ne!(a.vision.blocks[1].fc_2, c.vision.blocks[1].fc_2);
+        assert_ne!(vit(&a).blocks[1].fc_2, vit(&c).blocks[1].fc_2);
     }
 
     #[test]
@@ -182,10 +254,10 @@ mod tests {
         let arch = small();
         let w = ClipWeights::random(&arch, 1).unwrap();
         assert_eq!(w.text.token_embedding.shape, [49408, 16]);
-        assert_eq!(w.vision.patch_embedding.shape, [24, 3, 8, 8]);
-        assert_eq!(w.vision.position_embedding.shape, [17, 24]);
+        assert_eq!(vit(&w).patch_embedding.shape, [24, 3, 8, 8]);
+        assert_eq!(vit(&w).position_embedding.shape, [17, 24]);
         assert_eq!(w.text.blocks.len(), 2);
-        assert_eq!(w.vision.blocks[0].fc_1.weight.shape, [96, 24]);
+        assert_eq!(vit(&w).blocks[0].fc_1.weight.shape, [96, 24]);
         assert_eq!(w.text.projection.shape, [12, 16]);
         let data = &w.text.token_embedding.data;
         let n = data.len() as f64;

@@ -13,8 +13,9 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
-use crate::arch::ClipArchitecture;
+use crate::arch::{ClipArchitecture, VisionKind};
 use crate::error::{ExportError, Result};
+use crate::resnet_weights::{read_open_clip_resnet, ResNetWeights};
 
 /// A dense row-major f32 tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,6 +86,16 @@ pub struct TextWeights {
     pub projection: Tensor,
 }
 
+/// The image tower's weights, of either kind.
+// One per model, mostly heap data: the variants' inline sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum VisualWeights {
+    Transformer(VisionWeights),
+    ResNet(ResNetWeights),
+}
+
+/// A ViT image tower.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VisionWeights {
     /// `[width, 3, patch, patch]`, no bias.
@@ -127,7 +138,7 @@ pub struct ClipWeights {
     pub arch: ClipArchitecture,
     pub layout: WeightLayout,
     pub text: TextWeights,
-    pub vision: VisionWeights,
+    pub vision: VisualWeights,
     /// The log of the similarity temperature, when the file has it.
     pub logit_scale: Option<f32>,
 }
@@ -202,12 +213,12 @@ fn detect_layout(names: &[String]) -> Result<WeightLayout> {
 }
 
 /// Keys a checkpoint may carry that hold no weights: transformers' position
-/// id buffers (persistent in older versions).
+/// id buffers (persistent in older versions), batch norms' update counters.
 fn ignorable(name: &str) -> bool {
-    name.ends_with("embeddings.position_ids")
+    name.ends_with("embeddings.position_ids") || name.ends_with(".num_batches_tracked")
 }
 
-struct Source<'a, 'data> {
+pub(crate) struct Source<'a, 'data> {
     tensors: &'a SafeTensors<'data>,
     names: BTreeSet<String>,
     used: BTreeSet<String>,
@@ -215,7 +226,7 @@ struct Source<'a, 'data> {
 }
 
 impl Source<'_, '_> {
-    fn take(&mut self, key: &str, expected: &[usize]) -> Result<Tensor> {
+    pub(crate) fn take(&mut self, key: &str, expected: &[usize]) -> Result<Tensor> {
         let view = self
             .tensors
             .tensor(key)
@@ -271,7 +282,7 @@ impl Source<'_, '_> {
         Ok(Some(self.take(key, expected)?.data[0]))
     }
 
-    fn linear(&mut self, prefix: &str, out: usize, inp: usize) -> Result<Linear> {
+    pub(crate) fn linear(&mut self, prefix: &str, out: usize, inp: usize) -> Result<Linear> {
         Ok(Linear {
             weight: self.take(&format!("{prefix}.weight"), &[out, inp])?,
             bias: self.take(&format!("{prefix}.bias"), &[out])?,
@@ -314,6 +325,12 @@ impl Source<'_, '_> {
 fn read_transformers(src: &mut Source, arch: &ClipArchitecture) -> Result<ClipWeights> {
     let t = &arch.text;
     let v = &arch.vision;
+    if v.kind != VisionKind::Transformer {
+        return Err(ExportError::Config(
+            "a ResNet image tower comes in open_clip's layout only (transformers has no ResNet CLIP)"
+                .into(),
+        ));
+    }
 
     let hf_blocks = |src: &mut Source, prefix: &str, layers, width, mlp| -> Result<Vec<Block>> {
         (0..layers)
@@ -346,7 +363,7 @@ fn read_transformers(src: &mut Source, arch: &ClipArchitecture) -> Result<ClipWe
         ln_final: src.layer_norm("text_model.final_layer_norm", t.width)?,
         projection: src.take("text_projection.weight", &[arch.embed_dim, t.width])?,
     };
-    let vision = VisionWeights {
+    let vision = VisualWeights::Transformer(VisionWeights {
         patch_embedding: src.take(
             "vision_model.embeddings.patch_embedding.weight",
             &[v.width, 3, v.patch_size, v.patch_size],
@@ -361,7 +378,7 @@ fn read_transformers(src: &mut Source, arch: &ClipArchitecture) -> Result<ClipWe
         blocks: hf_blocks(src, "vision_model", v.layers, v.width, v.mlp_width)?,
         ln_post: src.layer_norm("vision_model.post_layernorm", v.width)?,
         projection: src.take("visual_projection.weight", &[arch.embed_dim, v.width])?,
-    };
+    });
     let logit_scale = src.scalar("logit_scale")?;
     Ok(ClipWeights {
         arch: *arch,
@@ -433,19 +450,22 @@ fn read_open_clip(src: &mut Source, arch: &ClipArchitecture) -> Result<ClipWeigh
             )?
             .transposed(),
     };
-    let vision = VisionWeights {
-        patch_embedding: src.take(
-            "visual.conv1.weight",
-            &[v.width, 3, v.patch_size, v.patch_size],
-        )?,
-        class_embedding: src.take("visual.class_embedding", &[v.width])?,
-        position_embedding: src.take("visual.positional_embedding", &[v.tokens(), v.width])?,
-        ln_pre: src.layer_norm("visual.ln_pre", v.width)?,
-        blocks: oc_blocks(src, "visual.", v.layers, v.width, v.mlp_width)?,
-        ln_post: src.layer_norm("visual.ln_post", v.width)?,
-        projection: src
-            .take("visual.proj", &[v.width, arch.embed_dim])?
-            .transposed(),
+    let vision = match v.kind {
+        VisionKind::ResNet { .. } => VisualWeights::ResNet(read_open_clip_resnet(src, arch)?),
+        VisionKind::Transformer => VisualWeights::Transformer(VisionWeights {
+            patch_embedding: src.take(
+                "visual.conv1.weight",
+                &[v.width, 3, v.patch_size, v.patch_size],
+            )?,
+            class_embedding: src.take("visual.class_embedding", &[v.width])?,
+            position_embedding: src.take("visual.positional_embedding", &[v.tokens(), v.width])?,
+            ln_pre: src.layer_norm("visual.ln_pre", v.width)?,
+            blocks: oc_blocks(src, "visual.", v.layers, v.width, v.mlp_width)?,
+            ln_post: src.layer_norm("visual.ln_post", v.width)?,
+            projection: src
+                .take("visual.proj", &[v.width, arch.embed_dim])?
+                .transposed(),
+        }),
     };
     let logit_scale = src.scalar("logit_scale")?;
     Ok(ClipWeights {

@@ -72,7 +72,12 @@ pub mod tiny_clip {
 
     impl Tensor {
         pub fn read(entry: &Value) -> Tensor {
-            let file = dir().join(entry["file"].as_str().expect("file"));
+            Self::read_in(&dir(), entry)
+        }
+
+        /// A tensor a manifest in `base` lists (`file`, `shape`, `dtype`).
+        pub fn read_in(base: &Path, entry: &Value) -> Tensor {
+            let file = base.join(entry["file"].as_str().expect("file"));
             let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             let shape = entry["shape"]
                 .as_array()
