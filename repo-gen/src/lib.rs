@@ -18,6 +18,7 @@ pub mod download;
 pub mod encoder;
 mod error;
 mod generate;
+mod lookup;
 pub mod model_dir;
 pub mod monitoring;
 pub mod onnx_io;

@@ -14,7 +14,12 @@
 use std::fmt;
 
 use clip_contract::defaults;
-use clip_export::{default_text_pooling, Activation, ClipArchitecture, TextTower, VisionTower};
+
+pub use crate::lookup::{lookup_in, LookupError};
+use clip_export::{
+    default_text_pooling, Activation, ClipArchitecture, TextTower, VisionKind, VisionTower,
+    RESNET_DOWNSAMPLING,
+};
 
 /// How a repository stores the weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +137,21 @@ const fn vision(
         mlp_width,
         patch_size,
         image_size,
+        kind: VisionKind::Transformer,
+    }
+}
+
+/// An open_clip `ModifiedResNet` tower as clip-export reads its config:
+/// attention-pool heads of 64 channels (open_clip's default head width).
+const fn resnet(stages: [usize; 4], width: usize, image_size: usize) -> VisionTower {
+    VisionTower {
+        width,
+        layers: stages[0] + stages[1] + stages[2] + stages[3],
+        heads: width * RESNET_DOWNSAMPLING / 64,
+        mlp_width: 0,
+        patch_size: RESNET_DOWNSAMPLING,
+        image_size,
+        kind: VisionKind::ResNet { stages },
     }
 }
 
@@ -149,6 +169,18 @@ const H14_VISION: VisionTower = vision(1280, 32, 16, 5120, 14, 224);
 const G14_TEXT: TextTower = H14_TEXT;
 // head_width 88, mlp_ratio 4.3637: transformers' config says intermediate_size 6144.
 const G14_VISION: VisionTower = vision(1408, 40, 16, 6144, 14, 224);
+// open_clip's RN*.json: vision_cfg.layers, width, image_size; text_cfg width, layers, heads.
+const RN50_VISION: VisionTower = resnet([3, 4, 6, 3], 64, 224);
+const RN101_VISION: VisionTower = resnet([3, 4, 23, 3], 64, 224);
+const RN50X4_TEXT: TextTower = text(640, 12, 10);
+const RN50X4_VISION: VisionTower = resnet([4, 6, 10, 6], 80, 288);
+const RN50X16_TEXT: TextTower = text(768, 12, 12);
+const RN50X16_VISION: VisionTower = resnet([6, 8, 18, 8], 96, 384);
+const RN50X64_TEXT: TextTower = text(1024, 12, 16);
+const RN50X64_VISION: VisionTower = resnet([3, 15, 36, 10], 128, 448);
+// ViT-B-16-plus-240.json: width 896 (14 heads of 64), 640-wide text of 10 heads.
+const B16_PLUS_240_TEXT: TextTower = text(640, 12, 10);
+const B16_PLUS_240_VISION: VisionTower = vision(896, 12, 14, 3584, 16, 240);
 
 const fn transformers(repo: &'static str) -> HubFiles {
     HubFiles {
@@ -201,6 +233,28 @@ const fn entry(
         mean,
         std,
     }
+}
+
+/// An open_clip-layout entry with OpenAI's normalisation: `(name, arch,
+/// pretrained)`, the hub repository, `(embed_dim, text, vision, activation)`.
+const fn open_clip_entry(
+    (name, arch, pretrained): (&'static str, &'static str, &'static str),
+    repo: &'static str,
+    (embed_dim, text, vision, activation): (usize, TextTower, VisionTower, Activation),
+) -> ModelSpec {
+    entry(
+        name,
+        arch,
+        pretrained,
+        open_clip(repo),
+        WeightsLayout::OpenClip,
+        embed_dim,
+        text,
+        vision,
+        activation,
+        OPENAI_MEAN,
+        OPENAI_STD,
+    )
 }
 
 use Activation::{Gelu, QuickGelu};
@@ -404,6 +458,77 @@ pub static MODELS: &[ModelSpec] = &[
         OPENAI_MEAN,
         OPENAI_STD,
     ),
+    // ResNet CLIPs (open_clip's ModifiedResNet), from timm's open_clip repos
+    // as open_clip's pretrained.py names them. All were trained with
+    // QuickGELU, yfcc15m and cc12m included (open_clip's quick_gelu=True).
+    // open_clip_model.safetensors is confirmed on the hub for RN50::openai,
+    // RN50x16::openai and RN50x64::openai; assumed for the other five.
+    open_clip_entry(
+        ("RN50::openai", "RN50", "openai"),
+        "timm/resnet50_clip.openai",
+        (1024, B32_TEXT, RN50_VISION, QuickGelu),
+    ),
+    open_clip_entry(
+        ("RN50::yfcc15m", "RN50", "yfcc15m"),
+        "timm/resnet50_clip.yfcc15m",
+        (1024, B32_TEXT, RN50_VISION, QuickGelu),
+    ),
+    open_clip_entry(
+        ("RN50::cc12m", "RN50", "cc12m"),
+        "timm/resnet50_clip.cc12m",
+        (1024, B32_TEXT, RN50_VISION, QuickGelu),
+    ),
+    open_clip_entry(
+        ("RN101::openai", "RN101", "openai"),
+        "timm/resnet101_clip.openai",
+        (512, B32_TEXT, RN101_VISION, QuickGelu),
+    ),
+    open_clip_entry(
+        ("RN101::yfcc15m", "RN101", "yfcc15m"),
+        "timm/resnet101_clip.yfcc15m",
+        (512, B32_TEXT, RN101_VISION, QuickGelu),
+    ),
+    open_clip_entry(
+        ("RN50x4::openai", "RN50x4", "openai"),
+        "timm/resnet50x4_clip.openai",
+        (640, RN50X4_TEXT, RN50X4_VISION, QuickGelu),
+    ),
+    open_clip_entry(
+        ("RN50x16::openai", "RN50x16", "openai"),
+        "timm/resnet50x16_clip.openai",
+        (768, RN50X16_TEXT, RN50X16_VISION, QuickGelu),
+    ),
+    open_clip_entry(
+        ("RN50x64::openai", "RN50x64", "openai"),
+        "timm/resnet50x64_clip.openai",
+        (1024, RN50X64_TEXT, RN50X64_VISION, QuickGelu),
+    ),
+    // LAION-400M ViT-B-16-plus-240 (GELU) and LAION-2B ViT-B-32 epoch 16
+    // (GELU), timm's open_clip repos as pretrained.py names them; the
+    // safetensors file in them is assumed, not confirmed.
+    open_clip_entry(
+        (
+            "ViT-B-16-plus-240::laion400m_e31",
+            "ViT-B-16-plus-240",
+            "laion400m_e31",
+        ),
+        "timm/vit_base_patch16_plus_clip_240.laion400m_e31",
+        (640, B16_PLUS_240_TEXT, B16_PLUS_240_VISION, Gelu),
+    ),
+    open_clip_entry(
+        (
+            "ViT-B-16-plus-240::laion400m_e32",
+            "ViT-B-16-plus-240",
+            "laion400m_e32",
+        ),
+        "timm/vit_base_patch16_plus_clip_240.laion400m_e32",
+        (640, B16_PLUS_240_TEXT, B16_PLUS_240_VISION, Gelu),
+    ),
+    open_clip_entry(
+        ("ViT-B-32::laion2b_e16", "ViT-B-32", "laion2b_e16"),
+        "timm/vit_base_patch32_clip_224.laion2b_e16",
+        (512, B32_TEXT, B32_VISION, Gelu),
+    ),
 ];
 
 /// Every model repo-gen knows.
@@ -458,172 +583,8 @@ pub fn table(models: &[ModelSpec]) -> String {
     out
 }
 
-/// Why a name names no model.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum LookupError {
-    #[error("{}", unknown_message(.name, .suggestions))]
-    Unknown {
-        name: String,
-        /// Closest known names, best first.
-        suggestions: Vec<&'static str>,
-    },
-    #[error(
-        "model name {name:?} has no pretrained tag; write ARCH::PRETRAINED{}",
-        match_list(" (known for this architecture: ", .candidates, ")")
-    )]
-    MissingPretrained {
-        name: String,
-        /// Every known name with this architecture.
-        candidates: Vec<&'static str>,
-    },
-    #[error(
-        "model name {name:?} is ambiguous: it matches {}; spell it exactly",
-        .candidates.join(", ")
-    )]
-    Ambiguous {
-        name: String,
-        candidates: Vec<&'static str>,
-    },
-}
-
-fn unknown_message(name: &str, suggestions: &[&'static str]) -> String {
-    let mut message = format!("unknown model {name:?}");
-    if suggestions.is_empty() {
-        message.push_str("; run `repo-gen models` for the full list");
-    } else {
-        message.push_str(&match_list("; did you mean ", suggestions, "?"));
-        message.push_str(" (`repo-gen models` lists all)");
-    }
-    message
-}
-
-fn match_list(before: &str, names: &[&'static str], after: &str) -> String {
-    if names.is_empty() {
-        return String::new();
-    }
-    format!("{before}{}{after}", names.join(", "))
-}
-
 /// The model called `name` (`ARCH::PRETRAINED`), matched without regard to
 /// case or to `-` versus `_`.
 pub fn lookup(name: &str) -> Result<&'static ModelSpec, LookupError> {
     lookup_in(MODELS, name)
-}
-
-/// [`lookup`] over any list of models.
-pub fn lookup_in<'a>(models: &'a [ModelSpec], name: &str) -> Result<&'a ModelSpec, LookupError> {
-    let name = name.trim();
-    if let Some(exact) = models.iter().find(|m| m.name == name) {
-        return Ok(exact);
-    }
-    let wanted = normalize(name);
-    let matches: Vec<&ModelSpec> = models
-        .iter()
-        .filter(|m| normalize(m.name) == wanted)
-        .collect();
-    match matches.as_slice() {
-        [one] => return Ok(one),
-        [] => {}
-        many => {
-            return Err(LookupError::Ambiguous {
-                name: name.to_owned(),
-                candidates: many.iter().map(|m| m.name).collect(),
-            })
-        }
-    }
-    if !name.contains("::") {
-        let candidates: Vec<&'static str> = models
-            .iter()
-            .filter(|m| normalize(m.arch) == wanted)
-            .map(|m| m.name)
-            .collect();
-        if !candidates.is_empty() {
-            return Err(LookupError::MissingPretrained {
-                name: name.to_owned(),
-                candidates,
-            });
-        }
-    }
-    Err(LookupError::Unknown {
-        name: name.to_owned(),
-        suggestions: closest(models, &wanted),
-    })
-}
-
-/// Names compare in lower case with `_` read as `-`.
-fn normalize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c == '_' {
-                '-'
-            } else {
-                c.to_ascii_lowercase()
-            }
-        })
-        .collect()
-}
-
-/// Up to five names, closest first: those within a third of the query's
-/// length in edit distance, and those the query is the start of
-/// (`ViT-H-14::laion2b`).
-fn closest(models: &[ModelSpec], wanted: &str) -> Vec<&'static str> {
-    let budget = (wanted.chars().count() / 3).max(2);
-    let mut scored: Vec<(usize, &'static str)> = models
-        .iter()
-        .filter_map(|m| {
-            let known = normalize(m.name);
-            let distance = levenshtein(&known, wanted);
-            let completes = wanted.contains("::") && known.starts_with(wanted);
-            (distance <= budget || completes).then_some((distance, m.name))
-        })
-        .collect();
-    scored.sort();
-    scored.into_iter().take(5).map(|(_, name)| name).collect()
-}
-
-/// Edits (insert, delete, substitute one char) that turn `a` into `b`.
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                diagonal
-            } else {
-                1 + diagonal.min(above).min(row[j])
-            };
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn levenshtein_counts_edits() {
-        assert_eq!(levenshtein("", ""), 0);
-        assert_eq!(levenshtein("abc", ""), 3);
-        assert_eq!(levenshtein("", "abc"), 3);
-        assert_eq!(levenshtein("kitten", "sitting"), 3);
-        assert_eq!(levenshtein("openai", "openai2"), 1);
-        assert_eq!(levenshtein("flaw", "lawn"), 2);
-    }
-
-    #[test]
-    fn normalize_folds_case_and_underscores() {
-        assert_eq!(
-            normalize("ViT-B-16::laion400m_e31"),
-            "vit-b-16::laion400m-e31"
-        );
-        assert_eq!(
-            normalize("VIT_B_16::LAION400M-E31"),
-            "vit-b-16::laion400m-e31"
-        );
-    }
 }

@@ -3,7 +3,7 @@
 use clip_export::Activation;
 use repo_gen::registry::{self, LookupError, WeightsLayout};
 
-const EXPECTED: [&str; 14] = [
+const EXPECTED: [&str; 25] = [
     "ViT-B-32::openai",
     "ViT-B-16::openai",
     "ViT-L-14::openai",
@@ -18,6 +18,17 @@ const EXPECTED: [&str; 14] = [
     "ViT-L-14::laion2b-s32b-b82k",
     "ViT-H-14::laion2b-s32b-b79k",
     "ViT-g-14::laion2b-s12b-b42k",
+    "RN50::openai",
+    "RN50::yfcc15m",
+    "RN50::cc12m",
+    "RN101::openai",
+    "RN101::yfcc15m",
+    "RN50x4::openai",
+    "RN50x16::openai",
+    "RN50x64::openai",
+    "ViT-B-16-plus-240::laion400m_e31",
+    "ViT-B-16-plus-240::laion400m_e32",
+    "ViT-B-32::laion2b_e16",
 ];
 
 #[test]
@@ -42,11 +53,12 @@ fn entries_are_internally_consistent() {
             m.name
         );
         assert_eq!(
-            m.architecture.vision.width % m.architecture.vision.heads,
+            m.architecture.vision.feature_width() % m.architecture.vision.heads,
             0,
             "{}",
             m.name
         );
+        m.architecture.validate().unwrap();
         assert_eq!(
             m.architecture.vision.image_size % m.architecture.vision.patch_size,
             0,
@@ -59,8 +71,11 @@ fn entries_are_internally_consistent() {
         assert_eq!(m.hub.revision, "main", "{}", m.name);
         assert!(m.hub.repo.contains('/'), "{}", m.name);
         assert!(m.std.iter().all(|s| *s > 0.0), "{}", m.name);
-        // OpenAI weights use QuickGELU; so do LAION-400M's ViT-B-32.
-        let quick = m.pretrained == "openai" || m.name.starts_with("ViT-B-32::laion400m");
+        // OpenAI weights use QuickGELU; so do LAION-400M's ViT-B-32 and
+        // open_clip's own ResNets (yfcc15m, cc12m).
+        let quick = m.pretrained == "openai"
+            || m.name.starts_with("ViT-B-32::laion400m")
+            || m.arch.starts_with("RN");
         let expected = if quick {
             Activation::QuickGelu
         } else {
@@ -151,6 +166,117 @@ fn architecture_facts_match_the_published_configs() {
     assert_eq!(
         b16_400m.hub.repo,
         "timm/vit_base_patch16_clip_224.laion400m_e32"
+    );
+}
+
+/// open_clip 3.3.0's model_configs (RN50.json, RN101.json, RN50x4.json,
+/// RN50x16.json, RN50x64.json, ViT-B-16-plus-240.json, ViT-B-32.json), read
+/// by clip-export, describe the registry's architectures, and the embedding
+/// sizes are CLIP-as-service's.
+#[test]
+fn registry_architectures_are_what_open_clip_configs_say() {
+    let config = |embed: usize, vision: &str, text: (usize, usize)| {
+        format!(
+            r#"{{"embed_dim": {embed}, "vision_cfg": {vision}, "text_cfg": {{"context_length": 77,
+                "vocab_size": 49408, "width": {}, "heads": {}, "layers": 12}}}}"#,
+            text.0, text.1
+        )
+    };
+    let resnet = |layers: &str, width: usize, size: usize| {
+        format!(
+            r#"{{"image_size": {size}, "layers": {layers}, "width": {width}, "patch_size": null}}"#
+        )
+    };
+    let cases = [
+        (
+            "RN50::openai",
+            config(1024, &resnet("[3, 4, 6, 3]", 64, 224), (512, 8)),
+        ),
+        (
+            "RN50::yfcc15m",
+            config(1024, &resnet("[3, 4, 6, 3]", 64, 224), (512, 8)),
+        ),
+        (
+            "RN50::cc12m",
+            config(1024, &resnet("[3, 4, 6, 3]", 64, 224), (512, 8)),
+        ),
+        (
+            "RN101::openai",
+            config(512, &resnet("[3, 4, 23, 3]", 64, 224), (512, 8)),
+        ),
+        (
+            "RN101::yfcc15m",
+            config(512, &resnet("[3, 4, 23, 3]", 64, 224), (512, 8)),
+        ),
+        (
+            "RN50x4::openai",
+            config(640, &resnet("[4, 6, 10, 6]", 80, 288), (640, 10)),
+        ),
+        (
+            "RN50x16::openai",
+            config(768, &resnet("[6, 8, 18, 8]", 96, 384), (768, 12)),
+        ),
+        (
+            "RN50x64::openai",
+            config(1024, &resnet("[3, 15, 36, 10]", 128, 448), (1024, 16)),
+        ),
+        (
+            "ViT-B-16-plus-240::laion400m_e31",
+            config(
+                640,
+                r#"{"image_size": 240, "layers": 12, "width": 896, "patch_size": 16}"#,
+                (640, 10),
+            ),
+        ),
+        (
+            "ViT-B-16-plus-240::laion400m_e32",
+            config(
+                640,
+                r#"{"image_size": 240, "layers": 12, "width": 896, "patch_size": 16}"#,
+                (640, 10),
+            ),
+        ),
+        (
+            "ViT-B-32::laion2b_e16",
+            config(
+                512,
+                r#"{"image_size": 224, "layers": 12, "width": 768, "patch_size": 32}"#,
+                (512, 8),
+            ),
+        ),
+    ];
+    for (name, json) in cases {
+        let spec = registry::lookup(name).unwrap();
+        let mut parsed = clip_export::ClipArchitecture::from_config_json(&json).unwrap();
+        // The registry owns the activation and the pooling (see check_against_registry).
+        parsed.activation = spec.architecture.activation;
+        parsed.text.pooling = spec.architecture.text.pooling;
+        assert_eq!(parsed, spec.architecture, "{name}");
+    }
+    let dims: Vec<(&str, usize, usize)> = [
+        "RN50::openai",
+        "RN101::openai",
+        "RN50x4::openai",
+        "RN50x16::openai",
+        "RN50x64::openai",
+        "ViT-B-16-plus-240::laion400m_e31",
+    ]
+    .iter()
+    .map(|n| {
+        let a = registry::lookup(n).unwrap().architecture;
+        (*n, a.embed_dim, a.vision.image_size)
+    })
+    .collect();
+    assert_eq!(
+        dims,
+        [
+            ("RN50::openai", 1024, 224),
+            ("RN101::openai", 512, 224),
+            ("RN50x4::openai", 640, 288),
+            ("RN50x16::openai", 768, 384),
+            ("RN50x64::openai", 1024, 448),
+            ("ViT-B-16-plus-240::laion400m_e31", 640, 240),
+        ]
     );
 }
 
