@@ -1,5 +1,5 @@
-//! The whole product on one machine: repo-gen turns the tiny CLIP fixture
-//! into a model repository (`--runtime ort`), the real tritonserver serves
+//! The whole product on one machine: repo-gen turns a tiny CLIP fixture (a
+//! ViT, and a ResNet) into a model repository (`--runtime ort`), the real tritonserver serves
 //! it with the `clip` backend, and raw sentences and raw image files sent to
 //! the `clip_text` and `clip_image` ensembles over gRPC come back as the
 //! embeddings Hugging Face's own pipeline computes
@@ -7,9 +7,12 @@
 
 use clip_client::{cosine, f32_from_raw, Error, Triton};
 use clip_contract::{model, tensor};
-use harness::fixtures::end_to_end;
+use std::path::Path;
+
+use harness::fixture;
+use harness::fixtures::{end_to_end, end_to_end_from, EndToEnd};
 use harness::grpc::bytes_request;
-use harness::server::{tiny_clip_repository, Server};
+use harness::server::{weights_repository, Server};
 
 const TEXT_COSINE: f32 = 0.9999;
 const IMAGE_COSINE: f32 = 0.999;
@@ -30,7 +33,21 @@ async fn embed(
 
 #[test]
 fn generated_repository_serves_embeddings_like_transformers() {
-    let reference = end_to_end();
+    serves_like_the_reference(&fixture("tiny-clip/quick_gelu"), &end_to_end());
+}
+
+/// The ResNet family: the tiny `ModifiedResNet` CLIP, exported by repo-gen
+/// from open_clip's layout, served against open_clip's own tokenizer,
+/// preprocessing and model (scripts/fixtures/tiny_resnet_clip.py).
+#[test]
+fn generated_resnet_repository_serves_embeddings_like_open_clip() {
+    serves_like_the_reference(
+        &fixture("tiny-resnet-clip/rn224"),
+        &end_to_end_from("tiny-resnet-clip/end_to_end.json"),
+    );
+}
+
+fn serves_like_the_reference(weights: &Path, reference: &EndToEnd) {
     let images: Vec<(String, Vec<u8>)> = reference
         .images
         .iter()
@@ -42,7 +59,7 @@ fn generated_repository_serves_embeddings_like_transformers() {
     let out = tempfile::tempdir().unwrap();
     let repository = out.path().join("repository");
     // A long batching window, so the burst below forms batches even on a loaded machine.
-    tiny_clip_repository(&repository, &["--max-queue-delay-us", "1000000"]);
+    weights_repository(weights, &repository, &["--max-queue-delay-us", "1000000"]);
     let server = Server::start(&repository);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -140,18 +140,20 @@ fn strings(value: &Value) -> Vec<String> {
 }
 
 pub fn end_to_end() -> EndToEnd {
-    reference_set("end-to-end")
+    end_to_end_from("end-to-end/reference.json")
 }
 
-/// open_clip's pipeline on raw inputs for the CLIP-as-service-style ONNX
-/// files of tests/fixtures/cas-onnx (scripts/fixtures/cas_onnx.py); no ranking.
+/// open_clip's text and transformers' image pipeline on raw inputs for the
+/// CLIP-as-service-style ONNX files of tests/fixtures/cas-onnx
+/// (scripts/fixtures/cas_onnx.py); no ranking.
 pub fn cas_onnx() -> EndToEnd {
-    reference_set("cas-onnx")
+    end_to_end_from("cas-onnx/reference.json")
 }
 
-/// `dir`/reference.json of tests/fixtures.
-fn reference_set(dir: &str) -> EndToEnd {
-    let text = std::fs::read_to_string(fixture(&format!("{dir}/reference.json"))).unwrap();
+/// An end-to-end reference file of the same form under tests/fixtures (the
+/// ranking is optional).
+pub fn end_to_end_from(relative: &str) -> EndToEnd {
+    let text = std::fs::read_to_string(fixture(relative)).unwrap();
     let json: Value = serde_json::from_str(&text).unwrap();
     EndToEnd {
         sentences: strings(&json["sentences"]),

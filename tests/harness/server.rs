@@ -75,9 +75,15 @@ pub fn tritonclient_python() -> &'static Path {
 /// Generates a repository from the tiny CLIP fixture (`quick_gelu`) at
 /// `out` with repo-gen (`--runtime ort`, CPU), plus `extra` flags.
 pub fn tiny_clip_repository(out: &Path, extra: &[&str]) {
+    weights_repository(&crate::fixture("tiny-clip/quick_gelu"), out, extra);
+}
+
+/// Generates a repository from the weights folder `weights` (`--weights`)
+/// at `out` with repo-gen (`--runtime ort`, CPU), plus `extra` flags.
+pub fn weights_repository(weights: &Path, out: &Path, extra: &[&str]) {
     let status = Command::new(repo_gen())
         .arg("--weights")
-        .arg(crate::fixture("tiny-clip/quick_gelu"))
+        .arg(weights)
         .arg("--out")
         .arg(out)
         .args(["--runtime", "ort", "--gpus", "none"])
