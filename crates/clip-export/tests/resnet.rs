@@ -3,7 +3,7 @@
 //! (tests/fixtures/tiny-resnet-clip, made by
 //! scripts/fixtures/tiny_resnet_clip.py).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clip_contract::defaults;
 use clip_export::{
@@ -20,23 +20,35 @@ fn dir() -> PathBuf {
     fixture("tiny-resnet-clip")
 }
 
-fn manifest() -> Value {
-    let text = std::fs::read_to_string(dir().join("manifest.json")).expect("manifest.json");
+fn manifest_in(base: &Path) -> Value {
+    let text = std::fs::read_to_string(base.join("manifest.json")).expect("manifest.json");
     serde_json::from_str(&text).expect("manifest.json is JSON")
+}
+
+fn manifest() -> Value {
+    manifest_in(&dir())
 }
 
 fn runtime() -> OrtRuntime {
     OrtRuntime::load(Some(ort_library()), "the test's library").expect("load ONNX Runtime")
 }
 
-fn arch(variant: &str) -> ClipArchitecture {
-    let json = std::fs::read_to_string(dir().join(variant).join("open_clip_config.json")).unwrap();
+fn arch_in(base: &Path, variant: &str) -> ClipArchitecture {
+    let json = std::fs::read_to_string(base.join(variant).join("open_clip_config.json")).unwrap();
     ClipArchitecture::from_config_json(&json).unwrap()
 }
 
+fn arch(variant: &str) -> ClipArchitecture {
+    arch_in(&dir(), variant)
+}
+
+fn load_in(base: &Path, variant: &str) -> ClipWeights {
+    let path = base.join(variant).join("open_clip_model.safetensors");
+    ClipWeights::load(path, &arch_in(base, variant)).unwrap()
+}
+
 fn load(variant: &str) -> ClipWeights {
-    let path = dir().join(variant).join("open_clip_model.safetensors");
-    ClipWeights::load(path, &arch(variant)).unwrap()
+    load_in(&dir(), variant)
 }
 
 /// The generator's `formula_pixels`: `count` CHW images of exact binary
@@ -77,9 +89,13 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// Text and image embeddings of `name` within [`TOLERANCE`] of open_clip's.
 fn parity(name: &str) {
-    let manifest = manifest();
+    parity_in(&dir(), name);
+}
+
+fn parity_in(base: &Path, name: &str) {
+    let manifest = manifest_in(base);
     let variant = &manifest["variants"][name];
-    let weights = load(name);
+    let weights = load_in(base, name);
     let size = weights.arch.vision.image_size;
     assert_eq!(size as u64, variant["image_size"].as_u64().unwrap());
     let options = ExportOptions::default();
@@ -91,7 +107,7 @@ fn parity(name: &str) {
         .unwrap()
         .embed_text(&ids, rows)
         .unwrap();
-    let expected = tiny_clip::Tensor::read_in(&dir(), &variant["text_features"]).f32s();
+    let expected = tiny_clip::Tensor::read_in(base, &variant["text_features"]).f32s();
     let diff = max_abs_diff(&text.data, &expected);
     eprintln!("{name}: text max abs diff {diff:.3e}");
     assert!(diff <= TOLERANCE, "{name}: text max abs diff {diff}");
@@ -101,7 +117,7 @@ fn parity(name: &str) {
         .unwrap()
         .embed_images(&formula_pixels(3, size), 3, size)
         .unwrap();
-    let reference = tiny_clip::Tensor::read_in(&dir(), &variant["image_features"]);
+    let reference = tiny_clip::Tensor::read_in(base, &variant["image_features"]);
     assert_eq!(image.shape, [3, reference.shape[1] as i64]);
     let expected = reference.f32s();
     let diff = max_abs_diff(&image.data, &expected);
@@ -227,4 +243,15 @@ fn random_rn50_exports_and_runs() {
         &arch,
     )
     .unwrap();
+}
+
+/// A full-size open_clip model with random weights (ViT-B-16-plus-240, or
+/// any other, RN50x64 included), written with its reference by
+/// `scripts/fixtures/full_size_reference.py MODEL DIR`: too big to commit.
+#[test]
+#[ignore = "needs CLIP_FULL_SIZE_DIR, written by scripts/fixtures/full_size_reference.py"]
+fn full_size_model_matches_open_clip() {
+    let base = std::env::var_os("CLIP_FULL_SIZE_DIR")
+        .expect("CLIP_FULL_SIZE_DIR names the folder full_size_reference.py wrote");
+    parity_in(Path::new(&base), "full");
 }
