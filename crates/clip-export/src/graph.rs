@@ -447,82 +447,20 @@ fn encoder_block(
         &format!("{name}.attn.qkv.matmul"),
     );
     let qkv = g.op("Add", &[&qkv, &qkv_b], vec![], &format!("{name}.attn.qkv"));
-    // [B, L, 3W] -> [B, L, 3, H, D] -> [3, B, H, L, D]
-    let split_shape = g.int64(
-        &format!("{name}.attn.split_shape"),
-        &[5],
-        &[0, 0, 3, heads as i64, head_dim as i64],
+    let parts = split_heads(
+        g,
+        &format!("{name}.attn"),
+        &qkv,
+        &["q", "k", "v"],
+        heads,
+        head_dim,
     );
-    let qkv = g.op(
-        "Reshape",
-        &[&qkv, &split_shape],
-        vec![],
-        &format!("{name}.attn.qkv_heads"),
-    );
-    let qkv = g.op(
-        "Transpose",
-        &[&qkv],
-        vec![attr_ints("perm", &[2, 0, 3, 1, 4])],
-        &format!("{name}.attn.qkv_t"),
-    );
-    let mut parts = Vec::new();
-    for (i, part) in ["q", "k", "v"].into_iter().enumerate() {
-        let index = g.int64(&format!("{name}.attn.{part}_index"), &[], &[i as i64]);
-        parts.push(g.op(
-            "Gather",
-            &[&qkv, &index],
-            vec![attr_int("axis", 0)],
-            &format!("{name}.attn.{part}"),
-        ));
-    }
-    let k_t = g.op(
-        "Transpose",
-        &[&parts[1]],
-        vec![attr_ints("perm", &[0, 1, 3, 2])],
-        &format!("{name}.attn.k_t"),
-    );
-    let mut scores = g.op(
-        "MatMul",
-        &[&parts[0], &k_t],
-        vec![],
-        &format!("{name}.attn.scores"),
-    );
-    if let Some(mask) = mask {
-        scores = g.op(
-            "Add",
-            &[&scores, mask],
-            vec![],
-            &format!("{name}.attn.masked"),
-        );
-    }
-    let probs = g.op(
-        "Softmax",
-        &[&scores],
-        vec![attr_int("axis", -1)],
-        &format!("{name}.attn.probs"),
-    );
-    let ctx = g.op(
-        "MatMul",
-        &[&probs, &parts[2]],
-        vec![],
-        &format!("{name}.attn.context"),
-    );
-    let ctx = g.op(
-        "Transpose",
-        &[&ctx],
-        vec![attr_ints("perm", &[0, 2, 1, 3])],
-        &format!("{name}.attn.context_t"),
-    );
-    let merge_shape = g.int64(
-        &format!("{name}.attn.merge_shape"),
-        &[3],
+    let ctx = attend(
+        g,
+        &format!("{name}.attn"),
+        [&parts[0], &parts[1], &parts[2]],
+        mask,
         &[0, 0, width as i64],
-    );
-    let ctx = g.op(
-        "Reshape",
-        &[&ctx, &merge_shape],
-        vec![],
-        &format!("{name}.attn.merged"),
     );
     let attn = linear(g, &format!("{name}.attn.out"), &ctx, &block.out);
     let x = g.op("Add", &[x, &attn], vec![], &format!("{name}.attn_residual"));
@@ -532,6 +470,96 @@ fn encoder_block(
     let h = activation(g, arch.activation, &format!("{name}.mlp.act"), &h);
     let h = linear(g, &format!("{name}.mlp.fc_2"), &h, &block.fc_2);
     g.op("Add", &[&x, &h], vec![], &format!("{name}.mlp_residual"))
+}
+
+/// `[B, L, n x H x D]` (n projections side by side) -> n tensors
+/// `[B, H, L, D]`, named `{prefix}.{part}`.
+pub(crate) fn split_heads(
+    g: &mut GraphBuilder,
+    prefix: &str,
+    x: &str,
+    parts: &[&str],
+    heads: usize,
+    head_dim: usize,
+) -> Vec<String> {
+    let split_shape = g.int64(
+        &format!("{prefix}.split_shape"),
+        &[5],
+        &[0, 0, parts.len() as i64, heads as i64, head_dim as i64],
+    );
+    let x = g.op(
+        "Reshape",
+        &[x, &split_shape],
+        vec![],
+        &format!("{prefix}.heads"),
+    );
+    // [B, L, n, H, D] -> [n, B, H, L, D]
+    let x = g.op(
+        "Transpose",
+        &[&x],
+        vec![attr_ints("perm", &[2, 0, 3, 1, 4])],
+        &format!("{prefix}.heads_t"),
+    );
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let index = g.int64(&format!("{prefix}.{part}_index"), &[], &[i as i64]);
+            g.op(
+                "Gather",
+                &[&x, &index],
+                vec![attr_int("axis", 0)],
+                &format!("{prefix}.{part}"),
+            )
+        })
+        .collect()
+}
+
+/// Scaled-dot-product attention of `[B, H, Lq, D]` queries over `[B, H, L,
+/// D]` keys and values (the scale is already in the queries), plus `mask`
+/// on the scores; the heads merged back by reshaping `[B, Lq, H, D]` to
+/// `merged_shape`.
+pub(crate) fn attend(
+    g: &mut GraphBuilder,
+    prefix: &str,
+    [q, k, v]: [&str; 3],
+    mask: Option<&str>,
+    merged_shape: &[i64],
+) -> String {
+    let k_t = g.op(
+        "Transpose",
+        &[k],
+        vec![attr_ints("perm", &[0, 1, 3, 2])],
+        &format!("{prefix}.k_t"),
+    );
+    let mut scores = g.op("MatMul", &[q, &k_t], vec![], &format!("{prefix}.scores"));
+    if let Some(mask) = mask {
+        scores = g.op("Add", &[&scores, mask], vec![], &format!("{prefix}.masked"));
+    }
+    let probs = g.op(
+        "Softmax",
+        &[&scores],
+        vec![attr_int("axis", -1)],
+        &format!("{prefix}.probs"),
+    );
+    let ctx = g.op("MatMul", &[&probs, v], vec![], &format!("{prefix}.context"));
+    let ctx = g.op(
+        "Transpose",
+        &[&ctx],
+        vec![attr_ints("perm", &[0, 2, 1, 3])],
+        &format!("{prefix}.context_t"),
+    );
+    let shape = g.int64(
+        &format!("{prefix}.merge_shape"),
+        &[merged_shape.len()],
+        merged_shape,
+    );
+    g.op(
+        "Reshape",
+        &[&ctx, &shape],
+        vec![],
+        &format!("{prefix}.merged"),
+    )
 }
 
 fn activation(g: &mut GraphBuilder, act: Activation, name: &str, x: &str) -> String {

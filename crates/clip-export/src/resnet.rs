@@ -8,7 +8,9 @@
 //! is computed: attention of one query over all `cells + 1` tokens, as
 //! open_clip's `x[0]` of the full attention.
 
-use crate::graph::{embedding_info, image_input, linear, output, ImageInput, VisualInput};
+use crate::graph::{
+    attend, embedding_info, image_input, linear, output, split_heads, ImageInput, VisualInput,
+};
 use crate::onnx::{attr_int, attr_ints, GraphBuilder, WeightDtype};
 use crate::proto::GraphProto;
 use crate::resnet_weights::{AttentionPool, Bottleneck, Conv, ResNetWeights};
@@ -189,66 +191,14 @@ fn attention_pool(
         &tokens,
         &stacked(&pool.k, &pool.v),
     );
-    let kv_shape = g.int64(
-        &format!("{name}.kv_shape"),
-        &[5],
-        &[0, 0, 2, heads as i64, head_dim as i64],
-    );
-    let kv = g.op(
-        "Reshape",
-        &[&kv, &kv_shape],
-        vec![],
-        &format!("{name}.kv_heads"),
-    );
-    // [B, L, 2, H, D] -> [2, B, H, L, D]
-    let kv = g.op(
-        "Transpose",
-        &[&kv],
-        vec![attr_ints("perm", &[2, 0, 3, 1, 4])],
-        &format!("{name}.kv_t"),
-    );
-    let mut parts = Vec::new();
-    for (i, part) in ["k", "v"].into_iter().enumerate() {
-        let index = g.int64(&format!("{name}.{part}_index"), &[], &[i as i64]);
-        parts.push(g.op(
-            "Gather",
-            &[&kv, &index],
-            vec![attr_int("axis", 0)],
-            &format!("{name}.{part}"),
-        ));
-    }
-    let k_t = g.op(
-        "Transpose",
-        &[&parts[0]],
-        vec![attr_ints("perm", &[0, 1, 3, 2])],
-        &format!("{name}.k_t"),
-    );
-    let scores = g.op("MatMul", &[&q, &k_t], vec![], &format!("{name}.scores"));
-    let probs = g.op(
-        "Softmax",
-        &[&scores],
-        vec![attr_int("axis", -1)],
-        &format!("{name}.probs"),
-    );
-    // [B, H, 1, D] -> [B, 1, H, D] -> [B, width]
-    let ctx = g.op(
-        "MatMul",
-        &[&probs, &parts[1]],
-        vec![],
-        &format!("{name}.context"),
-    );
-    let ctx = g.op(
-        "Transpose",
-        &[&ctx],
-        vec![attr_ints("perm", &[0, 2, 1, 3])],
-        &format!("{name}.context_t"),
-    );
-    let merge_shape = g.int64(&format!("{name}.merge_shape"), &[2], &[0, width as i64]);
-    let ctx = g.op(
-        "Reshape",
-        &[&ctx, &merge_shape],
-        vec![],
-        &format!("{name}.merged"),
+    let parts = split_heads(g, name, &kv, &["k", "v"], heads, head_dim);
+    // [B, H, 1, D] -> [B, width]
+    let ctx = attend(
+        g,
+        name,
+        [&q, &parts[0], &parts[1]],
+        None,
+        &[0, width as i64],
     );
     linear(g, &format!("{name}.c_proj"), &ctx, &pool.out)
 }

@@ -222,6 +222,32 @@ fn a_resnet_file_with_a_vit_config_is_refused_by_name() {
     );
 }
 
+#[test]
+fn bad_resnet_configs_name_the_problem() {
+    let with_layers = |layers: &str| {
+        format!(
+            r#"{{"embed_dim": 16, "vision_cfg": {{"image_size": 224, "layers": {layers}, "width": 8}},
+                "text_cfg": {{"width": 8, "heads": 2, "layers": 1}}}}"#
+        )
+    };
+    for (layers, wanted) in [
+        ("[1, 1, 1]", "has 3 stages; a ModifiedResNet has 4"),
+        ("[1, 1, 0, 1]", "include an empty one"),
+        ("[1, \"a\", 1, 1]", "should be four block counts"),
+    ] {
+        let err = ClipArchitecture::from_config_json(&with_layers(layers)).unwrap_err();
+        assert!(err.to_string().contains(wanted), "{layers}: {err}");
+    }
+    // 200 px does not tile into the 32 px cells the attention pool sees.
+    let json = with_layers("[1, 1, 1, 1]").replace("224", "200");
+    let err = ClipArchitecture::from_config_json(&json).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("image size 200 is not a multiple of patch size 32"),
+        "{err}"
+    );
+}
+
 /// RN50's real sizes, random weights: both towers export, load and run.
 #[test]
 fn random_rn50_exports_and_runs() {
