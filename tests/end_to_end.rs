@@ -9,10 +9,12 @@ use clip_client::{cosine, f32_from_raw, Error, Triton};
 use clip_contract::{model, tensor};
 use std::path::Path;
 
+use clip_contract::{defaults, file};
+use clip_export::{OnnxModel, OrtRuntime};
 use harness::fixture;
-use harness::fixtures::{end_to_end, end_to_end_from, EndToEnd};
+use harness::fixtures::{end_to_end, end_to_end_from, image, library_pixels, sentences, EndToEnd};
 use harness::grpc::bytes_request;
-use harness::server::{weights_repository, Server};
+use harness::server::{onnxruntime_library, repo_gen, weights_repository, Server};
 
 const TEXT_COSINE: f32 = 0.9999;
 const IMAGE_COSINE: f32 = 0.999;
@@ -45,6 +47,75 @@ fn generated_resnet_repository_serves_embeddings_like_open_clip() {
         &fixture("tiny-resnet-clip/rn224"),
         &end_to_end_from("tiny-resnet-clip/end_to_end.json"),
     );
+}
+
+/// `repo-gen --model RN50::openai --random-init`: the full-size ResNet
+/// repository loads in the real server, and a sentence and a photo sent raw
+/// come back as the exported encoders compute them in ONNX Runtime on the
+/// library's own tokens and pixels.
+#[test]
+fn random_init_resnet_repository_serves_its_encoders() {
+    let out = tempfile::tempdir().unwrap();
+    let repository = out.path().join("repository");
+    let status = std::process::Command::new(repo_gen())
+        .args(["--model", "RN50::openai", "--random-init", "--seed", "7"])
+        .arg("--tokenizer")
+        .arg(fixture("text/tokenizer.json"))
+        .arg("--out")
+        .arg(&repository)
+        .args(["--runtime", "ort", "--gpus", "none", "--no-warmup"])
+        .arg("--ort-library")
+        .arg(onnxruntime_library())
+        .status()
+        .expect("run repo-gen");
+    assert!(status.success(), "repo-gen failed");
+    let server = Server::start(&repository);
+
+    let sentence = &sentences()[0];
+    let photo = image("chelsea_444_q95.jpg");
+    let runtime = OrtRuntime::load(Some(onnxruntime_library()), "the test's library").unwrap();
+    let encoder = |name: &str| {
+        let path = repository.join(name).join("1").join(file::ONNX_MODEL);
+        let model = OnnxModel {
+            model: std::fs::read(path).unwrap(),
+            external_data: None,
+        };
+        runtime.session(&model).unwrap()
+    };
+    let want_text = encoder(model::TEXT_ENCODER)
+        .embed_text(&sentence.end_padded(), 1)
+        .unwrap();
+    let want_image = encoder(model::IMAGE_ENCODER)
+        .embed_images(&library_pixels(&photo), 1, defaults::IMAGE_SIZE as usize)
+        .unwrap();
+    assert_eq!(want_image.shape, [1, 1024]);
+
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio.block_on(async {
+        let client = Triton::connect(&server.grpc_url).await.unwrap();
+        let text = embed(
+            &client,
+            model::TEXT_ENSEMBLE,
+            tensor::TEXT,
+            &[sentence.text.as_bytes()],
+        )
+        .await
+        .unwrap();
+        let served = embed(&client, model::IMAGE_ENSEMBLE, tensor::IMAGE, &[&photo])
+            .await
+            .unwrap();
+        let (text, image) = (
+            cosine(&text[0], &want_text.data),
+            cosine(&served[0], &want_image.data),
+        );
+        eprintln!("random RN50 served vs ONNX Runtime: text cosine {text}, image cosine {image}");
+        assert!(text >= 1.0 - 1e-6, "text cosine {text}");
+        assert!(image >= 1.0 - 1e-5, "image cosine {image}");
+    });
 }
 
 fn serves_like_the_reference(weights: &Path, reference: &EndToEnd) {
