@@ -348,7 +348,8 @@ impl ClipArchitecture {
                 Some(stages) => VisionTower {
                     width: vision_width,
                     layers: stages.iter().sum(),
-                    heads: (vision_width * RESNET_DOWNSAMPLING)
+                    // Saturating: a width past 2^24 is refused by validate.
+                    heads: (vision_width.saturating_mul(RESNET_DOWNSAMPLING))
                         .checked_div(head_width)
                         .unwrap_or(0),
                     mlp_width: 0,
@@ -490,6 +491,11 @@ fn resnet_stages(stages: &[Value]) -> Result<[usize; 4]> {
                 "vision_cfg.layers {stages:?} should be four block counts"
             ))
         })?;
+    if let Some(count) = counts.iter().find(|&&n| n > MAX_SIZE) {
+        return Err(ExportError::Config(format!(
+            "vision_cfg.layers has a stage of {count} blocks, above 2^24"
+        )));
+    }
     counts.try_into().map_err(|counts: Vec<usize>| {
         ExportError::Config(format!(
             "vision_cfg.layers has {} stages; a ModifiedResNet has 4",

@@ -234,11 +234,23 @@ fn bad_resnet_configs_name_the_problem() {
         ("[1, 1, 1]", "has 3 stages; a ModifiedResNet has 4"),
         ("[1, 1, 0, 1]", "include an empty one"),
         ("[1, \"a\", 1, 1]", "should be four block counts"),
+        (
+            "[18446744073709551615, 18446744073709551615, 1, 1]",
+            "above 2^24",
+        ),
     ] {
         let err = ClipArchitecture::from_config_json(&with_layers(layers)).unwrap_err();
         assert!(err.to_string().contains(wanted), "{layers}: {err}");
     }
     // 200 px does not tile into the 32 px cells the attention pool sees.
+    let huge =
+        with_layers("[1, 1, 1, 1]").replace("\"width\": 8}", "\"width\": 18446744073709551615}");
+    let err = ClipArchitecture::from_config_json(&huge).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("vision width 18446744073709551615 is above"),
+        "{err}"
+    );
     let json = with_layers("[1, 1, 1, 1]").replace("224", "200");
     let err = ClipArchitecture::from_config_json(&json).unwrap_err();
     assert!(
