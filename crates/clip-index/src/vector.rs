@@ -49,8 +49,8 @@ pub(crate) fn check_vector(vector: &[f32], dim: usize) -> Result<(), VectorError
             value: vector[position],
         });
     }
-    // hannoy's cosine treats a product of norms below f32::EPSILON as "no direction"
-    // (distance 0 to everything); two norms of at least MIN_NORM stay clear of it.
+    // The index keeps 1 / norm per item (embeddings.rs): a norm near zero would make
+    // it overflow to infinity and every cosine with the item meaningless.
     let norm = vector
         .iter()
         .map(|&v| v as f64 * v as f64)
