@@ -3,6 +3,7 @@
 
 use crate::distance::dot;
 use crate::error::{Error, Result};
+use crate::hnsw::Scored;
 use crate::index::Index;
 use crate::item::{Entry, Hit, ItemId};
 use crate::vector::check_vector;
@@ -18,9 +19,10 @@ pub const DEFAULT_EF_SEARCH: usize = 256;
 impl Index {
     /// The `limit` items nearest to `query` by cosine similarity, best first.
     ///
-    /// The search is approximate (HNSW): on large indexes a true neighbour is
-    /// occasionally missed, but every returned score is the cosine similarity
-    /// between `query` and that item's embedding.
+    /// The search is approximate (HNSW) once the index holds more items than
+    /// the candidate list: a true neighbour is then occasionally missed, but
+    /// every returned score is the cosine similarity between `query` and that
+    /// item's embedding. Smaller indexes are scanned whole, exactly.
     pub fn search(&self, query: &[f32], limit: usize) -> Result<Vec<Hit>> {
         self.search_with_ef(query, limit, DEFAULT_EF_SEARCH)
     }
@@ -36,9 +38,23 @@ impl Index {
         check_vector(query, self.spec.dim).map_err(Error::InvalidQuery)?;
         let norm = dot(query, query).sqrt();
         let unit: Vec<f32> = query.iter().map(|v| v / norm).collect();
-        let found = self
-            .graph
-            .search(&self.embeddings, &unit, limit, ef_search.max(limit));
+        let ef = ef_search.max(limit);
+        let found = if self.embeddings.len() <= ef {
+            // A candidate list as long as the index would visit every item
+            // anyway: scanning them all costs the same and is exact, also
+            // where the graph's pruning left an item without incoming links.
+            let mut all: Vec<Scored> = (0..self.embeddings.len() as ItemId)
+                .map(|id| Scored {
+                    distance: self.embeddings.distance_to(&unit, id),
+                    id,
+                })
+                .collect();
+            all.sort_unstable();
+            all.truncate(limit);
+            all
+        } else {
+            self.graph.search(&self.embeddings, &unit, limit, ef)
+        };
         Ok(found
             .into_iter()
             .map(|scored| {
