@@ -11,8 +11,13 @@
 //!    `<|endoftext|>` is split and BPE-encoded like any other text (as open_clip does) instead of
 //!    becoming the special id (as Hugging Face's tokenizer does).
 //! 4. start id, ids, end id, padding; over-long text is truncated so the end id stays last.
+//!
+//! The `hf` family ([`HfTokenizer`]) instead runs a tokenizer.json whole, as transformers does, for
+//! text towers that are not CLIP's (XLM-R, LaBSE); [`TextTokenizer`] holds either family.
 
 mod clean;
+mod family;
+mod hf;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -22,6 +27,8 @@ use tokenizers::models::ModelWrapper;
 use tokenizers::Model;
 
 pub use clean::{clean_text, fix_text, html_unescape};
+pub use family::{TextTokenizer, TokenizerFamily};
+pub use hf::HfTokenizer;
 
 /// The start token's name in a CLIP tokenizer.json (id 49406 in OpenAI's vocabulary).
 pub const START_TOKEN: &str = "<|startoftext|>";
@@ -75,6 +82,18 @@ pub enum TextError {
     OutLength { expected: usize, got: usize },
     #[error("BPE failed on {piece:?}: {message}")]
     Bpe { piece: String, message: String },
+    #[error("{path}: context_length {got} cannot hold the {special} special tokens the tokenizer adds around every text; use at least {}", special + 1)]
+    HfContextLength {
+        path: PathBuf,
+        special: usize,
+        got: usize,
+    },
+    #[error("no pad id for {path}: its tokenizer.json has no \"padding\" and no special token named \"<pad>\" or \"[PAD]\", and no tokenizer_config.json or special_tokens_map.json with a \"pad_token\" lies next to it; add a pad_token or set TextOptions::pad_id")]
+    HfNoPadId { path: PathBuf },
+    #[error("{path}: cannot set truncation to the context length: {message}")]
+    HfTruncation { path: PathBuf, message: String },
+    #[error("the Hugging Face tokenizer failed on the text: {0}")]
+    HfEncode(String),
 }
 
 /// What encoding one text did, for callers that count it.
@@ -290,8 +309,17 @@ fn bytes_to_unicode() -> [char; 256] {
 }
 
 fn resolve_pad_id(path: &Path, hf: &tokenizers::Tokenizer, end_id: u32) -> Result<u32, TextError> {
+    configured_pad_id(path, hf)?.ok_or_else(|| TextError::NoPadId {
+        path: path.to_owned(),
+        end_id,
+    })
+}
+
+/// The tokenizer.json's own `padding.pad_id`, else `pad_token` from a `tokenizer_config.json` or
+/// `special_tokens_map.json` next to it, looked up in the vocabulary; None when none of them says.
+fn configured_pad_id(path: &Path, hf: &tokenizers::Tokenizer) -> Result<Option<u32>, TextError> {
     if let Some(padding) = hf.get_padding() {
-        return Ok(padding.pad_id);
+        return Ok(Some(padding.pad_id));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     for name in ["tokenizer_config.json", "special_tokens_map.json"] {
@@ -326,15 +354,15 @@ fn resolve_pad_id(path: &Path, hf: &tokenizers::Tokenizer, end_id: u32) -> Resul
                 }
             },
         };
-        return hf.token_to_id(&token).ok_or(TextError::PadTokenNotInVocab {
-            path: config,
-            token,
-        });
+        return match hf.token_to_id(&token) {
+            Some(id) => Ok(Some(id)),
+            None => Err(TextError::PadTokenNotInVocab {
+                path: config,
+                token,
+            }),
+        };
     }
-    Err(TextError::NoPadId {
-        path: path.to_owned(),
-        end_id,
-    })
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -345,6 +373,7 @@ mod tests {
     fn tokenizer_is_send_sync() {
         fn check<T: Send + Sync>() {}
         check::<Tokenizer>();
+        check::<TextTokenizer>();
     }
 
     /// Per code point, the class open_clip's regex puts it in and Python's `str.lower()`, compared with
