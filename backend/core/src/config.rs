@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
-use clip_contract::{defaults, file, kind, param, tensor, DataType, TensorSpec};
+use clip_contract::{defaults, file, kind, param, tensor, tokenizer_family, DataType, TensorSpec};
+use clip_text::TokenizerFamily;
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,7 @@ pub struct TextSpec {
     pub tokenizer_file: PathBuf,
     pub context_length: usize,
     pub pad_id: Option<u32>,
+    pub family: TokenizerFamily,
     /// Larger elements fail their request before any work.
     pub max_text_bytes: usize,
     /// INT64 or INT32: what the text encoder takes.
@@ -227,10 +229,24 @@ impl Reader<'_> {
             tokenizer_file: self.inside_version_folder(tokenizer_file)?,
             context_length,
             pad_id: self.number(param::PAD_TOKEN_ID)?,
+            family: self.tokenizer_family()?,
             max_text_bytes: self.limit(param::MAX_TEXT_BYTES, defaults::MAX_TEXT_BYTES)?,
             ids_type: ids.data_type,
             attention_mask: mask.is_some(),
         })
+    }
+
+    /// `clip_bpe` unless the config says otherwise; an unknown family is refused.
+    fn tokenizer_family(&self) -> Result<TokenizerFamily, ConfigError> {
+        match self.parameter(param::TOKENIZER_FAMILY) {
+            None | Some(tokenizer_family::CLIP_BPE) => Ok(TokenizerFamily::ClipBpe),
+            Some(tokenizer_family::HF) => Ok(TokenizerFamily::Hf),
+            Some(other) => Err(self.error(format!(
+                "unknown parameter {}='{other}'; expected one of: {}",
+                param::TOKENIZER_FAMILY,
+                tokenizer_family::ALL.join(", ")
+            ))),
+        }
     }
 
     fn image(&self) -> Result<ImageSpec, ConfigError> {
@@ -644,10 +660,48 @@ mod tests {
                 tokenizer_file: "tokenizer.json".into(),
                 context_length: 77,
                 pad_id: None,
+                family: TokenizerFamily::ClipBpe,
                 max_text_bytes: defaults::MAX_TEXT_BYTES,
                 ids_type: DataType::Int64,
                 attention_mask: false,
             })
+        );
+    }
+
+    /// `hf` is taken with or without an attention mask output; an unknown
+    /// family is refused at load, naming the ones there are.
+    #[test]
+    fn text_tokenizer_family() {
+        let family = |value: &str, outputs: serde_json::Value| {
+            let mut config = json!({"parameters": {"tokenizer_family": string(value)}});
+            merge(&mut config, outputs);
+            parse_value(text_config(config)).map(|spec| match spec {
+                KindSpec::TextPreprocess(spec) => (spec.family, spec.attention_mask),
+                other => panic!("not a text model: {other:?}"),
+            })
+        };
+        let with_mask = json!({"output": [
+            {"name": "INPUT_IDS", "data_type": "TYPE_INT64", "dims": [77]},
+            {"name": "ATTENTION_MASK", "data_type": "TYPE_INT64", "dims": [77]}
+        ]});
+        assert_eq!(
+            family("hf", with_mask.clone()).unwrap(),
+            (TokenizerFamily::Hf, true)
+        );
+        assert_eq!(
+            family("hf", json!({})).unwrap(),
+            (TokenizerFamily::Hf, false)
+        );
+        assert_eq!(
+            family("clip_bpe", with_mask).unwrap(),
+            (TokenizerFamily::ClipBpe, true)
+        );
+        let error = family("sentencepiece", json!({})).unwrap_err().to_string();
+        assert!(
+            error.ends_with(
+                "unknown parameter tokenizer_family='sentencepiece'; expected one of: clip_bpe, hf"
+            ),
+            "{error}"
         );
     }
 

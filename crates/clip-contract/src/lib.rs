@@ -66,6 +66,15 @@ pub mod kind {
     pub const ONNX_ENCODER: &str = "onnx_encoder";
 }
 
+/// Values of the `tokenizer_family` parameter.
+pub mod tokenizer_family {
+    /// open_clip's exact cleaning and byte-level BPE (the default).
+    pub const CLIP_BPE: &str = "clip_bpe";
+    /// The tokenizer.json as its model card defines it, special tokens included (XLM-R, LaBSE).
+    pub const HF: &str = "hf";
+    pub const ALL: [&str; 2] = [CLIP_BPE, HF];
+}
+
 /// Keys of `parameters { key: ... }` entries in config.pbtxt.
 pub mod param {
     /// Which [`crate::kind`] a `clip` backend model runs.
@@ -76,6 +85,8 @@ pub mod param {
     pub const CONTEXT_LENGTH: &str = "context_length";
     /// Overrides the pad token id the tokenizer files declare.
     pub const PAD_TOKEN_ID: &str = "pad_token_id";
+    /// Which tokenizer a `text_preprocess` model runs: a [`crate::tokenizer_family`] value.
+    pub const TOKENIZER_FAMILY: &str = "tokenizer_family";
     /// Side of the square input image.
     pub const IMAGE_SIZE: &str = "image_size";
     /// Per-channel mean and std, three comma-separated floats each.

@@ -1,5 +1,6 @@
 //! The `text_preprocess` kind: sentences (`TEXT`, BYTES) to token ids
-//! (`INPUT_IDS`, `[context_length]`), open_clip's tokenizer exactly, and
+//! (`INPUT_IDS`, `[context_length]`), open_clip's tokenizer exactly (or,
+//! with `tokenizer_family` `hf`, a Hugging Face tokenizer.json whole), and
 //! for encoders that take one, the `ATTENTION_MASK` beside them; both of
 //! the integer type the encoder takes (INT64 or INT32).
 
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clip_contract::{param, tensor, DataType};
-use clip_text::{TextError, TextOptions, Tokenizer};
+use clip_text::{TextError, TextOptions, TextTokenizer};
 
 use super::shared::{request_elements, Preprocess, Shared};
 use crate::batch::{BatchOutput, HostTensor, NamedTensor, Request, RequestError, Rows};
@@ -16,7 +17,7 @@ use crate::kind::{Instance, Kind, Runner};
 use crate::metrics::{Metrics, Reason};
 
 pub struct TextPreprocess {
-    tokenizer: Tokenizer,
+    tokenizer: TextTokenizer,
     max_text_bytes: usize,
     ids_type: DataType,
     attention_mask: bool,
@@ -30,16 +31,19 @@ impl TextPreprocess {
             context_length: spec.context_length,
             pad_id: spec.pad_id,
         };
-        let tokenizer = Tokenizer::from_file(&path, options).map_err(|e| match e {
-            // The library names its own option; a Triton user sets a config parameter.
-            TextError::NoPadId { .. } | TextError::PadTokenNotInVocab { .. } => {
-                format!(
-                    "{e} (in config.pbtxt: the '{}' parameter)",
-                    param::PAD_TOKEN_ID
-                )
-            }
-            e => e.to_string(),
-        })?;
+        let tokenizer =
+            TextTokenizer::from_file(&path, spec.family, options).map_err(|e| match e {
+                // The library names its own option; a Triton user sets a config parameter.
+                TextError::NoPadId { .. }
+                | TextError::HfNoPadId { .. }
+                | TextError::PadTokenNotInVocab { .. } => {
+                    format!(
+                        "{e} (in config.pbtxt: the '{}' parameter)",
+                        param::PAD_TOKEN_ID
+                    )
+                }
+                e => e.to_string(),
+            })?;
         Ok(TextPreprocess {
             tokenizer,
             max_text_bytes: spec.max_text_bytes,
@@ -168,11 +172,12 @@ fn inside_model_folder(version_dir: &Path, file: &Path) -> Result<PathBuf, Strin
 #[cfg(test)]
 pub(crate) mod tests {
     use clip_contract::defaults;
+    use clip_text::TokenizerFamily;
 
     use clip_test_support::fixture;
 
     use super::*;
-    use crate::batch::{bytes_request, ErrorKind};
+    use crate::batch::{bytes_request, Element, ErrorKind};
     use crate::config::KindSpec;
     use crate::kind::{cpu_instance, Device};
     use crate::metrics::tests::{expect, tally, Tally};
@@ -182,6 +187,7 @@ pub(crate) mod tests {
             tokenizer_file: defaults::TOKENIZER_FILE.into(),
             context_length: defaults::CONTEXT_LENGTH,
             pad_id,
+            family: TokenizerFamily::ClipBpe,
             max_text_bytes: defaults::MAX_TEXT_BYTES,
             ids_type: DataType::Int64,
             attention_mask: false,
@@ -290,24 +296,38 @@ pub(crate) mod tests {
             ..text_spec(Some(0))
         };
         let kind = Arc::new(load(spec, &fixture("text")).unwrap());
+        let TextTokenizer::ClipBpe(tokenizer) = &kind.tokenizer else {
+            panic!("the default family is clip_bpe")
+        };
         let alone = |text: &[u8]| {
-            let ids = kind
-                .tokenizer
+            let ids = tokenizer
                 .encode(std::str::from_utf8(text).unwrap())
                 .unwrap();
             let real = ids.iter().position(|&id| id == 49407).unwrap() + 1;
             let mask: Vec<i32> = (0..77).map(|i| i32::from(i < real)).collect();
             (ids.iter().map(|&id| id as i32).collect::<Vec<_>>(), mask)
         };
-        let mut runner = Arc::clone(&kind).runner(&cpu_instance()).unwrap();
+        let runner = Arc::clone(&kind).runner(&cpu_instance()).unwrap();
         let good: [&[u8]; 3] = [b"a photo of a cat", b"", b"two dogs on a long, long walk"];
-        for bad_at in 0..3 {
-            let mut bad = good;
-            bad[bad_at] = b"\xff";
+        let expected: Vec<_> = good.iter().map(|text| alone(text)).collect();
+        assert_rows_per_request_around_a_bad_element(runner, &good, &expected);
+    }
+
+    /// Runs [texts], [texts with element i invalid UTF-8], [texts[1..]] for
+    /// every i: the middle request fails naming element i, the others get
+    /// `expected` (ids, mask) per text in their own rows of both outputs.
+    fn assert_rows_per_request_around_a_bad_element<T: Element + PartialEq + std::fmt::Debug>(
+        mut runner: Box<dyn Runner>,
+        texts: &[&[u8]],
+        expected: &[(Vec<T>, Vec<T>)],
+    ) {
+        for bad_at in 0..texts.len() {
+            let mut bad = texts.to_vec();
+            bad[bad_at] = b"ok \xff";
             let results = runner.execute(&[
-                bytes_request(&good),
+                bytes_request(texts),
                 bytes_request(&bad),
-                bytes_request(&good[1..]),
+                bytes_request(&texts[1..]),
             ]);
             assert_eq!(results.names(), [tensor::INPUT_IDS, tensor::ATTENTION_MASK]);
             let error = results.response(1).unwrap_err().message;
@@ -315,19 +335,16 @@ pub(crate) mod tests {
                 error.starts_with(&format!("TEXT element {bad_at} is not valid UTF-8")),
                 "{error}"
             );
-            for (request, texts) in [(0, &good[..]), (2, &good[1..])] {
-                let ids = results
-                    .values_of::<i32>(tensor::INPUT_IDS, request)
-                    .unwrap();
+            for (request, wanted) in [(0, expected), (2, &expected[1..])] {
+                let ids = results.values_of::<T>(tensor::INPUT_IDS, request).unwrap();
                 let mask = results
-                    .values_of::<i32>(tensor::ATTENTION_MASK, request)
+                    .values_of::<T>(tensor::ATTENTION_MASK, request)
                     .unwrap();
                 assert_eq!(
                     (ids.len(), mask.len()),
-                    (77 * texts.len(), 77 * texts.len())
+                    (77 * wanted.len(), 77 * wanted.len())
                 );
-                for (row, text) in texts.iter().enumerate() {
-                    let (want_ids, want_mask) = alone(text);
+                for (row, (want_ids, want_mask)) in wanted.iter().enumerate() {
                     assert_eq!(
                         ids[row * 77..][..77],
                         want_ids[..],
@@ -341,6 +358,45 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    /// The `hf` family (a tiny XLM-R tokenizer): every request gets the ids
+    /// and mask transformers gives (tests/fixtures/text/hf/tokens.jsonl) in
+    /// its own rows; a bad element, in any position, fails its request alone.
+    #[test]
+    fn hf_family_ids_and_mask_equal_transformers_per_request() {
+        #[derive(serde::Deserialize)]
+        struct Reference {
+            tokenizer: String,
+            context_length: usize,
+            text: String,
+            ids: Vec<i64>,
+            attention_mask: Vec<i64>,
+        }
+        let references: Vec<Reference> = std::fs::read_to_string(fixture("text/hf/tokens.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .filter(|r: &Reference| r.tokenizer == "xlmr" && r.context_length == 77)
+            .collect();
+        let spec = TextSpec {
+            tokenizer_file: "hf/xlmr/tokenizer.json".into(),
+            family: TokenizerFamily::Hf,
+            attention_mask: true,
+            ..text_spec(None)
+        };
+        let runner = Arc::new(load(spec, &fixture("text")).unwrap())
+            .runner(&cpu_instance())
+            .unwrap();
+        // Chinese, empty, over-long (truncated), emoji.
+        let good: Vec<&Reference> = [1, 10, 12, 5].iter().map(|&i| &references[i]).collect();
+        assert!(good[2].attention_mask.iter().all(|&m| m == 1));
+        let texts: Vec<&[u8]> = good.iter().map(|r| r.text.as_bytes()).collect();
+        let expected: Vec<_> = good
+            .iter()
+            .map(|r| (r.ids.clone(), r.attention_mask.clone()))
+            .collect();
+        assert_rows_per_request_around_a_bad_element(runner, &texts, &expected);
     }
 
     #[test]
