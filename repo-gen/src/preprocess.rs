@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use clip_contract::{defaults, kind, param, tensor, DataType, TensorSpec};
+use clip_contract::{defaults, kind, param, tensor, tokenizer_family, DataType, TensorSpec};
+use clip_text::TokenizerFamily;
 
 use crate::model_dir::{FileSource, ModelDir, VersionFile};
 use crate::render::{
@@ -25,6 +26,8 @@ pub struct TextPreprocessModel {
     pub context_length: usize,
     /// Overrides the pad token id that the tokenizer files declare.
     pub pad_token_id: Option<u32>,
+    /// open_clip's BPE (the default, not written) or a Hugging Face tokenizer.json whole (`hf`).
+    pub tokenizer_family: TokenizerFamily,
     /// INT64 or INT32, as the text encoder takes its ids.
     pub ids_type: DataType,
     /// Output `ATTENTION_MASK` too, for a two-input text encoder.
@@ -74,6 +77,7 @@ impl TextPreprocessModel {
             instances: 1,
             context_length: defaults::CONTEXT_LENGTH,
             pad_token_id: None,
+            tokenizer_family: TokenizerFamily::ClipBpe,
             ids_type: DataType::Int64,
             attention_mask: false,
             warmup: true,
@@ -99,6 +103,9 @@ impl TextPreprocessModel {
         ];
         if let Some(pad) = self.pad_token_id {
             parameters.push((param::PAD_TOKEN_ID, pad.to_string()));
+        }
+        if self.tokenizer_family == TokenizerFamily::Hf {
+            parameters.push((param::TOKENIZER_FAMILY, tokenizer_family::HF.to_owned()));
         }
         let mut context = common.context(&parameters, &self.extra_parameters)?;
         if !matches!(self.ids_type, DataType::Int64 | DataType::Int32) {

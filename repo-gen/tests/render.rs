@@ -8,6 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use clip_contract::{defaults, model, param};
+use clip_text::TokenizerFamily;
 use common::golden;
 use repo_gen::{
     pbtxt_string, Batching, DynamicBatching, ImagePreprocessModel, RenderError, TextPreprocessModel,
@@ -49,6 +50,20 @@ fn golden_text_pad0_without_dynamic_batching() {
         ..text()
     };
     golden("text_preprocess_pad0.pbtxt", &model.render().unwrap());
+}
+
+/// An XLM-R / LaBSE text tower: the hf family, INT64 ids and the mask.
+#[test]
+fn golden_text_hf_family_with_attention_mask() {
+    let model = TextPreprocessModel {
+        name: "xlmr_text_preprocess".into(),
+        tokenizer_family: TokenizerFamily::Hf,
+        attention_mask: true,
+        ..text()
+    };
+    let rendered = model.render().unwrap();
+    assert!(!text().render().unwrap().contains(param::TOKENIZER_FAMILY));
+    golden("text_preprocess_hf.pbtxt", &rendered);
 }
 
 #[test]
