@@ -8,11 +8,11 @@
 //! `clip-client verify` holds the server to the probes repo-gen ran
 //! through the files in ONNX Runtime.
 
-use clip_client::{cosine, f32_from_raw, Error, Triton};
+use clip_client::{cosine, Error, Triton};
 use clip_contract::{model, tensor};
 use harness::fixture;
 use harness::fixtures::{cas_onnx, EndToEnd};
-use harness::grpc::bytes_request;
+use harness::grpc::assert_verified;
 use harness::server::{onnxruntime_library, repo_gen, Server};
 
 const TEXT_COSINE: f32 = 0.9999;
@@ -25,12 +25,7 @@ async fn embed(
     items: &[Vec<u8>],
 ) -> Result<Vec<Vec<f32>>, Error> {
     let items: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
-    let response = client
-        .infer(bytes_request(model, input, tensor::EMBEDDING, &items))
-        .await?;
-    let values = f32_from_raw(&response.raw_output_contents[0])?;
-    let width = values.len() / items.len();
-    Ok(values.chunks_exact(width).map(<[f32]>::to_vec).collect())
+    harness::grpc::embed(client, model, input, &items).await
 }
 
 fn generate(out: &std::path::Path) {
@@ -156,19 +151,6 @@ fn clip_as_service_onnx_files_serve_open_clip_embeddings() {
 
         // repo-gen ran the conformance probes through the files in ONNX
         // Runtime, mask and all; the served ensembles answer them alike.
-        let checks = clip_client::Client::connect(&server.grpc_url)
-            .await
-            .unwrap()
-            .verify()
-            .await
-            .unwrap();
-        assert_eq!(checks.len(), 2);
-        for check in &checks {
-            let probes = check.outcome.as_ref().unwrap();
-            assert!(probes.len() >= 2, "{check:?}");
-            for (probe, cosine) in probes {
-                assert!(*cosine > 0.99999, "{}: {probe}: {cosine}", check.model);
-            }
-        }
+        assert_verified(&server.grpc_url, 0.99999).await;
     });
 }

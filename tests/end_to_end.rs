@@ -5,7 +5,7 @@
 //! embeddings Hugging Face's own pipeline computes
 //! (tests/fixtures/end-to-end, made by scripts/fixtures/end_to_end.py).
 
-use clip_client::{cosine, f32_from_raw, Error, Triton};
+use clip_client::{cosine, Error, Triton};
 use clip_contract::{model, tensor};
 use std::path::Path;
 
@@ -13,25 +13,11 @@ use clip_contract::{defaults, file};
 use clip_export::{OnnxModel, OrtRuntime};
 use harness::fixture;
 use harness::fixtures::{end_to_end, end_to_end_from, image, library_pixels, sentences, EndToEnd};
-use harness::grpc::bytes_request;
+use harness::grpc::embed;
 use harness::server::{onnxruntime_library, repo_gen, weights_repository, Server};
 
 const TEXT_COSINE: f32 = 0.9999;
 const IMAGE_COSINE: f32 = 0.999;
-
-async fn embed(
-    client: &Triton,
-    model: &str,
-    input: &str,
-    items: &[&[u8]],
-) -> Result<Vec<Vec<f32>>, Error> {
-    let response = client
-        .infer(bytes_request(model, input, tensor::EMBEDDING, items))
-        .await?;
-    let values = f32_from_raw(&response.raw_output_contents[0])?;
-    let width = values.len() / items.len();
-    Ok(values.chunks_exact(width).map(<[f32]>::to_vec).collect())
-}
 
 #[test]
 fn generated_repository_serves_embeddings_like_transformers() {

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use clip_client::{Client, DEFAULT_MIN_COSINE};
 use clip_contract::{file, model, param};
+use harness::grpc::assert_verified;
 use harness::server::{clip_client_cli, tiny_clip_repository, Server};
 
 /// `clip-client verify` against `server`: its exit code and output.
@@ -31,22 +32,7 @@ fn verify_passes_a_faithful_deployment_and_catches_changed_constants_and_weights
     assert!(config.contains(param::PROBE_EMBEDDINGS), "{config}");
 
     let server = Server::start(&repository);
-    let checks = harness::runtime().block_on(async {
-        Client::connect(&server.grpc_url)
-            .await
-            .unwrap()
-            .verify()
-            .await
-            .unwrap()
-    });
-    assert_eq!(checks.len(), 2);
-    for check in &checks {
-        let probes = check.outcome.as_ref().unwrap();
-        assert!(probes.len() >= 2, "{check:?}");
-        for (probe, cosine) in probes {
-            assert!(*cosine > 0.99999, "{}: {probe}: {cosine}", check.model);
-        }
-    }
+    harness::runtime().block_on(assert_verified(&server.grpc_url, 0.99999));
     let (code, output) = verify_cli(&server);
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("verified: 2 ensembles"), "{output}");
