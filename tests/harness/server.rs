@@ -197,7 +197,13 @@ impl Server {
                     self.log()
                 );
             }
-            if matches!(http::get(&self.http_url, "/v2/health/ready"), Ok((200, _))) {
+            // tritonserver opens its metrics endpoint after the HTTP one that
+            // answers readiness: wait for both, or a test reading /metrics
+            // right away can find nothing listening yet.
+            let metrics = ("127.0.0.1", self.ports[2]);
+            if matches!(http::get(&self.http_url, "/v2/health/ready"), Ok((200, _)))
+                && std::net::TcpStream::connect(metrics).is_ok()
+            {
                 return;
             }
             if start.elapsed() > limit {
