@@ -60,9 +60,9 @@ work=$root/.cache/faults/$mode
 rows_py=$root/scripts/faults/rows.py
 
 if [[ $mode == short ]]; then
-    s1_inputs=4000 s2_cycles=3 s2_sentences=600 s6_items=120 s6_writer_items=300 s6_kills=1
+    s1_inputs=4000 s2_cycles=3 s2_sentences=600 s6_items=120 s6_writer_items=2500 s6_kills=1
 else
-    s1_inputs=20000 s2_cycles=6 s2_sentences=2000 s6_items=400 s6_writer_items=600 s6_kills=3
+    s1_inputs=20000 s2_cycles=6 s2_sentences=2000 s6_items=400 s6_writer_items=4000 s6_kills=3
 fi
 
 # ---------------------------------------------------------------- results
@@ -787,7 +787,9 @@ scenario_6() {
     expect "the sound index is untouched: $count items, search finds its sentence ($hit)" \
         test "$count" = "$s6_items" -a "$hit" = "sentence number 3 1.0000"
 
-    # Two writers on one index at once.
+    # Two writers on one index at once. clip-client appends in groups of up
+    # to 1024 items (or a second's worth), so each writer has several groups
+    # to append and the second starts while the first still has some left.
     cp -a "$dir/base" "$dir/shared"
     seq -f "alpha %g" 0 $((s6_writer_items - 1)) >"$dir/alpha.txt"
     seq -f "beta %g" 0 $((s6_writer_items - 1)) >"$dir/beta.txt"
