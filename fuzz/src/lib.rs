@@ -218,7 +218,8 @@ pub fn triton_config(data: &[u8]) {
         KindSpec::OnnxEncoder(s) => {
             assert!(is_plain_relative(&s.model_file), "{s:?}");
             assert!(s.instance_count >= 1, "{s:?}");
-            for spec in [&s.input, &s.output] {
+            assert!(matches!(s.inputs.len(), 1 | 2), "{s:?}");
+            for spec in s.inputs.iter().chain([&s.output]) {
                 assert!(!spec.dims.is_empty() && spec.dims.iter().all(|d| *d >= 1));
             }
             assert!(s.intra_op_threads != Some(0) && s.inter_op_threads != Some(0));
