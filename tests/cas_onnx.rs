@@ -121,12 +121,7 @@ fn clip_as_service_onnx_files_serve_open_clip_embeddings() {
     }
 
     let server = Server::start(&repository);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    harness::runtime().block_on(async {
         let client = Triton::connect(&server.grpc_url).await.expect("connect");
         let sentences: Vec<Vec<u8>> = sentences.iter().map(|s| s.as_bytes().to_vec()).collect();
         burst(
