@@ -6,7 +6,8 @@
 //! come back as open_clip's own pipeline embeds them, and a bad element, in
 //! any position of a request sharing a batch, fails its request alone;
 //! `clip-client verify` holds the server to the probes repo-gen ran
-//! through the files in ONNX Runtime.
+//! through the files in ONNX Runtime. With `--center-crop torchvision` the
+//! images come back as open_clip's own transform embeds them.
 
 use clip_client::{cosine, Error, Triton};
 use clip_contract::{model, tensor};
@@ -28,7 +29,7 @@ async fn embed(
     harness::grpc::embed(client, model, input, &items).await
 }
 
-fn generate(out: &std::path::Path) {
+fn generate(out: &std::path::Path, extra: &[&str]) {
     let status = std::process::Command::new(repo_gen())
         .arg("--onnx-dir")
         .arg(fixture("cas-onnx"))
@@ -41,6 +42,7 @@ fn generate(out: &std::path::Path) {
         .args(["--max-queue-delay-us", "200000"])
         .arg("--ort-library")
         .arg(onnxruntime_library())
+        .args(extra)
         .status()
         .expect("run repo-gen");
     assert!(status.success(), "repo-gen failed");
@@ -102,7 +104,7 @@ fn clip_as_service_onnx_files_serve_open_clip_embeddings() {
     } = cas_onnx();
     let out = tempfile::tempdir().unwrap();
     let repository = out.path().join("repository");
-    generate(&repository);
+    generate(&repository, &[]);
     let config =
         |name: &str| std::fs::read_to_string(repository.join(name).join("config.pbtxt")).unwrap();
     // The preprocessing emits what the file takes: INT32 ids and a mask.
@@ -146,6 +148,57 @@ fn clip_as_service_onnx_files_serve_open_clip_embeddings() {
 
         // repo-gen ran the conformance probes through the files in ONNX
         // Runtime, mask and all; the served ensembles answer them alike.
+        assert_verified(&server.grpc_url, 0.99999).await;
+    });
+}
+
+/// `--model` names the files and `--center-crop torchvision` crops as
+/// open_clip's (and CLIP-as-service's) transform does: every photo within
+/// cosine 0.999 of open_clip's own pipeline, including the one whose
+/// transformers crop lies a pixel away.
+#[test]
+fn the_torchvision_crop_serves_open_clip_pipeline_embeddings() {
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("cas-onnx/reference.json")).unwrap())
+            .unwrap();
+    let rows =
+        |key: &str| -> Vec<Vec<f32>> { serde_json::from_value(reference[key].clone()).expect(key) };
+    let open_clip = rows("open_clip_image_embeddings");
+    let crops: Vec<f32> =
+        serde_json::from_value(reference["open_clip_transform_cosine_to_reference"].clone())
+            .unwrap();
+    // The fixture tells the crops apart, so this test can fail.
+    assert!(crops.iter().any(|&c| c < IMAGE_COSINE), "{crops:?}");
+
+    let out = tempfile::tempdir().unwrap();
+    let repository = out.path().join("repository");
+    generate(
+        &repository,
+        &[
+            "--model",
+            "ViT-B-32::openai",
+            "--center-crop",
+            "torchvision",
+        ],
+    );
+    let images = cas_onnx().images;
+    let server = Server::start(&repository);
+    harness::runtime().block_on(async {
+        let client = Triton::connect(&server.grpc_url).await.expect("connect");
+        let files: Vec<Vec<u8>> = images.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        let got = embed(&client, model::IMAGE_ENSEMBLE, tensor::IMAGE, &files)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), open_clip.len());
+        for ((path, got), want) in images.iter().zip(&got).zip(&open_clip) {
+            let similarity = cosine(got, want);
+            assert!(
+                similarity >= IMAGE_COSINE,
+                "{}: cosine {similarity} to open_clip's pipeline",
+                path.display()
+            );
+        }
+        // repo-gen's probes went through the same crop.
         assert_verified(&server.grpc_url, 0.99999).await;
     });
 }

@@ -113,6 +113,8 @@ fn options(repo: &Path) -> Result<ImageOptions> {
         std: triple(param::IMAGE_STD)?,
         max_pixels: parameter(&config, param::MAX_PIXELS)?.parse()?,
         reduced_scale_decode: parameter(&config, param::REDUCED_SCALE_DECODE)?.parse()?,
+        center_crop: clip_image::CenterCrop::from_name(&parameter(&config, param::CENTER_CROP)?)
+            .ok_or_else(|| anyhow::anyhow!("{}: unknown", param::CENTER_CROP))?,
     })
 }
 

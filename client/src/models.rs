@@ -214,6 +214,14 @@ impl PixelModel {
                 ))
             })?;
         }
+        if let Some(name) = param(param::CENTER_CROP) {
+            options.center_crop = clip_image::CenterCrop::from_name(&name).ok_or_else(|| {
+                unusable(format!(
+                    "{} {name:?} is neither transformers nor torchvision",
+                    param::CENTER_CROP
+                ))
+            })?;
+        }
         let preprocessor =
             clip_image::ImagePreprocessor::new(options).map_err(|e| unusable(e.to_string()))?;
         Ok(PixelModel { info, preprocessor })

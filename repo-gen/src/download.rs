@@ -198,6 +198,26 @@ pub fn fetch(spec: &ModelSpec, options: &HubOptions) -> Result<ModelFiles, Downl
 
 /// The three files of `hub` (config, weights, tokenizer), in that order.
 pub fn fetch_files(hub: &HubFiles, options: &HubOptions) -> Result<[PathBuf; 3], DownloadError> {
+    let mut paths = fetch_named(hub, &hub.files(), options)?.into_iter();
+    Ok(std::array::from_fn(|_| {
+        paths.next().expect("one path per file")
+    }))
+}
+
+/// Only the tokenizer of `hub`: for `--onnx-dir DIR --model NAME`, whose
+/// encoders are the user's files.
+pub fn fetch_tokenizer(hub: &HubFiles, options: &HubOptions) -> Result<PathBuf, DownloadError> {
+    let mut paths = fetch_named(hub, &[hub.tokenizer], options)?;
+    Ok(paths.pop().expect("one path per file"))
+}
+
+/// `files` of `hub`'s repository, in their order: from the cache when they
+/// are there, from the hub otherwise (never when `options.offline`).
+fn fetch_named(
+    hub: &HubFiles,
+    files: &[&'static str],
+    options: &HubOptions,
+) -> Result<Vec<PathBuf>, DownloadError> {
     let repo = Repo::with_revision(
         hub.repo.to_owned(),
         RepoType::Model,
@@ -207,9 +227,8 @@ pub fn fetch_files(hub: &HubFiles, options: &HubOptions) -> Result<[PathBuf; 3],
 
     if options.offline {
         let cached = cache.repo(repo);
-        let found: Vec<Option<PathBuf>> = hub.files().iter().map(|f| cached.get(f)).collect();
-        let missing: Vec<String> = hub
-            .files()
+        let found: Vec<Option<PathBuf>> = files.iter().map(|f| cached.get(f)).collect();
+        let missing: Vec<String> = files
             .iter()
             .zip(&found)
             .filter(|(_, path)| path.is_none())
@@ -223,8 +242,7 @@ pub fn fetch_files(hub: &HubFiles, options: &HubOptions) -> Result<[PathBuf; 3],
                 missing,
             });
         }
-        let mut paths = found.into_iter().flatten();
-        return Ok(std::array::from_fn(|_| paths.next().unwrap()));
+        return Ok(found.into_iter().flatten().collect());
     }
 
     let mut builder = ApiBuilder::from_cache(cache)
@@ -238,19 +256,18 @@ pub fn fetch_files(hub: &HubFiles, options: &HubOptions) -> Result<[PathBuf; 3],
     let api = builder.build().map_err(|e| DownloadError::Hub {
         endpoint: options.endpoint.clone(),
         repo: hub.repo.to_owned(),
-        file: hub.config.to_owned(),
+        file: files.first().copied().unwrap_or_default().to_owned(),
         detail: format!("cannot set up the HTTP client: {e}"),
     })?;
     let api_repo = api.repo(repo);
-    let mut paths = Vec::with_capacity(3);
-    for file in hub.files() {
-        let path = api_repo
-            .get(file)
-            .map_err(|e| classify(e, hub, file, options))?;
-        paths.push(path);
-    }
-    let mut paths = paths.into_iter();
-    Ok(std::array::from_fn(|_| paths.next().unwrap()))
+    files
+        .iter()
+        .map(|file| {
+            api_repo
+                .get(file)
+                .map_err(|e| classify(e, hub, file, options))
+        })
+        .collect()
 }
 
 /// Turns hf-hub's error into one that says what to do.

@@ -34,7 +34,7 @@ use repo_gen::{
                   repo-gen --weights ./my-clip --runtime onnxruntime --trt-accelerator --dtype fp16\n  \
                   repo-gen --model ViT-L-14::openai --runtime tensorrt --gpus 0,1 --instances 4 \
                   --preferred-batch-size 8 16\n  \
-                  repo-gen --onnx-dir ./clip-as-service/ViT-B-32 --tokenizer tokenizer.json\n  \
+                  repo-gen --onnx-dir ~/.cache/clip/ViT-B-32 --model ViT-B-32::openai\n  \
                   repo-gen --model ViT-B-32::openai --random-init --seed 0 \
                   --tokenizer tests/fixtures/text/tokenizer.json   (benchmarks: random weights)\n  \
                   repo-gen models",
@@ -78,17 +78,29 @@ enum DtypeArg {
 }
 
 #[derive(Args)]
-#[command(group(ArgGroup::new("source").required(true).args(["weights", "model", "onnx_dir"])))]
+#[command(group(
+    ArgGroup::new("source")
+        .required(true)
+        .multiple(true)
+        .args(["weights", "model", "onnx_dir"])
+))]
 struct ExportArgs {
     /// A folder with config.json + model.safetensors (transformers) or
     /// open_clip_config.json + open_clip_model.safetensors (open_clip), and tokenizer.json.
-    #[arg(long, value_name = "DIR", help_heading = "Model (one of)")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["model", "onnx_dir"],
+        help_heading = "Model (one of)"
+    )]
     weights: Option<PathBuf>,
     /// A known model, ARCH::PRETRAINED; fetched from the Hugging Face hub
     /// through its cache (HF_ENDPOINT, HF_HUB_OFFLINE, HF_HUB_CACHE, HF_TOKEN apply).
     #[arg(long, value_name = "NAME", help_heading = "Model (one of)")]
     model: Option<String>,
-    /// A folder with textual.onnx and visual.onnx (CLIP-as-service's layout), used as they are.
+    /// A folder with textual.onnx and visual.onnx (CLIP-as-service's layout), used as they
+    /// are. With --model NAME, the files are that model's: the registry decides the image
+    /// size, normalisation and tokenizer (fetched from the hub when the folder has none).
     #[arg(long, value_name = "DIR", help_heading = "Model (one of)")]
     onnx_dir: Option<PathBuf>,
     /// tokenizer.json for --onnx-dir (default: tokenizer.json in that folder) or
@@ -102,6 +114,7 @@ struct ExportArgs {
         long,
         requires = "model",
         requires = "tokenizer",
+        conflicts_with = "onnx_dir",
         help_heading = "Model (one of)"
     )]
     random_init: bool,
@@ -192,6 +205,19 @@ struct ExportArgs {
     /// weights; needs weights to export (not --onnx-dir).
     #[arg(long, help_heading = "Batching and scaling")]
     pixel_path: bool,
+    /// Whose center crop the image preprocessing takes; they differ by one pixel when the
+    /// resized margin is odd. torchvision: as open_clip and CLIP-as-service crop, for
+    /// embeddings that match an index they built.
+    #[arg(long, value_enum, default_value = "transformers")]
+    center_crop: CenterCropArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CenterCropArg {
+    /// transformers' CLIPImageProcessor: a half-pixel offset is floored.
+    Transformers,
+    /// torchvision's CenterCrop: a half-pixel offset is rounded half to even.
+    Torchvision,
 }
 
 fn parse_gpus(text: &str) -> Result<GpuChoice, String> {
@@ -243,12 +269,13 @@ fn run(args: ExportArgs) -> ExitCode {
                 .tokenizer
                 .expect("clap requires --tokenizer with --random-init"),
         },
-        (Some(name), _, _) => Source::Model(name),
-        (_, Some(dir), _) => Source::Weights(dir),
-        (_, _, Some(dir)) => Source::OnnxDir {
+        (model, _, Some(dir)) => Source::OnnxDir {
             dir,
             tokenizer: args.tokenizer,
+            model,
         },
+        (Some(name), _, _) => Source::Model(name),
+        (_, Some(dir), _) => Source::Weights(dir),
         _ => unreachable!("clap requires one source"),
     };
     let options = Options {
@@ -277,6 +304,10 @@ fn run(args: ExportArgs) -> ExitCode {
         warmup: !args.no_warmup,
         response_cache: args.response_cache,
         pixel_path: args.pixel_path,
+        center_crop: match args.center_crop {
+            CenterCropArg::Transformers => clip_image::CenterCrop::Transformers,
+            CenterCropArg::Torchvision => clip_image::CenterCrop::Torchvision,
+        },
         gpus: args.gpus,
         trt_accelerator: args.trt_accelerator,
         // Absolute: dlopen does not look in the working folder, and the backend

@@ -23,6 +23,9 @@ pub enum Source {
     OnnxDir {
         dir: PathBuf,
         tokenizer: Option<PathBuf>,
+        /// `--model NAME` beside it: the registry model the files are, which
+        /// decides the image size, normalisation, vocabulary and tokenizer.
+        model: Option<String>,
     },
     /// `--random-init --model ARCH::PRETRAINED`: the registry's architecture
     /// with seeded random weights, nothing downloaded. For benchmarks: the
@@ -114,6 +117,8 @@ pub struct Options {
     pub response_cache: bool,
     /// Also write `clip_image_pixels`, the image encoder for decoded pixels.
     pub pixel_path: bool,
+    /// Whose center crop the image preprocessing takes.
+    pub center_crop: clip_image::CenterCrop,
     pub trt_accelerator: bool,
     /// ONNX Runtime for the verification run (else `ORT_DYLIB_PATH`), and
     /// `ort_library` of `ort` encoders.

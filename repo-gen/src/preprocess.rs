@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use clip_contract::{defaults, kind, param, tensor, tokenizer_family, DataType, TensorSpec};
+use clip_image::CenterCrop;
 use clip_text::TokenizerFamily;
 
 use crate::model_dir::{FileSource, ModelDir, VersionFile};
@@ -52,6 +53,8 @@ pub struct ImagePreprocessModel {
     /// Largest image (width x height) the preprocessor decodes.
     pub max_pixels: u64,
     pub reduced_scale_decode: bool,
+    /// Whose center crop (they differ by a pixel on odd margins).
+    pub center_crop: CenterCrop,
     /// TYPE_FP16 pixels instead of TYPE_FP32.
     pub half_precision: bool,
     /// Decoded RGB images of any size (`PIXELS`, UINT8 `[-1, -1, 3]`)
@@ -196,6 +199,7 @@ impl ImagePreprocessModel {
             std: defaults::IMAGE_STD,
             max_pixels: defaults::MAX_PIXELS,
             reduced_scale_decode: true,
+            center_crop: CenterCrop::Transformers,
             half_precision: false,
             decoded_input: false,
             warmup: true,
@@ -236,6 +240,7 @@ impl ImagePreprocessModel {
                 param::REDUCED_SCALE_DECODE,
                 self.reduced_scale_decode.to_string(),
             ),
+            (param::CENTER_CROP, self.center_crop.name().to_owned()),
         ];
         let mut context = common.context(&parameters, &self.extra_parameters)?;
         context.insert("input_name", self.input().name.as_str());

@@ -86,10 +86,12 @@ pub(crate) fn assemble(
     let text = TowerIo::text(
         &onnx_io::read_source(&prepared.textual, file::TEXTUAL_ONNX)?,
         file::TEXTUAL_ONNX,
+        prepared.known_sizes.context_length,
     )?;
     let image = TowerIo::image(
         &onnx_io::read_source(&prepared.visual, file::VISUAL_ONNX)?,
         file::VISUAL_ONNX,
+        prepared.known_sizes.image_size,
     )?;
     if text.embedding_dim != image.embedding_dim {
         return Err(GenerateError::Invalid(format!(
@@ -119,7 +121,7 @@ pub(crate) fn assemble(
     let pixels = match &prepared.visual_pixels {
         Some(source) => {
             let what = model::IMAGE_PIXELS;
-            let io = TowerIo::pixels(&onnx_io::read_source(source, what)?, what)?;
+            let io = TowerIo::pixels(&onnx_io::read_source(source, what)?, what, Some(image.size))?;
             if io.size != image.size || io.embedding_dim != image.embedding_dim {
                 return Err(GenerateError::Invalid(format!(
                     "{what} takes {}-pixel images into {} dimensions, the image encoder {} into {}",
@@ -174,6 +176,7 @@ pub(crate) fn assemble(
     image_pre.extra_parameters = parameters;
     image_pre.mean = prepared.mean;
     image_pre.std = prepared.std;
+    image_pre.center_crop = options.center_crop;
     image_pre.warmup = options.warmup;
 
     let encoder = |name: &str, tower: Tower, io: &TowerIo| EncoderModel {
@@ -290,6 +293,10 @@ pub(crate) fn assemble(
                 param::REDUCED_SCALE_DECODE.to_owned(),
                 image_pre.reduced_scale_decode.to_string(),
             ),
+            (
+                param::CENTER_CROP.to_owned(),
+                image_pre.center_crop.name().to_owned(),
+            ),
         ];
         models.push(pixel_model.model_dir(source)?);
 
@@ -369,8 +376,9 @@ impl TowerIo {
     }
 
     /// Token ids, and optionally an attention mask of the same type and
-    /// dims: INT64 or INT32 `[batch, context_length]` each.
-    fn text(io: &ModelIo, what: &str) -> Result<Self, GenerateError> {
+    /// dims: INT64 or INT32 `[batch, context_length]` each. A dynamic
+    /// context is pinned to `known` (the model's), which a fixed one must equal.
+    fn text(io: &ModelIo, what: &str, known: Option<i64>) -> Result<Self, GenerateError> {
         let bad = |message: String| GenerateError::Invalid(format!("{what}: {message}"));
         let plays = |spec: &TensorSpec, contract: &str| tensor::plays(&spec.name, contract);
         let (input, mask) = match io.inputs.as_slice() {
@@ -390,16 +398,6 @@ impl TowerIo {
                 )));
             }
         };
-        let size = match (input.data_type, input.dims.as_slice()) {
-            (DataType::Int64 | DataType::Int32, [n]) if *n > 0 => *n,
-            _ => {
-                return Err(bad(format!(
-                    "input '{}' must be int64 or int32 [batch, context_length] with a fixed \
-                     context length (the text preprocessing pads to it), it is {} {:?}",
-                    input.name, input.data_type, input.dims
-                )))
-            }
-        };
         if let Some(mask) = mask {
             if (mask.data_type, &mask.dims) != (input.data_type, &input.dims) {
                 return Err(bad(format!(
@@ -408,11 +406,30 @@ impl TowerIo {
                 )));
             }
         }
+        let size = match (input.data_type, input.dims.as_slice()) {
+            (DataType::Int64 | DataType::Int32, &[n]) => pinned(n, known).map_err(|why| {
+                bad(format!(
+                    "input '{}' [batch, context_length]: {why} (the text preprocessing pads \
+                     every text to one length)",
+                    input.name
+                ))
+            })?,
+            _ => {
+                return Err(bad(format!(
+                    "input '{}' must be int64 or int32 [batch, context_length], it is {} {:?}",
+                    input.name, input.data_type, input.dims
+                )))
+            }
+        };
+        let pin = |spec: &TensorSpec| TensorSpec {
+            dims: vec![size],
+            ..spec.clone()
+        };
         let output = Self::embedding(io, what)?;
         Ok(TowerIo {
             embedding_dim: output.dims[0],
-            input: input.clone(),
-            mask: mask.cloned(),
+            input: pin(input),
+            mask: mask.map(pin),
             output,
             size,
         })
@@ -426,46 +443,71 @@ impl TowerIo {
     }
 
     /// The pixel path's encoder: uint8 `[batch, S, S, 3]` in.
-    fn pixels(io: &ModelIo, what: &str) -> Result<Self, GenerateError> {
-        Self::square(io, what, "uint8 [batch, S, S, 3]", |input| {
+    fn pixels(io: &ModelIo, what: &str, known: Option<i64>) -> Result<Self, GenerateError> {
+        Self::square(io, what, "uint8 [batch, S, S, 3]", known, |input| {
             match (input.data_type, input.dims.as_slice()) {
-                (DataType::Uint8, [h, w, 3]) if h == w && *h > 0 => Some(*h),
+                (DataType::Uint8, &[h, w, 3]) => Some(([h, w], |s| vec![s, s, 3])),
                 _ => None,
             }
         })
     }
 
-    fn image(io: &ModelIo, what: &str) -> Result<Self, GenerateError> {
-        Self::square(io, what, "float [batch, 3, S, S]", |input| {
+    /// A dynamic side is pinned to `known` (the model's), which a fixed one must equal.
+    fn image(io: &ModelIo, what: &str, known: Option<i64>) -> Result<Self, GenerateError> {
+        Self::square(io, what, "float [batch, 3, S, S]", known, |input| {
             match (input.data_type, input.dims.as_slice()) {
-                (DataType::Fp32 | DataType::Fp16, [3, h, w]) if h == w && *h > 0 => Some(*h),
+                (DataType::Fp32 | DataType::Fp16, &[3, h, w]) => Some(([h, w], |s| vec![3, s, s])),
                 _ => None,
             }
         })
     }
 
-    /// An image encoder: `side` finds the side S of its square input, or
-    /// the input is refused as not `expected`.
+    /// An image encoder: `sides` finds the two sides of its square input
+    /// (and how to write the dims for a side), or the input is refused as
+    /// not `expected`.
     fn square(
         io: &ModelIo,
         what: &str,
         expected: &str,
-        side: impl Fn(&TensorSpec) -> Option<i64>,
+        known: Option<i64>,
+        sides: impl Fn(&TensorSpec) -> Option<([i64; 2], fn(i64) -> Vec<i64>)>,
     ) -> Result<Self, GenerateError> {
         let (input, output) = Self::single(io, what)?;
-        let size = side(&input).ok_or_else(|| {
+        let refuse = |why: String| {
             GenerateError::Invalid(format!(
-                "{what}: input '{}' must be {expected} with a fixed S, it is {} {:?}",
+                "{what}: input '{}' must be {expected}{why}, it is {} {:?}",
                 input.name, input.data_type, input.dims
             ))
-        })?;
+        };
+        let ([h, w], dims) = sides(&input).ok_or_else(|| refuse(String::new()))?;
+        let size = pinned(h, known)
+            .and_then(|h| pinned(w, Some(h)))
+            .map_err(|why| refuse(format!(" with a square S ({why})")))?;
         Ok(TowerIo {
             embedding_dim: output.dims[0],
-            input,
+            input: TensorSpec {
+                dims: dims(size),
+                ..input
+            },
             mask: None,
             output,
             size,
         })
+    }
+}
+
+/// A dimension of the file (-1: dynamic) against the size the model is
+/// known to have: a dynamic one takes it, a fixed one must equal it.
+fn pinned(declared: i64, known: Option<i64>) -> Result<i64, String> {
+    match (declared, known) {
+        (d, Some(k)) if d > 0 && d != k => Err(format!("the file fixes {d}, the model has {k}")),
+        (d, _) if d > 0 => Ok(d),
+        (_, Some(k)) if k > 0 => Ok(k),
+        _ => Err(
+            "the file leaves it dynamic and nothing names the model's size; \
+                  --onnx-dir DIR --model NAME does"
+                .to_owned(),
+        ),
     }
 }
 

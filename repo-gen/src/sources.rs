@@ -37,9 +37,27 @@ pub(crate) struct Prepared {
     pub(crate) std: [f32; 3],
     /// Rows of the text encoder's token embedding.
     pub(crate) vocab_size: usize,
+    /// The model's own sizes, where known, for encoder files that leave them dynamic.
+    pub(crate) known_sizes: KnownSizes,
     /// The conformance probes through the exported encoders; none for
     /// `--onnx-dir` files, which repo-gen does not run.
     pub(crate) probes: Option<ProbeEmbeddings>,
+}
+
+/// A model's context length and image side, as the encoders' dims write them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct KnownSizes {
+    pub(crate) context_length: Option<i64>,
+    pub(crate) image_size: Option<i64>,
+}
+
+impl KnownSizes {
+    fn of(arch: &ClipArchitecture) -> Self {
+        KnownSizes {
+            context_length: Some(arch.text.context_length as i64),
+            image_size: Some(arch.vision.image_size as i64),
+        }
+    }
 }
 
 /// Padding conventions of the CLIP families. Embeddings do not depend on it
@@ -98,7 +116,14 @@ pub(crate) fn prepare(
             let files = download::check_weights_dir(dir, detect_layout(dir))?;
             export(options, &files, None, folder_name(dir), log)
         }
-        Source::OnnxDir { dir, tokenizer } => onnx_dir(options, dir, tokenizer.as_deref(), log),
+        Source::OnnxDir {
+            dir,
+            tokenizer,
+            model,
+        } => {
+            let spec = model.as_deref().map(registry::lookup).transpose()?;
+            onnx_dir(options, dir, tokenizer.as_deref(), spec, log)
+        }
         Source::RandomInit {
             model,
             seed,
@@ -267,6 +292,7 @@ fn export_weights(
         mean,
         std,
         vocab_size: arch.text.vocab_size,
+        known_sizes: KnownSizes::of(arch),
         probes: None,
     };
     log("embedding the conformance probes");
@@ -283,6 +309,7 @@ fn export_weights(
             mean,
             std,
             reduced_scale_decode: true,
+            center_crop: options.center_crop,
             ..clip_image::ImageOptions::default()
         },
     };
@@ -383,10 +410,15 @@ fn normalisation(files: &ModelFiles) -> ([f32; 3], [f32; 3]) {
     found.unwrap_or((defaults::IMAGE_MEAN, defaults::IMAGE_STD))
 }
 
+/// `--onnx-dir DIR [--model NAME]`: the files as they are. With a name,
+/// the registry gives what the files do not (sizes they leave dynamic,
+/// normalisation, vocabulary, the tokenizer when none is at hand) and the
+/// files' fixed sizes must agree with it.
 fn onnx_dir(
     options: &Options,
     dir: &Path,
     tokenizer: Option<&Path>,
+    spec: Option<&ModelSpec>,
     log: &mut dyn FnMut(&str),
 ) -> Result<Prepared, GenerateError> {
     if !dir.is_dir() {
@@ -399,26 +431,35 @@ fn onnx_dir(
         .into_iter()
         .filter(|f| !dir.join(f).is_file())
         .collect();
-    let tokenizer = match tokenizer {
-        Some(path) if path.is_file() => path.to_path_buf(),
-        Some(path) => {
+    let beside = dir.join(defaults::TOKENIZER_FILE);
+    let tokenizer = match (tokenizer, spec) {
+        (Some(path), _) if path.is_file() => path.to_path_buf(),
+        (Some(path), _) => {
             return Err(GenerateError::Invalid(format!(
                 "--tokenizer {} is not a file",
                 path.display()
             )))
         }
-        None => {
-            let beside = dir.join(defaults::TOKENIZER_FILE);
-            if !beside.is_file() {
-                missing.push(defaults::TOKENIZER_FILE);
-            }
+        (None, _) if beside.is_file() => beside,
+        (None, Some(spec)) if missing.is_empty() => {
+            log(&format!(
+                "fetching {}'s tokenizer from {} (cache {})",
+                spec.name,
+                spec.hub.repo,
+                options.hub.cache_dir.display()
+            ));
+            download::fetch_tokenizer(&spec.hub, &options.hub)?
+        }
+        (None, _) => {
+            missing.push(defaults::TOKENIZER_FILE);
             beside
         }
     };
     if !missing.is_empty() {
         return Err(GenerateError::Invalid(format!(
             "--onnx-dir {} lacks {}: it needs {} and {} (CLIP-as-service's layout), and a \
-             Hugging Face tokenizer.json in it or given with --tokenizer FILE",
+             Hugging Face tokenizer.json in it, given with --tokenizer FILE or, with \
+             --model NAME, fetched from the hub",
             dir.display(),
             missing.join(", "),
             file::TEXTUAL_ONNX,
@@ -428,24 +469,106 @@ fn onnx_dir(
     let textual = FileSource::Copy(dir.join(file::TEXTUAL_ONNX));
     let visual = FileSource::Copy(dir.join(file::VISUAL_ONNX));
     let text_io = onnx_io::read_source(&textual, file::TEXTUAL_ONNX)?;
+    let visual_io = onnx_io::read_file(&dir.join(file::VISUAL_ONNX))?;
     let logit_scale = text_io
         .metadata("clip.logit_scale")
         .and_then(|v| v.parse().ok());
-    let probes = probe_files(options, dir, &tokenizer, &text_io, log)?;
+    let known_sizes = spec.map_or_else(KnownSizes::default, |s| KnownSizes::of(&s.architecture));
+    let sizes = declared_sizes(dir, &text_io, &visual_io, known_sizes)?;
+    if let Some(spec) = spec {
+        same_embedding(
+            dir,
+            spec,
+            &[
+                (file::TEXTUAL_ONNX, &text_io),
+                (file::VISUAL_ONNX, &visual_io),
+            ],
+        )?;
+    }
+    let (mean, std) = spec.map_or((defaults::IMAGE_MEAN, defaults::IMAGE_STD), |s| {
+        (s.mean, s.std)
+    });
+    let probes = probe_files(options, dir, &tokenizer, sizes, (mean, std), log)?;
     Ok(Prepared {
         textual,
         visual,
         visual_pixels: None,
         tokenizer,
         padding: Padding::Zero,
-        model_name: folder_name(dir),
+        model_name: spec.map_or_else(|| folder_name(dir), |s| s.name.to_owned()),
         logit_scale,
-        mean: defaults::IMAGE_MEAN,
-        std: defaults::IMAGE_STD,
-        // The files name no model; every CLIP they can be shares the registry's vocabulary.
-        vocab_size: registry::VOCAB_SIZE,
+        mean,
+        std,
+        // Files that name no model: every CLIP they can be shares the registry's vocabulary.
+        vocab_size: spec.map_or(registry::VOCAB_SIZE, |s| s.architecture.text.vocab_size),
+        known_sizes,
         probes: Some(probes),
     })
+}
+
+/// The context length and image side the files take: their fixed sizes,
+/// or the model's where they leave them dynamic. (Checked again, with
+/// reasons, when the configs are written.)
+fn declared_sizes(
+    dir: &Path,
+    text_io: &onnx_io::ModelIo,
+    visual_io: &onnx_io::ModelIo,
+    known: KnownSizes,
+) -> Result<(i64, i64), GenerateError> {
+    let fixed = |dim: Option<&i64>, known: Option<i64>| match (dim.copied(), known) {
+        (Some(d @ 1..), Some(k)) if d != k => Err((d, k)),
+        (Some(d @ 1..), _) => Ok(Some(d)),
+        (_, known) => Ok(known),
+    };
+    let text_dims = text_io.inputs.first().map(|t| &t.dims);
+    let image_dims = visual_io.inputs.first().map(|t| &t.dims);
+    let context_length = fixed(text_dims.and_then(|d| d.first()), known.context_length);
+    let image_size = fixed(image_dims.and_then(|d| d.get(1)), known.image_size);
+    match (context_length, image_size) {
+        (Ok(Some(context_length)), Ok(Some(image_size))) => Ok((context_length, image_size)),
+        (Err((file, model)), _) => Err(GenerateError::Invalid(format!(
+            "--onnx-dir {}: {} takes {file} tokens, the model named has a context of {model}; \
+             are these its files?",
+            dir.display(),
+            file::TEXTUAL_ONNX
+        ))),
+        (_, Err((file, model))) => Err(GenerateError::Invalid(format!(
+            "--onnx-dir {}: {} takes {file}-pixel images, the model named takes {model}; \
+             are these its files?",
+            dir.display(),
+            file::VISUAL_ONNX
+        ))),
+        _ => Err(GenerateError::Invalid(format!(
+            "--onnx-dir {}: the files declare no fixed context length or image size \
+             (text input {text_dims:?}, image input {image_dims:?}); name the model with \
+             --model NAME",
+            dir.display(),
+        ))),
+    }
+}
+
+/// Files named as a registry model embed into its dimensions: a wrong name
+/// (ViT-B-16's files called ViT-L-14) would otherwise pass the size checks.
+fn same_embedding(
+    dir: &Path,
+    spec: &ModelSpec,
+    files: &[(&str, &onnx_io::ModelIo)],
+) -> Result<(), GenerateError> {
+    let want = spec.architecture.embed_dim as i64;
+    for (name, io) in files {
+        let dims = io.outputs.first().map(|t| t.dims.as_slice());
+        if let Some(&[found]) = dims {
+            if found > 0 && found != want {
+                return Err(GenerateError::Invalid(format!(
+                    "--onnx-dir {}: {name} embeds into {found} dimensions, {} into {want}; \
+                     are these its files?",
+                    dir.display(),
+                    spec.name
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Loads both files in ONNX Runtime and runs the conformance probes through
@@ -455,7 +578,8 @@ fn probe_files(
     options: &Options,
     dir: &Path,
     tokenizer: &Path,
-    text_io: &onnx_io::ModelIo,
+    (context_length, image_size): (i64, i64),
+    (mean, std): ([f32; 3], [f32; 3]),
     log: &mut dyn FnMut(&str),
 ) -> Result<ProbeEmbeddings, GenerateError> {
     let runtime = OrtRuntime::load(options.ort_library.as_deref(), "--ort-library")
@@ -468,24 +592,6 @@ fn probe_files(
         file::VISUAL_ONNX,
         runtime.library().display()
     ));
-    let visual_io = onnx_io::read_file(&dir.join(file::VISUAL_ONNX))?;
-    // The fixed sizes the files declare (checked again, with reasons, when the
-    // configs are written).
-    let context_length = text_io.inputs.first().and_then(|t| t.dims.first()).copied();
-    let image_size = visual_io
-        .inputs
-        .first()
-        .and_then(|t| t.dims.get(1))
-        .copied();
-    let (Some(context_length @ 1..), Some(image_size @ 1..)) = (context_length, image_size) else {
-        return Err(GenerateError::Invalid(format!(
-            "--onnx-dir {}: the files declare no fixed context length or image size \
-             (text input {:?}, image input {:?})",
-            dir.display(),
-            text_io.inputs.first().map(|t| &t.dims),
-            visual_io.inputs.first().map(|t| &t.dims)
-        )));
-    };
     let preparation = Preparation {
         tokenizer,
         text: clip_text::TextOptions {
@@ -494,7 +600,10 @@ fn probe_files(
         },
         image: clip_image::ImageOptions {
             size: image_size as u32,
+            mean,
+            std,
             reduced_scale_decode: true,
+            center_crop: options.center_crop,
             ..clip_image::ImageOptions::default()
         },
     };

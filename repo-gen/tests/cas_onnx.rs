@@ -98,3 +98,155 @@ fn every_runtime_takes_the_files_two_text_inputs() {
         assert!(script.contains(expected), "{script}");
     }
 }
+
+/// `--onnx-dir` with `--model NAME` and the given extra arguments, into a fresh folder.
+fn named(dir: &std::path::Path, model: &str, extra: &[&str]) -> std::process::Output {
+    let out = tempfile::tempdir().unwrap();
+    let repo = out.path().join("r");
+    let mut args = vec![
+        "--onnx-dir",
+        dir.to_str().unwrap(),
+        "--model",
+        model,
+        "--out",
+        repo.to_str().unwrap(),
+        "--gpus",
+        "none",
+    ];
+    args.extend_from_slice(extra);
+    let library = common::ort_library().to_str().unwrap().to_owned();
+    args.extend(["--ort-library", &library]);
+    common::repo_gen(&args)
+}
+
+#[test]
+fn a_named_model_must_be_what_the_files_are() {
+    let tokenizer = fixture("text/tokenizer.json");
+    let tokenizer = tokenizer.to_str().unwrap();
+    // The fixture is a 224-pixel, 77-token CLIP: RN50x4 takes 288 pixels.
+    let output = named(
+        &fixture("cas-onnx"),
+        "RN50x4::openai",
+        &["--tokenizer", tokenizer],
+    );
+    let said = stderr(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains("visual.onnx takes 224-pixel images, the model named takes 288"),
+        "{said}"
+    );
+    // ViT-L-14 takes 224 pixels and 77 tokens too, but embeds into 768 dimensions.
+    let output = named(
+        &fixture("cas-onnx"),
+        "ViT-L-14::openai",
+        &["--tokenizer", tokenizer],
+    );
+    let said = stderr(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains("textual.onnx embeds into 512 dimensions, ViT-L-14::openai into 768"),
+        "{said}"
+    );
+    // An unknown name is refused as such, before the files are read.
+    let output = named(
+        &fixture("cas-onnx"),
+        "ViT-Q-99::nobody",
+        &["--tokenizer", tokenizer],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("ViT-Q-99::nobody"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn without_a_tokenizer_a_named_model_fetches_its_own() {
+    // Offline with an empty cache: the fetch is attempted and names the file.
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_repo-gen"))
+        .args(["--onnx-dir", fixture("cas-onnx").to_str().unwrap()])
+        .args(["--model", "ViT-B-32::openai", "--gpus", "none", "--out"])
+        .arg(out.path().join("r"))
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HUB_CACHE", cache.path())
+        .output()
+        .unwrap();
+    let said = stderr(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains("ViT-B-32::openai's tokenizer") && said.contains("tokenizer.json"),
+        "{said}"
+    );
+}
+
+/// A copy of the fixture whose text length and image side are dynamic, as
+/// an export with more `dynamic_axes` writes them.
+fn dynamic_copy() -> tempfile::TempDir {
+    use clip_export::proto::tensor_shape_proto::dimension::Value;
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, dims) in [
+        (file::TEXTUAL_ONNX, &[1usize][..]),
+        (file::VISUAL_ONNX, &[2, 3][..]),
+    ] {
+        let bytes = std::fs::read(fixture("cas-onnx").join(name)).unwrap();
+        let mut proto = clip_export::proto::ModelProto::decode(bytes.as_slice()).unwrap();
+        let graph = proto.graph.as_mut().unwrap();
+        for input in &mut graph.input {
+            let Some(clip_export::proto::type_proto::Value::TensorType(tensor)) =
+                input.r#type.as_mut().and_then(|t| t.value.as_mut())
+            else {
+                panic!("{name}: input without a tensor type");
+            };
+            let shape = tensor.shape.as_mut().unwrap();
+            for &i in dims {
+                shape.dim[i].value = Some(Value::DimParam(format!("d{i}")));
+            }
+        }
+        std::fs::write(dir.path().join(name), proto.encode_to_vec()).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_named_model_gives_the_sizes_files_leave_dynamic() {
+    let dynamic = dynamic_copy();
+    let tokenizer = fixture("text/tokenizer.json");
+    let out = tempfile::tempdir().unwrap();
+    let repo = out.path().join("r");
+    let base = [
+        "--onnx-dir",
+        dynamic.path().to_str().unwrap(),
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--out",
+        repo.to_str().unwrap(),
+        "--gpus",
+        "none",
+    ];
+    let output = common::repo_gen(&base);
+    let said = stderr(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("--model NAME"), "{said}");
+
+    let mut args = base.to_vec();
+    args.extend(["--model", "ViT-B-32::openai", "--runtime", "tensorrt"]);
+    repo_gen_ok(&args);
+    let text = config(&repo, model::TEXT_ENCODER);
+    declares_both_text_inputs(&text);
+    assert!(
+        text.contains("key: \"model_name\"\n  value: { string_value: \"ViT-B-32::openai\" }"),
+        "{text}"
+    );
+    let image = config(&repo, model::IMAGE_ENCODER);
+    assert!(image.contains("dims: [ 3, 224, 224 ]"), "{image}");
+    let script = std::fs::read_to_string(repo.join(file::TRTEXEC_SCRIPT)).unwrap();
+    assert!(
+        script.contains("--minShapes=input_ids:1x77,attention_mask:1x77")
+            && script.contains("--minShapes=pixel_values:1x3x224x224"),
+        "{script}"
+    );
+}

@@ -483,3 +483,22 @@ fn server_that_is_not_a_hub_is_named_as_such() {
         "{err}"
     );
 }
+
+#[test]
+fn the_tokenizer_alone_is_fetched_for_onnx_files() {
+    let mirror = full_mirror();
+    let cache = tempfile::tempdir().unwrap();
+    let options = options(cache.path(), &mirror.endpoint);
+    let path = download::fetch_tokenizer(&test_spec().hub, &options).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), files()[2].1);
+    let requests = mirror.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|s| s.path == url_path("tokenizer.json")),
+        "only the tokenizer is asked for: {requests:?}"
+    );
+    // Offline, from the cache it filled.
+    let again = download::fetch_tokenizer(&test_spec().hub, &options.with_offline(true)).unwrap();
+    assert_eq!(again, path);
+}

@@ -82,6 +82,7 @@ fn golden_image_fp16_336() {
         std: [0.5; 3],
         max_pixels: 1_000_000,
         reduced_scale_decode: false,
+        center_crop: clip_image::CenterCrop::Torchvision,
         half_precision: true,
         decoded_input: false,
         // The one golden config without a warmup sample.

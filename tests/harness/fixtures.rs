@@ -88,6 +88,7 @@ pub fn library_preprocessor() -> ImagePreprocessor {
         std: defaults::IMAGE_STD,
         max_pixels: defaults::MAX_PIXELS,
         reduced_scale_decode: true,
+        center_crop: clip_image::CenterCrop::Transformers,
     })
     .expect("default options")
 }

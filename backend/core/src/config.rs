@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use clip_contract::{defaults, file, kind, param, tensor, tokenizer_family, DataType, TensorSpec};
+use clip_image::CenterCrop;
 use clip_text::TokenizerFamily;
 use serde::Deserialize;
 
@@ -50,6 +51,7 @@ pub struct ImageSpec {
     /// Larger elements fail their request before any work.
     pub max_image_bytes: usize,
     pub reduced_scale_decode: bool,
+    pub center_crop: CenterCrop,
     pub half_precision: bool,
 }
 
@@ -249,6 +251,21 @@ impl Reader<'_> {
         }
     }
 
+    /// transformers' unless the config says otherwise; an unknown name is refused.
+    fn center_crop(&self) -> Result<CenterCrop, ConfigError> {
+        let Some(name) = self.parameter(param::CENTER_CROP) else {
+            return Ok(CenterCrop::default());
+        };
+        CenterCrop::from_name(name).ok_or_else(|| {
+            let known: Vec<&str> = CenterCrop::ALL.iter().map(|c| c.name()).collect();
+            self.error(format!(
+                "unknown parameter {}='{name}'; expected one of: {}",
+                param::CENTER_CROP,
+                known.join(", ")
+            ))
+        })
+    }
+
     fn image(&self) -> Result<ImageSpec, ConfigError> {
         let decoded_input = match self.raw.input.as_slice() {
             [only] if only.name == tensor::PIXELS => {
@@ -321,6 +338,7 @@ impl Reader<'_> {
                 .unwrap_or(defaults::MAX_PIXELS),
             max_image_bytes: self.limit(param::MAX_IMAGE_BYTES, defaults::MAX_IMAGE_BYTES)?,
             reduced_scale_decode: self.flag(param::REDUCED_SCALE_DECODE)?.unwrap_or(true),
+            center_crop: self.center_crop()?,
             half_precision,
         })
     }
@@ -777,6 +795,7 @@ mod tests {
                 max_pixels: defaults::MAX_PIXELS,
                 max_image_bytes: defaults::MAX_IMAGE_BYTES,
                 reduced_scale_decode: true,
+                center_crop: CenterCrop::Transformers,
                 half_precision: true,
             })
         );
@@ -803,7 +822,7 @@ mod tests {
         let config = image_config(json!({"parameters": {
             "image_mean": string("0.5, 0.5,0.5"), "image_std": string("0.25,0.25,0.25"),
             "max_pixels": string("1000"), "reduced_scale_decode": string("false"),
-            "max_image_bytes": string("4096")
+            "max_image_bytes": string("4096"), "center_crop": string("torchvision")
         }}));
         let KindSpec::ImagePreprocess(spec) = parse_value(config).unwrap() else {
             panic!("not an image model")
@@ -811,6 +830,7 @@ mod tests {
         assert_eq!((spec.mean, spec.std), ([0.5; 3], [0.25; 3]));
         assert_eq!(spec.max_image_bytes, 4096);
         assert_eq!((spec.max_pixels, spec.reduced_scale_decode), (1000, false));
+        assert_eq!(spec.center_crop, CenterCrop::Torchvision);
     }
 
     fn encoder_config(extra: serde_json::Value) -> serde_json::Value {
@@ -1085,6 +1105,10 @@ mod tests {
             (
                 image_config(json!({"parameters": {"reduced_scale_decode": string("maybe")}})),
                 "true or false",
+            ),
+            (
+                image_config(json!({"parameters": {"center_crop": string("pil")}})),
+                "center_crop='pil'; expected one of: transformers, torchvision",
             ),
         ];
         for (config, expected) in cases {

@@ -100,6 +100,10 @@ pub mod param {
     pub const MAX_IMAGE_BYTES: &str = "max_image_bytes";
     /// `true` lets JPEG decode at 1/2, 1/4 or 1/8 scale when the photo is large.
     pub const REDUCED_SCALE_DECODE: &str = "reduced_scale_decode";
+    /// Whose center crop: `transformers` (a half-pixel offset floored, the
+    /// default) or `torchvision` (rounded half to even, as open_clip's and
+    /// CLIP-as-service's transforms do).
+    pub const CENTER_CROP: &str = "center_crop";
     /// Path of `libonnxruntime.so` for `onnx_encoder` models (else `ORT_DYLIB_PATH`).
     pub const ORT_LIBRARY: &str = "ort_library";
     /// ONNX Runtime thread counts per instance (default: cores / instances, and 1).

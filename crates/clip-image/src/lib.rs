@@ -53,7 +53,7 @@ use rayon::prelude::*;
 
 pub use error::ImageError;
 pub use format::{Format, ACCEPTED_FORMATS};
-pub use options::ImageOptions;
+pub use options::{CenterCrop, ImageOptions};
 
 use normalize::Lut;
 use scratch::{sized, Decoded, Scratch, RETAIN_SCRATCH_BYTES, SCRATCH};
@@ -333,7 +333,12 @@ impl ImagePreprocessor {
             ..
         } = scratch;
         let crop = sized(crop, crop_len);
-        resize::resize_center_crop(resizer, src, decoded, orig, size, temp, crop)?;
+        let geometry = resize::CropGeometry {
+            orig,
+            size,
+            center_crop: self.options.center_crop,
+        };
+        resize::resize_center_crop(resizer, src, decoded, geometry, temp, crop)?;
         match out {
             Target::Normalised(out) => normalize::normalize(&self.lut, crop, ch, out),
             Target::Pixels(out) => normalize::to_rgb(crop, ch, out),

@@ -19,6 +19,47 @@ pub struct ImageOptions {
     /// from the reference (mean under one level: see the crate's reference test for measured figures). JPEGs with a
     /// shortest side below `4 * size` / other formats are unaffected.
     pub reduced_scale_decode: bool,
+    /// Where the crop starts when the resized margin is odd.
+    pub center_crop: CenterCrop,
+}
+
+/// The two center crops in use: they differ by one pixel when the margin
+/// the crop leaves (resized side minus `size`) is odd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CenterCrop {
+    /// transformers' `center_crop`: offset `margin // 2`.
+    #[default]
+    Transformers,
+    /// torchvision's `CenterCrop` (open_clip, OpenAI's `clip`, CLIP-as-service):
+    /// offset `round(margin / 2)` with Python's `round`, half to even.
+    Torchvision,
+}
+
+impl CenterCrop {
+    pub const ALL: [CenterCrop; 2] = [CenterCrop::Transformers, CenterCrop::Torchvision];
+
+    /// The name configs and flags use.
+    pub fn name(self) -> &'static str {
+        match self {
+            CenterCrop::Transformers => "transformers",
+            CenterCrop::Torchvision => "torchvision",
+        }
+    }
+
+    /// Reads [`CenterCrop::name`]; `None` for anything else.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The crop's first pixel along a side that leaves `margin` pixels.
+    pub fn offset(self, margin: u64) -> u64 {
+        let floor = margin / 2;
+        match self {
+            CenterCrop::Transformers => floor,
+            // An odd margin halves to floor + 0.5: up when floor is odd.
+            CenterCrop::Torchvision => floor + (margin % 2) * (floor % 2),
+        }
+    }
 }
 
 impl Default for ImageOptions {
@@ -31,6 +72,7 @@ impl Default for ImageOptions {
             std: defaults::IMAGE_STD,
             max_pixels: defaults::MAX_PIXELS,
             reduced_scale_decode: false,
+            center_crop: CenterCrop::Transformers,
         }
     }
 }

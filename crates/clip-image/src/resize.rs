@@ -4,7 +4,17 @@
 use fast_image_resize as fir;
 
 use crate::error::ImageError;
+use crate::options::CenterCrop;
 use crate::scratch::{sized, Decoded};
+
+/// Where the crop lies: the image's size before any reduced-scale decode,
+/// the output side, and whose center crop.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CropGeometry {
+    pub(crate) orig: (u32, u32),
+    pub(crate) size: u32,
+    pub(crate) center_crop: CenterCrop,
+}
 
 /// Output dimensions of transformers' `get_resize_output_image_size(size, default_to_square=False)`:
 /// shortest side -> `size`, the other `int(size * long / short)`. Returned as `(width, height)`, in u64 because
@@ -33,8 +43,11 @@ pub(crate) fn resize_center_crop(
     resizer: &mut fir::Resizer,
     src: &[u8],
     decoded: Decoded,
-    orig: (u32, u32),
-    size: u32,
+    CropGeometry {
+        orig,
+        size,
+        center_crop,
+    }: CropGeometry,
     temp: &mut Vec<u8>,
     dst: &mut [u8],
 ) -> Result<(), ImageError> {
@@ -47,9 +60,9 @@ pub(crate) fn resize_center_crop(
         3 => fir::PixelType::U8x3,
         _ => fir::PixelType::U8x4,
     };
-    // Crop offsets in the resized image (transformers' center_crop), mapped to source coordinates.
-    let left = ((new_w - size as u64) / 2) as f64;
-    let top = ((new_h - size as u64) / 2) as f64;
+    // Crop offsets in the resized image, mapped to source coordinates.
+    let left = center_crop.offset(new_w - size as u64) as f64;
+    let top = center_crop.offset(new_h - size as u64) as f64;
     let scale_x = sw as f64 / new_w as f64;
     let scale_y = sh as f64 / new_h as f64;
     let x0 = left * scale_x;
@@ -136,42 +149,73 @@ mod tests {
             let h_ref = fir::images::ImageRef::new(nw, h, &horiz, pt).unwrap();
             let mut f_img = fir::images::Image::from_slice_u8(nw, nh, &mut full, pt).unwrap();
             r.resize(&h_ref, &mut f_img, &opts).unwrap();
-            let (left, top) = ((nw - size) / 2, (nh - size) / 2);
+            for center_crop in CenterCrop::ALL {
+                let left = center_crop.offset(u64::from(nw - size)) as u32;
+                let top = center_crop.offset(u64::from(nh - size)) as u32;
 
-            let mut fused = vec![0u8; (size * size * 3) as usize];
-            let decoded = Decoded {
-                width: w,
-                height: h,
-                channels: 3,
-            };
-            resize_center_crop(
-                &mut r,
-                &src,
-                decoded,
-                (w, h),
-                size,
-                &mut Vec::new(),
-                &mut fused,
-            )
-            .unwrap();
-            let mut differing = 0usize;
-            for y in 0..size {
-                for x in 0..size {
-                    let a = ((y * size + x) * 3) as usize;
-                    let b = (((y + top) * nw + x + left) * 3) as usize;
-                    for c in 0..3 {
-                        let d = (fused[a + c] as i32 - full[b + c] as i32).abs();
-                        assert!(d <= 1, "{w}x{h}->{size} at ({x},{y}): {d} levels");
-                        differing += (d != 0) as usize;
+                let mut fused = vec![0u8; (size * size * 3) as usize];
+                let decoded = Decoded {
+                    width: w,
+                    height: h,
+                    channels: 3,
+                };
+                let geometry = CropGeometry {
+                    orig: (w, h),
+                    size,
+                    center_crop,
+                };
+                resize_center_crop(&mut r, &src, decoded, geometry, &mut Vec::new(), &mut fused)
+                    .unwrap();
+                let mut differing = 0usize;
+                for y in 0..size {
+                    for x in 0..size {
+                        let a = ((y * size + x) * 3) as usize;
+                        let b = (((y + top) * nw + x + left) * 3) as usize;
+                        for c in 0..3 {
+                            let d = (fused[a + c] as i32 - full[b + c] as i32).abs();
+                            assert!(d <= 1, "{w}x{h}->{size} at ({x},{y}): {d} levels");
+                            differing += (d != 0) as usize;
+                        }
                     }
                 }
+                let frac = differing as f64 / (3 * size * size) as f64;
+                eprintln!(
+                    "{w}x{h}->{size}: {differing} samples differ by one level ({:.4}%)",
+                    frac * 100.0
+                );
+                assert!(frac < 0.01, "{w}x{h}->{size}: {differing} samples differ");
             }
-            let frac = differing as f64 / (3 * size * size) as f64;
-            eprintln!(
-                "{w}x{h}->{size}: {differing} samples differ by one level ({:.4}%)",
-                frac * 100.0
-            );
-            assert!(frac < 0.01, "{w}x{h}->{size}: {differing} samples differ");
         }
+    }
+
+    #[test]
+    fn torchvision_rounds_half_offsets_to_even_and_transformers_floors_them() {
+        // Python: round(m / 2) for the torchvision column, m // 2 for transformers.
+        for (margin, transformers, torchvision) in [
+            (0, 0, 0),
+            (1, 0, 0),
+            (2, 1, 1),
+            (3, 1, 2),
+            (5, 2, 2),
+            (7, 3, 4),
+            (111, 55, 56),
+            (112, 56, 56),
+            (925, 462, 462),
+        ] {
+            assert_eq!(
+                CenterCrop::Transformers.offset(margin),
+                transformers,
+                "{margin}"
+            );
+            assert_eq!(
+                CenterCrop::Torchvision.offset(margin),
+                torchvision,
+                "{margin}"
+            );
+        }
+        for crop in CenterCrop::ALL {
+            assert_eq!(CenterCrop::from_name(crop.name()), Some(crop));
+        }
+        assert_eq!(CenterCrop::from_name("pil"), None);
     }
 }

@@ -33,6 +33,7 @@ impl ImagePreprocess {
             std: spec.std,
             max_pixels: spec.max_pixels,
             reduced_scale_decode: spec.reduced_scale_decode,
+            center_crop: spec.center_crop,
         };
         let preprocessor = ImagePreprocessor::new(options).map_err(|e| e.to_string())?;
         Ok(ImagePreprocess {
@@ -237,6 +238,7 @@ pub(crate) mod tests {
             max_pixels: defaults::MAX_PIXELS,
             max_image_bytes: defaults::MAX_IMAGE_BYTES,
             reduced_scale_decode: true,
+            center_crop: clip_image::CenterCrop::Transformers,
             half_precision,
         }
     }
