@@ -209,6 +209,7 @@ pub fn triton_config(data: &[u8]) {
                 std: s.std,
                 max_pixels: s.max_pixels,
                 reduced_scale_decode: s.reduced_scale_decode,
+                center_crop: s.center_crop,
             };
             match ImagePreprocessor::new(options) {
                 Ok(p) => assert!(p.pixels_per_image() >= 3),
