@@ -7,6 +7,7 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::error::{ExportError, Result};
+use crate::json_section::Section;
 
 /// Hidden-layer activation of both towers' MLPs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,7 +122,7 @@ pub struct ClipArchitecture {
 }
 
 /// Largest size [`ClipArchitecture::validate`] accepts for any dimension.
-const MAX_SIZE: usize = 1 << 24;
+pub(crate) const MAX_SIZE: usize = 1 << 24;
 
 /// The end-of-text id of the CLIP BPE vocabulary (`<|endoftext|>`).
 pub const CLIP_EOT_ID: i64 = 49407;
@@ -502,86 +503,6 @@ fn resnet_stages(stages: &[Value]) -> Result<[usize; 4]> {
             counts.len()
         ))
     })
-}
-
-/// A JSON object with its path, for error messages.
-struct Section<'a> {
-    name: String,
-    value: &'a Value,
-}
-
-impl<'a> Section<'a> {
-    fn top(value: &'a Value) -> Self {
-        Section {
-            name: "config".into(),
-            value,
-        }
-    }
-
-    fn new(parent: &'a Value, key: &str) -> Result<Self> {
-        match parent.get(key) {
-            Some(value @ Value::Object(_)) => Ok(Section {
-                name: key.into(),
-                value,
-            }),
-            Some(other) => Err(ExportError::Config(format!(
-                "{key} should be an object, found {other}"
-            ))),
-            None => Err(ExportError::Config(format!("{key} is missing"))),
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<&'a Value> {
-        self.value.get(key)
-    }
-
-    fn present(&self, key: &str) -> Option<&'a Value> {
-        self.value.get(key).filter(|v| !v.is_null())
-    }
-
-    fn usize_or(&self, key: &str, default: usize) -> Result<usize> {
-        match self.present(key) {
-            None => Ok(default),
-            Some(v) => v.as_u64().map(|n| n as usize).ok_or_else(|| {
-                ExportError::Config(format!(
-                    "{}.{key} should be a non-negative integer, found {v}",
-                    self.name
-                ))
-            }),
-        }
-    }
-
-    fn i64_or(&self, key: &str, default: i64) -> Result<i64> {
-        match self.present(key) {
-            None => Ok(default),
-            Some(v) => v.as_i64().ok_or_else(|| {
-                ExportError::Config(format!(
-                    "{}.{key} should be an integer, found {v}",
-                    self.name
-                ))
-            }),
-        }
-    }
-
-    fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
-        match self.present(key) {
-            None => Ok(default),
-            Some(v) => v.as_f64().ok_or_else(|| {
-                ExportError::Config(format!("{}.{key} should be a number, found {v}", self.name))
-            }),
-        }
-    }
-
-    fn str_or(&self, key: &str, default: &str) -> Result<String> {
-        match self.present(key) {
-            None => Ok(default.to_string()),
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(v) => Err(ExportError::Config(format!(
-                "{}.{key} should be a string, found {v}",
-                self.name
-            ))),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -110,7 +110,13 @@ pub(crate) fn textual(weights: &ClipWeights, dtype: WeightDtype) -> GraphProto {
         vec![attr_int("batch_dims", 1)],
         "text.pooled",
     );
-    let pooled = layer_norm(&mut g, arch, "text.ln_final", &pooled, &w.ln_final);
+    let pooled = layer_norm(
+        &mut g,
+        arch.layer_norm_eps,
+        "text.ln_final",
+        &pooled,
+        &w.ln_final,
+    );
     let projection = matmul_weight(&mut g, "text.projection", &w.projection);
     let out = g.op("MatMul", &[&pooled, &projection], vec![], "text.projected");
     output(&mut g, &out);
@@ -290,7 +296,7 @@ pub(crate) fn visual(
         "vision.embeddings",
     );
 
-    let mut x = layer_norm(&mut g, arch, "vision.ln_pre", &x, &w.ln_pre);
+    let mut x = layer_norm(&mut g, arch.layer_norm_eps, "vision.ln_pre", &x, &w.ln_pre);
     for (i, block) in w.blocks.iter().enumerate() {
         x = encoder_block(
             &mut g,
@@ -309,7 +315,13 @@ pub(crate) fn visual(
         vec![attr_int("axis", 1)],
         "vision.pooled",
     );
-    let pooled = layer_norm(&mut g, arch, "vision.ln_post", &pooled, &w.ln_post);
+    let pooled = layer_norm(
+        &mut g,
+        arch.layer_norm_eps,
+        "vision.ln_post",
+        &pooled,
+        &w.ln_post,
+    );
     let projection = matmul_weight(&mut g, "vision.projection", &w.projection);
     let out = g.op(
         "MatMul",
@@ -381,9 +393,9 @@ pub(crate) fn linear(g: &mut GraphBuilder, name: &str, x: &str, layer: &Linear) 
     g.op("Add", &[&y, &b], vec![], name)
 }
 
-fn layer_norm(
+pub(crate) fn layer_norm(
     g: &mut GraphBuilder,
-    arch: &ClipArchitecture,
+    epsilon: f32,
     name: &str,
     x: &str,
     ln: &LayerNorm,
@@ -393,10 +405,7 @@ fn layer_norm(
     g.op(
         "LayerNormalization",
         &[x, &scale, &bias],
-        vec![
-            attr_int("axis", -1),
-            attr_float("epsilon", arch.layer_norm_eps),
-        ],
+        vec![attr_int("axis", -1), attr_float("epsilon", epsilon)],
         name,
     )
 }
@@ -411,7 +420,48 @@ fn encoder_block(
     heads: usize,
     mask: Option<&str>,
 ) -> String {
-    let width = block.q.weight.shape[0];
+    let h = layer_norm(
+        g,
+        arch.layer_norm_eps,
+        &format!("{name}.ln_1"),
+        x,
+        &block.ln_1,
+    );
+    let attn = self_attention(
+        g,
+        &format!("{name}.attn"),
+        &h,
+        [&block.q, &block.k, &block.v, &block.out],
+        heads,
+        mask,
+    );
+    let x = g.op("Add", &[x, &attn], vec![], &format!("{name}.attn_residual"));
+
+    let h = layer_norm(
+        g,
+        arch.layer_norm_eps,
+        &format!("{name}.ln_2"),
+        &x,
+        &block.ln_2,
+    );
+    let h = linear(g, &format!("{name}.mlp.fc_1"), &h, &block.fc_1);
+    let h = activation(g, arch.activation, &format!("{name}.mlp.act"), &h);
+    let h = linear(g, &format!("{name}.mlp.fc_2"), &h, &block.fc_2);
+    g.op("Add", &[&x, &h], vec![], &format!("{name}.mlp_residual"))
+}
+
+/// Multi-head self-attention of `x` `[B, L, width]` with the q, k, v and
+/// output projections, plus `mask` on the scores; the output projection's
+/// result, before any residual.
+pub(crate) fn self_attention(
+    g: &mut GraphBuilder,
+    name: &str,
+    x: &str,
+    [q, k, v, out]: [&Linear; 4],
+    heads: usize,
+    mask: Option<&str>,
+) -> String {
+    let width = q.weight.shape[0];
     let head_dim = width / heads;
     let scale = (head_dim as f32).powf(-0.5);
 
@@ -419,10 +469,7 @@ fn encoder_block(
     // into q's weights and bias.
     let mut fused_w = vec![0.0f32; width * 3 * width];
     let mut fused_b = vec![0.0f32; 3 * width];
-    for (part, (layer, factor)) in [(&block.q, scale), (&block.k, 1.0), (&block.v, 1.0)]
-        .into_iter()
-        .enumerate()
-    {
+    for (part, (layer, factor)) in [(q, scale), (k, 1.0), (v, 1.0)].into_iter().enumerate() {
         // layer.weight is [out, in]; fused is [in, 3 * out].
         for o in 0..width {
             for i in 0..width {
@@ -433,43 +480,24 @@ fn encoder_block(
         }
     }
 
-    let h = layer_norm(g, arch, &format!("{name}.ln_1"), x, &block.ln_1);
-    let qkv_w = g.weight(
-        &format!("{name}.attn.qkv.weight"),
-        &[width, 3 * width],
-        &fused_w,
-    );
-    let qkv_b = g.weight(&format!("{name}.attn.qkv.bias"), &[3 * width], &fused_b);
+    let qkv_w = g.weight(&format!("{name}.qkv.weight"), &[width, 3 * width], &fused_w);
+    let qkv_b = g.weight(&format!("{name}.qkv.bias"), &[3 * width], &fused_b);
     let qkv = g.op(
         "MatMul",
-        &[&h, &qkv_w],
+        &[x, &qkv_w],
         vec![],
-        &format!("{name}.attn.qkv.matmul"),
+        &format!("{name}.qkv.matmul"),
     );
-    let qkv = g.op("Add", &[&qkv, &qkv_b], vec![], &format!("{name}.attn.qkv"));
-    let parts = split_heads(
-        g,
-        &format!("{name}.attn"),
-        &qkv,
-        &["q", "k", "v"],
-        heads,
-        head_dim,
-    );
+    let qkv = g.op("Add", &[&qkv, &qkv_b], vec![], &format!("{name}.qkv"));
+    let parts = split_heads(g, name, &qkv, &["q", "k", "v"], heads, head_dim);
     let ctx = attend(
         g,
-        &format!("{name}.attn"),
+        name,
         [&parts[0], &parts[1], &parts[2]],
         mask,
         &[0, 0, width as i64],
     );
-    let attn = linear(g, &format!("{name}.attn.out"), &ctx, &block.out);
-    let x = g.op("Add", &[x, &attn], vec![], &format!("{name}.attn_residual"));
-
-    let h = layer_norm(g, arch, &format!("{name}.ln_2"), &x, &block.ln_2);
-    let h = linear(g, &format!("{name}.mlp.fc_1"), &h, &block.fc_1);
-    let h = activation(g, arch.activation, &format!("{name}.mlp.act"), &h);
-    let h = linear(g, &format!("{name}.mlp.fc_2"), &h, &block.fc_2);
-    g.op("Add", &[&x, &h], vec![], &format!("{name}.mlp_residual"))
+    linear(g, &format!("{name}.out"), &ctx, out)
 }
 
 /// `[B, L, n x H x D]` (n projections side by side) -> n tensors
@@ -562,7 +590,7 @@ pub(crate) fn attend(
     )
 }
 
-fn activation(g: &mut GraphBuilder, act: Activation, name: &str, x: &str) -> String {
+pub(crate) fn activation(g: &mut GraphBuilder, act: Activation, name: &str, x: &str) -> String {
     match act {
         Activation::QuickGelu => {
             let k = g.scalar(&format!("{name}.quick_gelu_k"), 1.702);

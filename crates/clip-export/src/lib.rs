@@ -39,6 +39,7 @@
 pub mod arch;
 pub mod error;
 mod graph;
+mod json_section;
 pub mod onnx;
 pub mod quantize;
 pub mod random;

@@ -146,18 +146,7 @@ pub struct ClipWeights {
 impl ClipWeights {
     /// Memory-maps a `.safetensors` file and reads it.
     pub fn load(path: impl AsRef<Path>, arch: &ClipArchitecture) -> Result<Self> {
-        let path = path.as_ref();
-        let file = File::open(path).map_err(|e| ExportError::io(path, e))?;
-        // SAFETY: the map is only read, and only while this call runs; the
-        // weights are copied out before it is dropped. A file truncated by
-        // someone else meanwhile is the usual caveat of memory-mapped reads.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ExportError::io(path, e))?;
-        Self::from_bytes(&map, arch).map_err(|e| match e {
-            ExportError::Safetensors(msg) => {
-                ExportError::Safetensors(format!("{}: {msg}", path.display()))
-            }
-            other => other,
-        })
+        read_mapped(path.as_ref(), |bytes| Self::from_bytes(bytes, arch))
     }
 
     /// Reads safetensors bytes; the layout is detected from the key names.
@@ -167,12 +156,7 @@ impl ClipWeights {
             SafeTensors::deserialize(bytes).map_err(|e| ExportError::Safetensors(e.to_string()))?;
         let names: Vec<String> = tensors.names().into_iter().map(str::to_string).collect();
         let layout = detect_layout(&names)?;
-        let mut source = Source {
-            tensors: &tensors,
-            names: names.iter().cloned().collect(),
-            used: BTreeSet::new(),
-            layout,
-        };
+        let mut source = Source::new(&tensors, layout.name());
         let weights = match layout {
             WeightLayout::Transformers => read_transformers(&mut source, arch)?,
             WeightLayout::OpenClip => read_open_clip(&mut source, arch)?,
@@ -180,6 +164,22 @@ impl ClipWeights {
         source.finish()?;
         Ok(weights)
     }
+}
+
+/// Memory-maps a `.safetensors` file and hands its bytes to `read`; the
+/// file's path goes into safetensors' own errors.
+pub(crate) fn read_mapped<T>(path: &Path, read: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
+    let file = File::open(path).map_err(|e| ExportError::io(path, e))?;
+    // SAFETY: the map is only read, and only while this call runs; the
+    // weights are copied out before it is dropped. A file truncated by
+    // someone else meanwhile is the usual caveat of memory-mapped reads.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ExportError::io(path, e))?;
+    read(&map).map_err(|e| match e {
+        ExportError::Safetensors(msg) => {
+            ExportError::Safetensors(format!("{}: {msg}", path.display()))
+        }
+        other => other,
+    })
 }
 
 fn detect_layout(names: &[String]) -> Result<WeightLayout> {
@@ -222,17 +222,27 @@ pub(crate) struct Source<'a, 'data> {
     tensors: &'a SafeTensors<'data>,
     names: BTreeSet<String>,
     used: BTreeSet<String>,
-    layout: WeightLayout,
+    /// The key layout's name, for errors.
+    layout: &'static str,
 }
 
-impl Source<'_, '_> {
+impl<'a, 'data> Source<'a, 'data> {
+    pub(crate) fn new(tensors: &'a SafeTensors<'data>, layout: &'static str) -> Self {
+        Source {
+            tensors,
+            names: tensors.names().into_iter().map(str::to_string).collect(),
+            used: BTreeSet::new(),
+            layout,
+        }
+    }
+
     pub(crate) fn take(&mut self, key: &str, expected: &[usize]) -> Result<Tensor> {
         let view = self
             .tensors
             .tensor(key)
             .map_err(|_| ExportError::MissingKey {
                 key: key.to_string(),
-                layout: self.layout.name(),
+                layout: self.layout,
             })?;
         let found = view.shape().to_vec();
         if found != expected {
@@ -289,14 +299,14 @@ impl Source<'_, '_> {
         })
     }
 
-    fn layer_norm(&mut self, prefix: &str, width: usize) -> Result<LayerNorm> {
+    pub(crate) fn layer_norm(&mut self, prefix: &str, width: usize) -> Result<LayerNorm> {
         Ok(LayerNorm {
             weight: self.take(&format!("{prefix}.weight"), &[width])?,
             bias: self.take(&format!("{prefix}.bias"), &[width])?,
         })
     }
 
-    fn finish(self) -> Result<()> {
+    pub(crate) fn finish(self) -> Result<()> {
         let extra: Vec<&String> = self
             .names
             .iter()
@@ -317,7 +327,7 @@ impl Source<'_, '_> {
         Err(ExportError::UnexpectedKeys {
             count: extra.len(),
             keys,
-            layout: self.layout.name(),
+            layout: self.layout,
         })
     }
 }
