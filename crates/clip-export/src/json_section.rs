@@ -41,6 +41,11 @@ impl<'a> Section<'a> {
         self.value.get(key).filter(|v| !v.is_null())
     }
 
+    fn require(&self, key: &str) -> Result<&'a Value> {
+        self.present(key)
+            .ok_or_else(|| ExportError::Config(format!("{}.{key} is missing", self.name)))
+    }
+
     pub fn usize_or(&self, key: &str, default: usize) -> Result<usize> {
         self.present(key)
             .map_or(Ok(default), |v| self.as_usize(key, v))
@@ -59,6 +64,23 @@ impl<'a> Section<'a> {
     pub fn str_or(&self, key: &str, default: &str) -> Result<String> {
         self.present(key)
             .map_or(Ok(default.to_string()), |v| self.as_string(key, v))
+    }
+
+    /// A required non-negative integer.
+    pub fn usize(&self, key: &str) -> Result<usize> {
+        self.as_usize(key, self.require(key)?)
+    }
+
+    pub fn i64(&self, key: &str) -> Result<i64> {
+        self.as_i64(key, self.require(key)?)
+    }
+
+    pub fn f64(&self, key: &str) -> Result<f64> {
+        self.as_f64(key, self.require(key)?)
+    }
+
+    pub fn string(&self, key: &str) -> Result<String> {
+        self.as_string(key, self.require(key)?)
     }
 
     fn as_usize(&self, key: &str, v: &Value) -> Result<usize> {

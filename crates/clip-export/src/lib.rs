@@ -32,6 +32,10 @@
 //! - `WeightDtype::Int8` keeps the float32 graph but stores every weight
 //!   matrix as int8 per output channel, for ONNX Runtime's dynamic
 //!   quantization kernels on the CPU ([`quantize`]).
+//! - M-CLIP's multilingual text towers ([`mclip`]): [`MclipTextArchitecture`]
+//!   from an M-CLIP `config.json`, [`MclipTextWeights`] from its
+//!   safetensors, [`export_mclip_textual`] to a model taking `INPUT_IDS` and
+//!   `ATTENTION_MASK` int64 `[batch, sequence]`, [`verify_mclip_textual`].
 //! - [`OrtRuntime`] loads libonnxruntime at run time through clip-ort (a
 //!   path given, else `ORT_DYLIB_PATH`; `scripts/install-onnxruntime.sh`
 //!   installs 1.31.1).
@@ -40,6 +44,7 @@ pub mod arch;
 pub mod error;
 mod graph;
 mod json_section;
+pub mod mclip;
 pub mod onnx;
 pub mod quantize;
 pub mod random;
@@ -59,11 +64,12 @@ pub use arch::{
 };
 pub use error::{ExportError, Result};
 pub use graph::{VisualInput, BATCH_DIM};
+pub use mclip::{export_mclip_textual, MclipTextArchitecture, MclipTextWeights};
 pub use onnx::{ExternalData, ExternalDataPolicy, OnnxModel, WeightDtype, OPSET};
 pub use random::{default_text_pooling, RANDOM_INIT_STD};
 pub use verify::{
-    verify_textual, verify_visual, verify_visual_pixels, Embeddings, LoadedModel, OrtRuntime,
-    ProbeReport,
+    verify_mclip_textual, verify_textual, verify_visual, verify_visual_pixels, Embeddings,
+    LoadedModel, OrtRuntime, ProbeReport,
 };
 pub use weights::{ClipWeights, VisualWeights, WeightLayout};
 

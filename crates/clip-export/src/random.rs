@@ -1,4 +1,5 @@
-//! Seeded random weights for a [`ClipArchitecture`]: the real model's
+//! Seeded random weights for a [`ClipArchitecture`] or an M-CLIP text tower
+//! ([`MclipTextArchitecture`]): the real model's
 //! shapes and compute with meaningless values, so full-size models can be
 //! exported and benchmarked without downloading a checkpoint.
 //!
@@ -9,6 +10,7 @@
 
 use crate::arch::{ClipArchitecture, TextPooling, VisionKind};
 use crate::error::Result;
+use crate::mclip::{BertLayer, MclipTextArchitecture, MclipTextWeights};
 use crate::resnet_weights::{
     block_shapes, stem_shapes, AttentionPool, Bottleneck, Conv, ResNetWeights,
 };
@@ -191,6 +193,39 @@ impl ClipWeights {
             text,
             vision,
             logit_scale: Some(INITIAL_LOGIT_SCALE),
+        })
+    }
+}
+
+impl MclipTextWeights {
+    /// Random weights of an M-CLIP text tower's shapes, the same for the
+    /// same `seed`; the embeddings they produce mean nothing.
+    pub fn random(arch: &MclipTextArchitecture, seed: u64) -> Result<Self> {
+        arch.validate()?;
+        let mut init = Init {
+            rng: SplitMix64(seed),
+        };
+        let e = &arch.encoder;
+        let width = e.width;
+        Ok(MclipTextWeights {
+            arch: *arch,
+            word_embeddings: init.normal(vec![e.vocab_size, width]),
+            position_embeddings: init.normal(vec![e.max_positions, width]),
+            token_type_embedding: init.normal(vec![width]),
+            embeddings_norm: layer_norm(width),
+            layers: (0..e.layers)
+                .map(|_| BertLayer {
+                    q: init.linear(width, width),
+                    k: init.linear(width, width),
+                    v: init.linear(width, width),
+                    attention_out: init.linear(width, width),
+                    attention_norm: layer_norm(width),
+                    intermediate: init.linear(e.mlp_width, width),
+                    output: init.linear(width, e.mlp_width),
+                    output_norm: layer_norm(width),
+                })
+                .collect(),
+            projection: init.linear(arch.embed_dim, width),
         })
     }
 }

@@ -3,12 +3,13 @@
 
 use std::path::Path;
 
-use clip_contract::tensor;
+use clip_contract::{defaults, tensor};
 use ort::session::Session;
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType};
 
 use crate::arch::{ClipArchitecture, TextPooling};
 use crate::error::{ExportError, Result};
+use crate::mclip::MclipTextArchitecture;
 use crate::onnx::OnnxModel;
 
 /// ONNX Runtime as loaded into this process, through clip-ort (one library
@@ -296,7 +297,45 @@ pub fn verify_textual(
     let out = loaded
         .embed_text(&ids, PROBE_BATCH)
         .map_err(|e| verification("textual", e.to_string()))?;
-    check(&out, arch, "textual")
+    check(&out, arch.embed_dim, "textual")
+}
+
+/// Loads the M-CLIP textual model and runs a probe batch of
+/// [`defaults::CONTEXT_LENGTH`] columns: a short row padded with the pad id
+/// (mask 0), a row holding the pad id as a real token (mask 1), and a row
+/// with no padding. Checks the output is `[batch, embed_dim]` and finite.
+pub fn verify_mclip_textual(
+    runtime: &OrtRuntime,
+    model: &OnnxModel,
+    arch: &MclipTextArchitecture,
+) -> Result<ProbeReport> {
+    let ctx = defaults::CONTEXT_LENGTH.min(arch.encoder.max_sequence());
+    let vocab = arch.encoder.vocab_size as i64;
+    let pad = arch.encoder.pad_token_id;
+    let word = |i: usize| (i as i64 * 7919 + 5) % vocab;
+    let mut ids = Vec::with_capacity(PROBE_BATCH * ctx);
+    let mut mask = Vec::with_capacity(PROBE_BATCH * ctx);
+    for row in 0..PROBE_BATCH {
+        let length = match row {
+            0 => ctx.min(5),
+            _ => ctx,
+        };
+        for i in 0..ctx {
+            let real = i < length;
+            let literal_pad = row == 1 && i == 2;
+            ids.push(if !real || literal_pad {
+                pad
+            } else {
+                word(row * ctx + i)
+            });
+            mask.push(i64::from(real));
+        }
+    }
+    let mut loaded = runtime.session(model)?;
+    let out = loaded
+        .embed_tokens(&ids, Some(&mask), PROBE_BATCH)
+        .map_err(|e| verification("mclip_textual", e.to_string()))?;
+    check(&out, arch.embed_dim, "mclip_textual")
 }
 
 /// Loads the visual model and runs a probe batch of smooth synthetic images
@@ -322,7 +361,7 @@ pub fn verify_visual(
     let out = loaded
         .embed_images(&pixels, PROBE_BATCH, s)
         .map_err(|e| verification("visual", e.to_string()))?;
-    check(&out, arch, "visual")
+    check(&out, arch.embed_dim, "visual")
 }
 
 /// Loads the pixel path's visual model and runs a probe batch of uint8 HWC
@@ -340,7 +379,7 @@ pub fn verify_visual_pixels(
     let out = loaded
         .embed_pixels(&pixels, PROBE_BATCH, s)
         .map_err(|e| verification("visual_pixels", e.to_string()))?;
-    check(&out, arch, "visual_pixels")
+    check(&out, arch.embed_dim, "visual_pixels")
 }
 
 fn verification(model: &str, message: String) -> ExportError {
@@ -350,8 +389,8 @@ fn verification(model: &str, message: String) -> ExportError {
     }
 }
 
-fn check(out: &Embeddings, arch: &ClipArchitecture, model: &str) -> Result<ProbeReport> {
-    let expected = vec![PROBE_BATCH as i64, arch.embed_dim as i64];
+fn check(out: &Embeddings, embed_dim: usize, model: &str) -> Result<ProbeReport> {
+    let expected = vec![PROBE_BATCH as i64, embed_dim as i64];
     if out.shape != expected {
         return Err(verification(
             model,
