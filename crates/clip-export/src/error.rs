@@ -17,6 +17,14 @@ pub enum ExportError {
     #[error("safetensors: {0}")]
     Safetensors(String),
 
+    /// A torch.save checkpoint that cannot be read; `path` when it came from a file.
+    #[error("torch checkpoint{}: {source}", .path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    TorchCheckpoint {
+        path: Option<PathBuf>,
+        #[source]
+        source: crate::torch_zip::TorchError,
+    },
+
     #[error(
         "weights match neither the transformers layout (text_model.*, vision_model.*) nor open_clip's \
          (transformer.resblocks.*, visual.*); first keys: {first_keys}"
@@ -55,6 +63,12 @@ pub enum ExportError {
 
     #[error("verification of {model}: {message}")]
     Verification { model: String, message: String },
+}
+
+impl From<crate::torch_zip::TorchError> for ExportError {
+    fn from(source: crate::torch_zip::TorchError) -> Self {
+        ExportError::TorchCheckpoint { path: None, source }
+    }
 }
 
 pub type Result<T, E = ExportError> = std::result::Result<T, E>;

@@ -46,12 +46,16 @@ mod graph;
 mod json_section;
 pub mod mclip;
 pub mod onnx;
+mod pickle;
 pub mod quantize;
 pub mod random;
 mod resnet;
 pub mod resnet_weights;
+mod tensor_store;
+pub mod torch_zip;
 pub mod verify;
 pub mod weights;
+mod zip_archive;
 
 /// The ONNX protobuf types (this crate's subset of onnx.proto).
 pub mod proto {
@@ -67,6 +71,7 @@ pub use graph::{VisualInput, BATCH_DIM};
 pub use mclip::{export_mclip_textual, MclipTextArchitecture, MclipTextWeights};
 pub use onnx::{ExternalData, ExternalDataPolicy, OnnxModel, WeightDtype, OPSET};
 pub use random::{default_text_pooling, RANDOM_INIT_STD};
+pub use torch_zip::{StridedTensor, TorchCheckpoint, TorchError};
 pub use verify::{
     verify_mclip_textual, verify_textual, verify_visual, verify_visual_pixels, Embeddings,
     LoadedModel, OrtRuntime, ProbeReport,

@@ -1,6 +1,6 @@
-//! CLIP weights from a safetensors file, in transformers' or open_clip's key
-//! layout, mapped onto one internal description and checked against a
-//! [`ClipArchitecture`].
+//! CLIP weights from a safetensors file or a torch.save zip checkpoint
+//! ([`crate::torch_zip`]), in transformers' or open_clip's key layout, mapped
+//! onto one internal description and checked against a [`ClipArchitecture`].
 //!
 //! Every matrix is kept the way `torch.nn.Linear` stores it, `[out, in]`;
 //! open_clip's projection parameters (used as `x @ proj`, `[in, out]`) are
@@ -11,11 +11,10 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors};
-
 use crate::arch::{ClipArchitecture, VisionKind};
 use crate::error::{ExportError, Result};
 use crate::resnet_weights::{read_open_clip_resnet, ResNetWeights};
+use crate::tensor_store::TensorStore;
 
 /// A dense row-major f32 tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -144,17 +143,18 @@ pub struct ClipWeights {
 }
 
 impl ClipWeights {
-    /// Memory-maps a `.safetensors` file and reads it.
+    /// Memory-maps a safetensors file or a torch.save zip checkpoint
+    /// (`.bin`, `.pt`; told apart by content) and reads it.
     pub fn load(path: impl AsRef<Path>, arch: &ClipArchitecture) -> Result<Self> {
         read_mapped(path.as_ref(), |bytes| Self::from_bytes(bytes, arch))
     }
 
-    /// Reads safetensors bytes; the layout is detected from the key names.
+    /// Reads safetensors or torch checkpoint bytes; the layout is detected
+    /// from the key names.
     pub fn from_bytes(bytes: &[u8], arch: &ClipArchitecture) -> Result<Self> {
         arch.validate()?;
-        let tensors =
-            SafeTensors::deserialize(bytes).map_err(|e| ExportError::Safetensors(e.to_string()))?;
-        let names: Vec<String> = tensors.names().into_iter().map(str::to_string).collect();
+        let tensors = TensorStore::parse(bytes)?;
+        let names = tensors.names();
         let layout = detect_layout(&names)?;
         let mut source = Source::new(&tensors, layout.name());
         let weights = match layout {
@@ -166,8 +166,8 @@ impl ClipWeights {
     }
 }
 
-/// Memory-maps a `.safetensors` file and hands its bytes to `read`; the
-/// file's path goes into safetensors' own errors.
+/// Memory-maps a weights file and hands its bytes to `read`; the file's
+/// path goes into the safetensors and torch readers' own errors.
 pub(crate) fn read_mapped<T>(path: &Path, read: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
     let file = File::open(path).map_err(|e| ExportError::io(path, e))?;
     // SAFETY: the map is only read, and only while this call runs; the
@@ -178,6 +178,10 @@ pub(crate) fn read_mapped<T>(path: &Path, read: impl FnOnce(&[u8]) -> Result<T>)
         ExportError::Safetensors(msg) => {
             ExportError::Safetensors(format!("{}: {msg}", path.display()))
         }
+        ExportError::TorchCheckpoint { source, .. } => ExportError::TorchCheckpoint {
+            path: Some(path.to_path_buf()),
+            source,
+        },
         other => other,
     })
 }
@@ -219,7 +223,7 @@ fn ignorable(name: &str) -> bool {
 }
 
 pub(crate) struct Source<'a, 'data> {
-    tensors: &'a SafeTensors<'data>,
+    tensors: &'a TensorStore<'data>,
     names: BTreeSet<String>,
     used: BTreeSet<String>,
     /// The key layout's name, for errors.
@@ -227,24 +231,21 @@ pub(crate) struct Source<'a, 'data> {
 }
 
 impl<'a, 'data> Source<'a, 'data> {
-    pub(crate) fn new(tensors: &'a SafeTensors<'data>, layout: &'static str) -> Self {
+    pub(crate) fn new(tensors: &'a TensorStore<'data>, layout: &'static str) -> Self {
         Source {
             tensors,
-            names: tensors.names().into_iter().map(str::to_string).collect(),
+            names: tensors.names().into_iter().collect(),
             used: BTreeSet::new(),
             layout,
         }
     }
 
     pub(crate) fn take(&mut self, key: &str, expected: &[usize]) -> Result<Tensor> {
-        let view = self
-            .tensors
-            .tensor(key)
-            .map_err(|_| ExportError::MissingKey {
-                key: key.to_string(),
-                layout: self.layout,
-            })?;
-        let found = view.shape().to_vec();
+        let missing = || ExportError::MissingKey {
+            key: key.to_string(),
+            layout: self.layout,
+        };
+        let found = self.tensors.shape(key).ok_or_else(missing)?;
         if found != expected {
             return Err(ExportError::ShapeMismatch {
                 key: key.to_string(),
@@ -252,27 +253,7 @@ impl<'a, 'data> Source<'a, 'data> {
                 found,
             });
         }
-        let bytes = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(ExportError::UnsupportedDtype {
-                    key: key.to_string(),
-                    dtype: format!("{other:?}"),
-                })
-            }
-        };
+        let data = self.tensors.read_f32(key).ok_or_else(missing)??;
         if data.iter().any(|v| !v.is_finite()) {
             return Err(ExportError::NonFinite {
                 key: key.to_string(),
@@ -284,10 +265,9 @@ impl<'a, 'data> Source<'a, 'data> {
 
     /// A scalar that may be stored with shape `[]` or `[1]`; absent is `None`.
     fn scalar(&mut self, key: &str) -> Result<Option<f32>> {
-        let Ok(view) = self.tensors.tensor(key) else {
+        let Some(shape) = self.tensors.shape(key) else {
             return Ok(None);
         };
-        let shape = view.shape().to_vec();
         let expected: &[usize] = if shape.is_empty() { &[] } else { &[1] };
         Ok(Some(self.take(key, expected)?.data[0]))
     }

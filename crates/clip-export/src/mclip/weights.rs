@@ -1,13 +1,13 @@
-//! An M-CLIP text tower's weights from a safetensors file with M-CLIP's
+//! An M-CLIP text tower's weights from a safetensors file or torch
+//! checkpoint with M-CLIP's
 //! key names (`transformer.*` for the base encoder, `LinearTransformation.*`),
 //! checked against a [`MclipTextArchitecture`].
 
 use std::path::Path;
 
-use safetensors::SafeTensors;
-
 use super::arch::MclipTextArchitecture;
 use crate::error::{ExportError, Result};
+use crate::tensor_store::TensorStore;
 use crate::weights::{read_mapped, LayerNorm, Linear, Source, Tensor};
 
 /// The key layout's name in errors.
@@ -47,18 +47,18 @@ pub struct MclipTextWeights {
 }
 
 impl MclipTextWeights {
-    /// Memory-maps a `.safetensors` file and reads it.
+    /// Memory-maps a safetensors file or a torch.save zip checkpoint (the
+    /// hub's M-CLIP repositories publish `pytorch_model.bin`) and reads it.
     pub fn load(path: impl AsRef<Path>, arch: &MclipTextArchitecture) -> Result<Self> {
         read_mapped(path.as_ref(), |bytes| Self::from_bytes(bytes, arch))
     }
 
-    /// Reads safetensors bytes. The pooler (`transformer.pooler.dense.*`),
+    /// Reads safetensors or torch checkpoint bytes. The pooler (`transformer.pooler.dense.*`),
     /// which M-CLIP never uses, may be there; any other key the tower has no
     /// place for is refused.
     pub fn from_bytes(bytes: &[u8], arch: &MclipTextArchitecture) -> Result<Self> {
         arch.validate()?;
-        let tensors =
-            SafeTensors::deserialize(bytes).map_err(|e| ExportError::Safetensors(e.to_string()))?;
+        let tensors = TensorStore::parse(bytes)?;
         let mut src = Source::new(&tensors, MCLIP_LAYOUT);
         let weights = read(&mut src, arch)?;
         src.finish()?;
