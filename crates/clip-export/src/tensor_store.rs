@@ -1,7 +1,7 @@
 //! Where [`crate::weights`] reads named tensors from: a safetensors file or
 //! a torch.save zip checkpoint, told apart by their first bytes (a zip
-//! local header, a bare pickle, else a safetensors header), not by the
-//! file's name.
+//! local header, the legacy format's pickled magic number, else a
+//! safetensors header), not by the file's name.
 
 use safetensors::{Dtype, SafeTensors};
 
@@ -53,7 +53,7 @@ impl<'data> TensorStore<'data> {
         if torch_zip::is_zip(bytes) {
             return Ok(TensorStore::Torch(TorchCheckpoint::parse(bytes)?));
         }
-        if torch_zip::is_bare_pickle(bytes) {
+        if torch_zip::is_legacy(bytes) {
             return Err(TorchError::LegacyFormat.into());
         }
         SafeTensors::deserialize(bytes)

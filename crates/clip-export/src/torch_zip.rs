@@ -69,10 +69,30 @@ pub fn is_zip(bytes: &[u8]) -> bool {
     bytes.starts_with(ZIP_MAGIC)
 }
 
-/// Whether `bytes` start like a bare pickle (PROTO 2 or later), as the
-/// legacy torch.save format does.
-pub fn is_bare_pickle(bytes: &[u8]) -> bool {
-    matches!(bytes, [0x80, 2..=5, ..])
+/// The legacy format's first pickle: torch's magic number 0x1950a86a20f9469cfc6c as LONG1.
+const LEGACY_MAGIC: [u8; 12] = [
+    0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19,
+];
+
+/// Whether `bytes` start like the legacy torch.save format (before torch
+/// 1.6): a bare pickle of torch's magic number (PROTO 2 to 5, a FRAME from
+/// protocol 4 on).
+pub fn is_legacy(bytes: &[u8]) -> bool {
+    let [0x80, 2..=5, rest @ ..] = bytes else {
+        return false;
+    };
+    let rest = match rest {
+        [0x95, _, _, _, _, _, _, _, _, framed @ ..] => framed,
+        _ => rest,
+    };
+    rest.starts_with(&LEGACY_MAGIC)
+}
+
+/// TorchScript's records (`<archive>/constants.pkl`, `<archive>/code/...`),
+/// which torch.save never writes.
+fn is_torchscript_record(name: &str) -> bool {
+    name.split_once('/')
+        .is_some_and(|(_, rest)| rest == "constants.pkl" || rest.starts_with("code/"))
 }
 
 /// A tensor of a checkpoint: a strided view of a storage record.
@@ -157,21 +177,17 @@ impl<'data> TorchCheckpoint<'data> {
     /// the state dict against its storage record (CRC-32 included).
     pub fn parse(bytes: &'data [u8]) -> Result<Self, TorchError> {
         if !is_zip(bytes) {
-            return Err(if is_bare_pickle(bytes) {
+            return Err(if is_legacy(bytes) {
                 TorchError::LegacyFormat
             } else {
                 TorchError::Zip("no zip local header at the start".into())
             });
         }
         let archive = ZipArchive::parse(bytes)?;
-        let prefix = archive_prefix(&archive)?;
-        if archive.contains(&format!("{prefix}/constants.pkl"))
-            || archive
-                .names()
-                .any(|n| n.starts_with(&format!("{prefix}/code/")))
-        {
+        if archive.names().any(is_torchscript_record) {
             return Err(TorchError::TorchScript);
         }
+        let prefix = archive_prefix(&archive)?;
         check_byte_order(&archive, &prefix)?;
         let pickle = archive.read(&format!("{prefix}/data.pkl"))?;
         Self::from_pickle(&archive, &prefix, pickle)
@@ -478,6 +494,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("a list"));
+    }
+
+    #[test]
+    fn legacy_files_are_told_from_safetensors_headers() {
+        let legacy = [&[0x80, 2][..], &LEGACY_MAGIC, b"."].concat();
+        assert!(is_legacy(&legacy));
+        let framed = [
+            &[0x80, 4, 0x95][..],
+            &[14, 0, 0, 0, 0, 0, 0, 0],
+            &LEGACY_MAGIC,
+        ]
+        .concat();
+        assert!(is_legacy(&framed));
+        // a safetensors file with a 640-byte header starts 0x80 0x02 too
+        assert!(!is_legacy(&[0x80, 2, 0, 0, 0, 0, 0, 0, b'{', b'"']));
     }
 
     #[test]

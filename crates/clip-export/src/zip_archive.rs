@@ -227,3 +227,76 @@ fn apply_zip64(entry: &mut Entry, mut extra: &[u8]) -> Option<()> {
     }
     Some(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-record archive whose directory uses zip64 throughout (as
+    /// archives past 4 GiB must: every 32-bit field saturated), followed by
+    /// an archive comment.
+    fn zip64_archive(name: &str, data: &[u8], crc: u32) -> Vec<u8> {
+        let name_len = (name.len() as u16).to_le_bytes();
+        let mut out = LOCAL_HEADER.to_le_bytes().to_vec();
+        out.extend([20, 0, 8, 0, 0, 0, 0, 0, 0, 0]); // version, flags (descriptor), method, time, date
+        out.extend([0; 12]); // crc and sizes: in the directory
+        out.extend(name_len);
+        out.extend([0, 0]);
+        out.extend(name.as_bytes());
+        out.extend(data);
+        let directory = out.len() as u64;
+        out.extend(CENTRAL_HEADER.to_le_bytes());
+        out.extend([45, 3, 45, 0, 8, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend(crc.to_le_bytes());
+        out.extend([0xff; 8]); // sizes: in the zip64 extra field
+        out.extend(name_len);
+        out.extend(28u16.to_le_bytes());
+        out.extend([0; 10]); // comment length, disk, attributes
+        out.extend([0xff; 4]); // offset: in the zip64 extra field
+        out.extend(name.as_bytes());
+        out.extend(ZIP64_EXTRA.to_le_bytes());
+        out.extend(24u16.to_le_bytes());
+        out.extend((data.len() as u64).to_le_bytes());
+        out.extend((data.len() as u64).to_le_bytes());
+        out.extend(0u64.to_le_bytes());
+        let directory_size = out.len() as u64 - directory;
+        let end64 = out.len() as u64;
+        out.extend(ZIP64_END_OF_DIRECTORY.to_le_bytes());
+        out.extend(44u64.to_le_bytes());
+        out.extend([45, 3, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend(1u64.to_le_bytes());
+        out.extend(1u64.to_le_bytes());
+        out.extend(directory_size.to_le_bytes());
+        out.extend(directory.to_le_bytes());
+        out.extend(ZIP64_LOCATOR.to_le_bytes());
+        out.extend(0u32.to_le_bytes());
+        out.extend(end64.to_le_bytes());
+        out.extend(1u32.to_le_bytes());
+        out.extend(END_OF_DIRECTORY.to_le_bytes());
+        out.extend([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        out.extend([0xff; 8]);
+        out.extend(7u16.to_le_bytes());
+        out.extend(b"comment");
+        out
+    }
+
+    #[test]
+    fn zip64_directories_and_comments() {
+        let data = b"little";
+        let bytes = zip64_archive("a/byteorder", data, crc32fast::hash(data));
+        let archive = ZipArchive::parse(&bytes).unwrap();
+        assert_eq!(archive.names().collect::<Vec<_>>(), ["a/byteorder"]);
+        assert_eq!(archive.read("a/byteorder").unwrap(), data);
+        assert!(matches!(archive.read("a/version"), Err(TorchError::Zip(_))));
+    }
+
+    #[test]
+    fn a_wrong_crc_is_refused() {
+        let bytes = zip64_archive("a/data/0", b"\x00\x00\x80\x3f", 0x1234_5678);
+        let err = ZipArchive::parse(&bytes)
+            .unwrap()
+            .read("a/data/0")
+            .unwrap_err();
+        assert!(err.to_string().contains("CRC-32"), "{err}");
+    }
+}

@@ -104,11 +104,18 @@ fn bf16_checkpoint_reads_the_weights_rounded_to_bf16() {
 
 #[test]
 fn strided_and_shared_views_read_as_torch_reads_them() {
-    let bytes = read("views.bin");
-    let checkpoint = TorchCheckpoint::parse(&bytes).unwrap();
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(path("views.json")).unwrap()).unwrap();
     let expected = expected.as_object().unwrap();
+    // pickle protocol 2 (torch.save's default) and 4 (FRAME, MEMOIZE, STACK_GLOBAL)
+    for file in ["views.bin", "views_protocol4.bin"] {
+        let bytes = read(file);
+        let checkpoint = TorchCheckpoint::parse(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+        views_match(&checkpoint, expected);
+    }
+}
+
+fn views_match(checkpoint: &TorchCheckpoint, expected: &serde_json::Map<String, Value>) {
     let mut names: Vec<&str> = checkpoint.names().collect();
     names.sort_unstable();
     let mut wanted: Vec<&str> = expected.keys().map(String::as_str).collect();
@@ -131,9 +138,11 @@ fn strided_and_shared_views_read_as_torch_reads_them() {
 
 #[test]
 fn legacy_format_is_refused() {
-    let (err, message) = load_err("legacy.bin");
-    assert!(matches!(err, TorchError::LegacyFormat), "{err:?}");
-    assert!(message.contains("legacy.bin") && message.contains("before torch 1.6"));
+    for file in ["legacy.bin", "legacy_protocol4.bin"] {
+        let (err, message) = load_err(file);
+        assert!(matches!(err, TorchError::LegacyFormat), "{file}: {err:?}");
+        assert!(message.contains(file) && message.contains("before torch 1.6"));
+    }
 }
 
 #[test]
