@@ -15,7 +15,7 @@ use clip_export::{ClipArchitecture, ClipWeights, ExportOptions, OrtRuntime, Weig
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [config, weights, out, rest @ ..] = &args[..] else {
-        eprintln!("usage: export CONFIG.json WEIGHTS.safetensors OUT_DIR [fp16|int8]");
+        eprintln!("usage: export CONFIG.json WEIGHTS(.safetensors|.bin) OUT_DIR [fp16|int8]");
         std::process::exit(2);
     };
     let dtype = match rest.first().map(String::as_str) {

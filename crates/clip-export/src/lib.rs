@@ -1,4 +1,4 @@
-//! CLIP safetensors weights to ONNX, in Rust.
+//! CLIP weights (safetensors, or torch.save checkpoints) to ONNX, in Rust.
 //!
 //! ```no_run
 //! use clip_export::{ClipArchitecture, ClipWeights, ExportOptions, OrtRuntime};
@@ -23,7 +23,19 @@
 //! - [`ClipArchitecture`] comes from a transformers `config.json` or an
 //!   open_clip `open_clip_config.json`.
 //! - [`ClipWeights`] reads either key layout (detected from the names) and
-//!   checks every tensor's shape.
+//!   checks every tensor's shape, from a safetensors file or a PyTorch
+//!   checkpoint in torch.save's zip format (torch >= 1.6: `pytorch_model.bin`,
+//!   `open_clip_pytorch_model.bin`, `.pt`), told apart by the first bytes.
+//!   The checkpoint is read without Python ([`torch_zip`]): its pickle by a
+//!   reader that calls nothing and refuses every global but OrderedDict,
+//!   torch's tensor rebuilders and typed storages; its tensors as strided
+//!   views of the memory-mapped storage records (f32, f16, bf16), each record
+//!   CRC-checked. The state dict is the top-level dict or the one under
+//!   `state_dict` (a `module.` prefix dropped, as open_clip does) or `model`.
+//!   Refused, each with its own [`TorchError`]: the legacy format (before
+//!   torch 1.6), TorchScript archives (openai's `.pt` files), big-endian
+//!   checkpoints, compressed, truncated or corrupt archives, storages shorter
+//!   than their views.
 //! - The textual model maps `INPUT_IDS` int64 `[batch, context]` to
 //!   `EMBEDDING` float `[batch, embed_dim]`; the visual model maps
 //!   `PIXEL_VALUES` float `[batch, 3, S, S]` to `EMBEDDING`. Opset 17, weights
