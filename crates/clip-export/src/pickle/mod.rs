@@ -79,13 +79,9 @@ impl Machine<'_> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
-    fn len_prefixed(&mut self, len: u64) -> Result<&[u8], TorchError> {
-        let len = usize::try_from(len).map_err(|_| self.error("a string longer than memory"))?;
-        self.bytes(len)
-    }
-
     fn string(&mut self, len: u64) -> Result<Value, TorchError> {
-        let bytes = self.len_prefixed(len)?;
+        let len = usize::try_from(len).map_err(|_| self.error("a string longer than memory"))?;
+        let bytes = self.bytes(len)?;
         match std::str::from_utf8(bytes) {
             Ok(s) => Ok(Value::Str(Arc::from(s))),
             Err(_) => Err(self.error("a string that is not UTF-8")),
@@ -360,11 +356,8 @@ impl Machine<'_> {
     }
 
     fn tuple(&self, value: &Value) -> Option<&[Value]> {
-        match value {
-            Value::Object(i) => match self.heap.get(*i) {
-                Some(Object::Tuple(items)) => Some(items),
-                _ => None,
-            },
+        match self.heap_of(value) {
+            Some(Object::Tuple(items)) => Some(items),
             _ => None,
         }
     }
@@ -402,6 +395,11 @@ impl Machine<'_> {
                 let tensor = self.tensor(storage, offset, size, stride)?;
                 self.push_object(Object::Tensor(tensor));
             }
+            // (_rebuild_tensor_v2, torch.Tensor or Parameter, its arguments, attributes)
+            (
+                Global::RebuildFromTypeV2,
+                [Value::Global(Global::RebuildTensorV2), Value::Global(Global::TensorType), inner, _],
+            ) => self.reduce(Value::Global(Global::RebuildTensorV2), inner.clone())?,
             // (data, requires_grad, backward_hooks[, state]): the data is the tensor
             (Global::RebuildParameter, [data, _, _])
             | (Global::RebuildParameterWithState, [data, _, _, _])

@@ -69,6 +69,12 @@ pub(crate) enum Global {
     RebuildTensorV2,
     RebuildParameter,
     RebuildParameterWithState,
+    /// `torch._tensor._rebuild_from_type_v2(func, type, args, state)`: a
+    /// tensor with Python attributes (the state, which is dropped).
+    RebuildFromTypeV2,
+    /// `torch.Tensor` and `torch.nn.parameter.Parameter`, only as
+    /// `_rebuild_from_type_v2`'s type.
+    TensorType,
     Storage(StorageDtype),
 }
 
@@ -79,6 +85,8 @@ impl Global {
             ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
             ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
             ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
+            ("torch._tensor", "_rebuild_from_type_v2") => Global::RebuildFromTypeV2,
+            ("torch", "Tensor") | ("torch.nn.parameter", "Parameter") => Global::TensorType,
             ("torch", class) => match StorageDtype::from_class(class) {
                 Some(dtype) => Global::Storage(dtype),
                 None => return Err(forbidden(module, name)),
