@@ -1,7 +1,7 @@
 //! PyTorch checkpoints in torch.save's zip format (torch >= 1.6):
 //! `<archive>/data.pkl` (the pickled object), `<archive>/data/<key>` (one
 //! record per storage), `<archive>/byteorder`. The pickle is read by
-//! [`crate::pickle`], which calls no Python; tensors stay strided views of
+//! this crate's pickle reader, which calls no Python; tensors stay strided views of
 //! the memory-mapped records until one is read.
 //!
 //! The state dict is the top-level dict, or the dict under `state_dict` (as
