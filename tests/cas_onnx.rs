@@ -9,25 +9,15 @@
 //! through the files in ONNX Runtime. With `--center-crop torchvision` the
 //! images come back as open_clip's own transform embeds them.
 
-use clip_client::{cosine, Error, Triton};
+use clip_client::{cosine, Triton};
 use clip_contract::{model, tensor};
 use harness::fixture;
 use harness::fixtures::{cas_onnx, EndToEnd};
-use harness::grpc::assert_verified;
+use harness::grpc::{assert_verified, burst, embed};
 use harness::server::{onnxruntime_library, repo_gen, Server};
 
 const TEXT_COSINE: f32 = 0.9999;
 const IMAGE_COSINE: f32 = 0.999;
-
-async fn embed(
-    client: &Triton,
-    model: &str,
-    input: &str,
-    items: &[Vec<u8>],
-) -> Result<Vec<Vec<f32>>, Error> {
-    let items: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
-    harness::grpc::embed(client, model, input, &items).await
-}
 
 fn generate(out: &std::path::Path, extra: &[&str]) {
     let status = std::process::Command::new(repo_gen())
@@ -46,51 +36,6 @@ fn generate(out: &std::path::Path, extra: &[&str]) {
         .status()
         .expect("run repo-gen");
     assert!(status.success(), "repo-gen failed");
-}
-
-/// Sends, all at once: every item in one request, and for each position a
-/// request of the first three items with a bad one there. Each good row
-/// must match `want`; each bad request must fail naming its element.
-async fn burst(
-    client: &Triton,
-    (ensemble, input): (&str, &str),
-    items: &[Vec<u8>],
-    bad: &[u8],
-    (want, threshold): (&[Vec<f32>], f32),
-) {
-    let mut requests = vec![(None, items.to_vec())];
-    for position in 0..3 {
-        let mut three = items[..3].to_vec();
-        three[position] = bad.to_vec();
-        requests.push((Some(position), three));
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for (bad_at, items) in requests {
-        let (client, ensemble, input) = (client.clone(), ensemble.to_owned(), input.to_owned());
-        tasks.spawn(async move { (bad_at, embed(&client, &ensemble, &input, &items).await) });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        match joined.expect("request task") {
-            (None, Ok(rows)) => {
-                assert_eq!(rows.len(), want.len());
-                for (index, (got, want)) in rows.iter().zip(want).enumerate() {
-                    let similarity = cosine(got, want);
-                    assert!(
-                        similarity >= threshold,
-                        "{ensemble} item {index}: cosine {similarity}"
-                    );
-                }
-            }
-            (Some(position), Err(Error::Status { code, message, .. })) => {
-                assert_eq!(code, tonic::Code::InvalidArgument, "{message}");
-                assert!(
-                    message.contains(&format!("element {position}")),
-                    "{ensemble}, bad element {position}: {message}"
-                );
-            }
-            (bad_at, outcome) => panic!("{ensemble}, bad element at {bad_at:?}: {outcome:?}"),
-        }
-    }
 }
 
 #[test]
@@ -186,6 +131,7 @@ fn the_torchvision_crop_serves_open_clip_pipeline_embeddings() {
     harness::runtime().block_on(async {
         let client = Triton::connect(&server.grpc_url).await.expect("connect");
         let files: Vec<Vec<u8>> = images.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        let files: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
         let got = embed(&client, model::IMAGE_ENSEMBLE, tensor::IMAGE, &files)
             .await
             .unwrap();

@@ -120,8 +120,20 @@ pub struct ModelFiles {
     pub config: PathBuf,
     /// The safetensors weights.
     pub weights: PathBuf,
-    /// Hugging Face `tokenizer.json`.
+    /// Hugging Face `tokenizer.json` (the multilingual tower's, for M-CLIP).
     pub tokenizer: PathBuf,
+    /// M-CLIP's text tower; `config` and `weights` are then the CLIP whose
+    /// image tower it pairs with.
+    pub multilingual: Option<MultilingualFiles>,
+}
+
+/// An M-CLIP text tower's files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MultilingualFiles {
+    /// M-CLIP's `config.json` (`model_type` "M-CLIP").
+    pub config: PathBuf,
+    /// `pytorch_model.bin` or a safetensors file.
+    pub weights: PathBuf,
 }
 
 /// Why the hub did not deliver a model's files.
@@ -186,13 +198,31 @@ pub enum DownloadError {
 /// The model's config, weights and tokenizer, from the cache when they are
 /// there and from the hub otherwise (never the hub when `options.offline`).
 pub fn fetch(spec: &ModelSpec, options: &HubOptions) -> Result<ModelFiles, DownloadError> {
-    let paths = fetch_files(&spec.hub, options)?;
-    let [config, weights, tokenizer] = paths;
+    let Some(text) = &spec.multilingual else {
+        let [config, weights, tokenizer] = fetch_files(&spec.hub, options)?;
+        return Ok(ModelFiles {
+            layout: spec.layout,
+            config,
+            weights,
+            tokenizer,
+            multilingual: None,
+        });
+    };
+    // M-CLIP: the multilingual tower's three files, and the image tower's
+    // CLIP without its (unused) tokenizer.
+    let [text_config, text_weights, tokenizer] = fetch_files(&text.hub, options)?;
+    let mut image = fetch_named(&spec.hub, &[spec.hub.config, spec.hub.weights], options)?;
+    let weights = image.pop().expect("two paths");
+    let config = image.pop().expect("two paths");
     Ok(ModelFiles {
         layout: spec.layout,
         config,
         weights,
         tokenizer,
+        multilingual: Some(MultilingualFiles {
+            config: text_config,
+            weights: text_weights,
+        }),
     })
 }
 
@@ -395,6 +425,8 @@ pub fn check_weights_dir(dir: &Path, layout: WeightsLayout) -> Result<ModelFiles
         .collect();
     let weights = if has(layout.weights_file()) {
         Some(layout.weights_file().to_owned())
+    } else if ours.is_empty() && has(layout.pickled_weights_file()) {
+        Some(layout.pickled_weights_file().to_owned())
     } else {
         match ours.as_slice() {
             [one] => Some((*one).clone()),
@@ -420,8 +452,9 @@ pub fn check_weights_dir(dir: &Path, layout: WeightsLayout) -> Result<ModelFiles
                     ));
                 } else if !pickled.is_empty() {
                     problem.push_str(&format!(
-                        " (it has {}: PyTorch pickles are not read, convert them to safetensors)",
-                        pickled.join(", ")
+                        " (it has {}: a PyTorch checkpoint is read when it is named {})",
+                        pickled.join(", "),
+                        layout.pickled_weights_file()
                     ));
                 }
                 problems.push(problem);
@@ -454,8 +487,46 @@ pub fn check_weights_dir(dir: &Path, layout: WeightsLayout) -> Result<ModelFiles
             config: dir.join(config),
             weights: dir.join(weights),
             tokenizer: dir.join(tokenizer),
+            multilingual: None,
         }),
         _ => Err(fail(problems)),
+    }
+}
+
+/// An M-CLIP `--weights` folder: M-CLIP's `config.json`, its weights
+/// (`model.safetensors` or `pytorch_model.bin`) and `tokenizer.json`, beside
+/// the open_clip files of the image tower it pairs with
+/// (`open_clip_config.json`, `open_clip_model.safetensors`): the two hub
+/// repositories' files in one folder, which do not collide.
+pub fn check_multilingual_dir(dir: &Path) -> Result<ModelFiles, WeightsDirError> {
+    let image = check_weights_dir(dir, WeightsLayout::OpenClip);
+    let text_weights = ["model.safetensors", "pytorch_model.bin"]
+        .into_iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.is_file());
+    match (image, text_weights) {
+        (Ok(files), Some(weights)) => Ok(ModelFiles {
+            multilingual: Some(MultilingualFiles {
+                config: dir.join("config.json"),
+                weights,
+            }),
+            ..files
+        }),
+        (image, weights) => {
+            let mut problems = image.err().map(|e| e.problems).unwrap_or_default();
+            if weights.is_none() {
+                problems.push(
+                    "missing the M-CLIP text tower's weights: model.safetensors or \
+                     pytorch_model.bin"
+                        .to_owned(),
+                );
+            }
+            Err(WeightsDirError {
+                dir: dir.to_path_buf(),
+                layout: WeightsLayout::OpenClip,
+                problems,
+            })
+        }
     }
 }
 

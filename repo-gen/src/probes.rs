@@ -10,7 +10,7 @@ use base64::Engine;
 use clip_contract::{param, probes};
 use clip_export::LoadedModel;
 use clip_image::{ImageOptions, ImagePreprocessor};
-use clip_text::{TextOptions, Tokenizer};
+use clip_text::{TextOptions, TextTokenizer, TokenizerFamily};
 
 use crate::encoder::Tower;
 use crate::error::GenerateError;
@@ -26,6 +26,7 @@ pub(crate) struct ProbeEmbeddings {
 /// configs say.
 pub(crate) struct Preparation<'a> {
     pub(crate) tokenizer: &'a Path,
+    pub(crate) family: TokenizerFamily,
     pub(crate) text: TextOptions,
     pub(crate) image: ImageOptions,
 }
@@ -40,8 +41,12 @@ pub(crate) fn embed(
     visual: &mut LoadedModel,
     preparation: &Preparation<'_>,
 ) -> Result<ProbeEmbeddings, GenerateError> {
-    let tokenizer = Tokenizer::from_file(preparation.tokenizer, preparation.text.clone())
-        .map_err(|e| failed("sentences")(e.to_string()))?;
+    let tokenizer = TextTokenizer::from_file(
+        preparation.tokenizer,
+        preparation.family,
+        preparation.text.clone(),
+    )
+    .map_err(|e| failed("sentences")(e.to_string()))?;
     let width = tokenizer.context_length();
     let rows = probes::SENTENCES.len();
     let (mut ids, mut mask) = (vec![0i64; rows * width], vec![0i64; rows * width]);

@@ -17,8 +17,8 @@ use clip_contract::defaults;
 
 pub use crate::lookup::{lookup_in, LookupError};
 use clip_export::{
-    default_text_pooling, Activation, ClipArchitecture, TextTower, VisionKind, VisionTower,
-    RESNET_DOWNSAMPLING,
+    default_text_pooling, Activation, ClipArchitecture, MclipTextArchitecture, TextTower,
+    VisionKind, VisionTower, RESNET_DOWNSAMPLING,
 };
 
 /// How a repository stores the weights.
@@ -44,6 +44,15 @@ impl WeightsLayout {
         match self {
             WeightsLayout::Transformers => "config.json",
             WeightsLayout::OpenClip => "open_clip_config.json",
+        }
+    }
+
+    /// The PyTorch checkpoint of this layout, read when the safetensors
+    /// file is not there.
+    pub fn pickled_weights_file(self) -> &'static str {
+        match self {
+            WeightsLayout::Transformers => "pytorch_model.bin",
+            WeightsLayout::OpenClip => "open_clip_pytorch_model.bin",
         }
     }
 
@@ -97,6 +106,33 @@ pub struct ModelSpec {
     /// Per-channel (RGB) normalisation of the image preprocessing.
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// M-CLIP: the text tower is this multilingual encoder, not the CLIP's
+    /// own; `hub`, `layout` and `architecture` then describe the CLIP whose
+    /// image tower it was trained against (and only that tower is used).
+    pub multilingual: Option<MultilingualText>,
+}
+
+/// An M-CLIP text tower: its hub repository (`config.json`,
+/// `pytorch_model.bin`, `tokenizer.json`) and its architecture.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MultilingualText {
+    pub hub: HubFiles,
+    pub architecture: MclipTextArchitecture,
+}
+
+impl ModelSpec {
+    /// The width both towers embed into.
+    pub fn embed_dim(&self) -> usize {
+        self.architecture.embed_dim
+    }
+
+    /// What the text tower is, for the `models` table.
+    pub fn text_tower(&self) -> &'static str {
+        match &self.multilingual {
+            None => "clip",
+            Some(m) => m.architecture.encoder.family.name(),
+        }
+    }
 }
 
 /// CLIP's BPE vocabulary, the text tower of every model here. Also taken for
@@ -232,6 +268,34 @@ const fn entry(
         },
         mean,
         std,
+        multilingual: None,
+    }
+}
+
+/// M-CLIP `name`: its text tower from the hub repository of the same name,
+/// the image tower of `image`, the registry entry CLIP-as-service pairs it
+/// with. The text tower embeds into the image tower's width.
+const fn mclip(
+    (name, pretrained): (&'static str, &'static str),
+    text: MclipTextArchitecture,
+    image: ModelSpec,
+) -> ModelSpec {
+    assert!(text.embed_dim == image.architecture.embed_dim);
+    ModelSpec {
+        name,
+        arch: "M-CLIP",
+        pretrained,
+        multilingual: Some(MultilingualText {
+            hub: HubFiles {
+                repo: name,
+                revision: "main",
+                config: "config.json",
+                weights: "pytorch_model.bin",
+                tokenizer: "tokenizer.json",
+            },
+            architecture: text,
+        }),
+        ..image
     }
 }
 
@@ -260,25 +324,51 @@ const fn open_clip_entry(
 use Activation::{Gelu, QuickGelu};
 use WeightsLayout::{OpenClip, Transformers};
 
+const VIT_B_32_OPENAI: ModelSpec = entry(
+    "ViT-B-32::openai",
+    "ViT-B-32",
+    "openai",
+    transformers("openai/clip-vit-base-patch32"),
+    Transformers,
+    512,
+    B32_TEXT,
+    B32_VISION,
+    QuickGelu,
+    OPENAI_MEAN,
+    OPENAI_STD,
+);
+
+const VIT_L_14_OPENAI: ModelSpec = entry(
+    "ViT-L-14::openai",
+    "ViT-L-14",
+    "openai",
+    transformers("openai/clip-vit-large-patch14"),
+    Transformers,
+    768,
+    L14_TEXT,
+    L14_VISION,
+    QuickGelu,
+    OPENAI_MEAN,
+    OPENAI_STD,
+);
+
+const VIT_B_16_PLUS_240_LAION400M_E31: ModelSpec = open_clip_entry(
+    (
+        "ViT-B-16-plus-240::laion400m_e31",
+        "ViT-B-16-plus-240",
+        "laion400m_e31",
+    ),
+    "timm/vit_base_patch16_plus_clip_240.laion400m_e31",
+    (640, B16_PLUS_240_TEXT, B16_PLUS_240_VISION, Gelu),
+);
+
 /// Every model repo-gen knows, in the order `repo-gen models` lists them.
 pub static MODELS: &[ModelSpec] = &[
     // OpenAI's weights, as converted by Hugging Face. The ViT-B-32 and
     // ViT-L-14 repos are known to carry model.safetensors on main; for
     // ViT-B-16 and ViT-L-14-336 that was not confirmed (their main branch
     // may hold only pytorch_model.bin).
-    entry(
-        "ViT-B-32::openai",
-        "ViT-B-32",
-        "openai",
-        transformers("openai/clip-vit-base-patch32"),
-        Transformers,
-        512,
-        B32_TEXT,
-        B32_VISION,
-        QuickGelu,
-        OPENAI_MEAN,
-        OPENAI_STD,
-    ),
+    VIT_B_32_OPENAI,
     entry(
         "ViT-B-16::openai",
         "ViT-B-16",
@@ -292,19 +382,7 @@ pub static MODELS: &[ModelSpec] = &[
         OPENAI_MEAN,
         OPENAI_STD,
     ),
-    entry(
-        "ViT-L-14::openai",
-        "ViT-L-14",
-        "openai",
-        transformers("openai/clip-vit-large-patch14"),
-        Transformers,
-        768,
-        L14_TEXT,
-        L14_VISION,
-        QuickGelu,
-        OPENAI_MEAN,
-        OPENAI_STD,
-    ),
+    VIT_L_14_OPENAI,
     entry(
         "ViT-L-14-336::openai",
         "ViT-L-14-336",
@@ -506,15 +584,7 @@ pub static MODELS: &[ModelSpec] = &[
     // LAION-400M ViT-B-16-plus-240 (GELU) and LAION-2B ViT-B-32 epoch 16
     // (GELU), timm's open_clip repos as pretrained.py names them; the
     // safetensors file in them is assumed, not confirmed.
-    open_clip_entry(
-        (
-            "ViT-B-16-plus-240::laion400m_e31",
-            "ViT-B-16-plus-240",
-            "laion400m_e31",
-        ),
-        "timm/vit_base_patch16_plus_clip_240.laion400m_e31",
-        (640, B16_PLUS_240_TEXT, B16_PLUS_240_VISION, Gelu),
-    ),
+    VIT_B_16_PLUS_240_LAION400M_E31,
     open_clip_entry(
         (
             "ViT-B-16-plus-240::laion400m_e32",
@@ -529,6 +599,37 @@ pub static MODELS: &[ModelSpec] = &[
         "timm/vit_base_patch32_clip_224.laion2b_e16",
         (512, B32_TEXT, B32_VISION, Gelu),
     ),
+    // M-CLIP's multilingual text towers, paired as CLIP-as-service pairs
+    // them (its mclip_model.py); the LaBSE base is BERT-base sized.
+    mclip(
+        (
+            "M-CLIP/XLM-Roberta-Large-Vit-B-32",
+            "XLM-Roberta-Large-Vit-B-32",
+        ),
+        MclipTextArchitecture::xlm_roberta_large(512),
+        VIT_B_32_OPENAI,
+    ),
+    mclip(
+        (
+            "M-CLIP/XLM-Roberta-Large-Vit-L-14",
+            "XLM-Roberta-Large-Vit-L-14",
+        ),
+        MclipTextArchitecture::xlm_roberta_large(768),
+        VIT_L_14_OPENAI,
+    ),
+    mclip(
+        (
+            "M-CLIP/XLM-Roberta-Large-Vit-B-16Plus",
+            "XLM-Roberta-Large-Vit-B-16Plus",
+        ),
+        MclipTextArchitecture::xlm_roberta_large(640),
+        VIT_B_16_PLUS_240_LAION400M_E31,
+    ),
+    mclip(
+        ("M-CLIP/LABSE-Vit-L-14", "LABSE-Vit-L-14"),
+        MclipTextArchitecture::labse(768),
+        VIT_L_14_OPENAI,
+    ),
 ];
 
 /// Every model repo-gen knows.
@@ -537,19 +638,36 @@ pub fn all() -> &'static [ModelSpec] {
 }
 
 /// `models` as an aligned text table: name, embedding size, image size,
-/// activation, weights layout and hub repository, one model a line.
+/// text tower, activation, weights layout and hub repositories, one model a
+/// line.
 pub fn table(models: &[ModelSpec]) -> String {
-    let header = ["MODEL", "DIM", "IMAGE", "ACTIVATION", "WEIGHTS", "HUB REPO"];
-    let rows: Vec<[String; 6]> = models
+    let header = [
+        "MODEL",
+        "DIM",
+        "IMAGE",
+        "TEXT",
+        "ACTIVATION",
+        "WEIGHTS",
+        "HUB REPO",
+    ];
+    let rows: Vec<[String; 7]> = models
         .iter()
         .map(|m| {
+            let (layout, repo) = match &m.multilingual {
+                None => (m.layout.to_string(), m.hub.repo.to_owned()),
+                Some(text) => (
+                    format!("M-CLIP+{}", m.layout),
+                    format!("{}+{}", text.hub.repo, m.hub.repo),
+                ),
+            };
             [
                 m.name.to_owned(),
-                m.architecture.embed_dim.to_string(),
+                m.embed_dim().to_string(),
                 m.architecture.vision.image_size.to_string(),
+                m.text_tower().to_owned(),
                 m.architecture.activation.to_string(),
-                m.layout.to_string(),
-                m.hub.repo.to_owned(),
+                layout,
+                repo,
             ]
         })
         .collect();
@@ -560,7 +678,7 @@ pub fn table(models: &[ModelSpec]) -> String {
         }
     }
     let mut out = String::new();
-    let mut line = |cells: [&str; 6]| {
+    let mut line = |cells: [&str; 7]| {
         let mut text = String::new();
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
             if i > 0 {

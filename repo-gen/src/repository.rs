@@ -166,6 +166,7 @@ pub(crate) fn assemble(
     text_pre.pad_token_id = prepared.pad_token_id(text.size as usize)?;
     text_pre.ids_type = text.input.data_type;
     text_pre.attention_mask = text.mask.is_some();
+    text_pre.tokenizer_family = prepared.tokenizer_family;
     text_pre.extra_parameters = parameters.clone();
     text_pre.warmup = options.warmup;
 

@@ -7,7 +7,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use clip_contract::{defaults, file};
-use clip_export::{ClipArchitecture, ClipWeights, ExportError, ExportOptions, OrtRuntime};
+use clip_export::{
+    ClipArchitecture, ClipWeights, ExportError, ExportOptions, MclipTextArchitecture,
+    MclipTextWeights, OnnxModel, OrtRuntime,
+};
+use clip_text::TokenizerFamily;
 
 use crate::download::{self, ModelFiles};
 use crate::error::{io, GenerateError};
@@ -29,6 +33,7 @@ pub(crate) struct Prepared {
     /// The pixel path's image encoder (`--pixel-path`).
     pub(crate) visual_pixels: Option<FileSource>,
     pub(crate) tokenizer: PathBuf,
+    pub(crate) tokenizer_family: TokenizerFamily,
     /// How the weights' own tokenizer pads, for tokenizer files that do not say.
     padding: Padding,
     pub(crate) model_name: String,
@@ -81,7 +86,9 @@ impl Prepared {
             context_length,
             pad_id: None,
         };
-        match clip_text::Tokenizer::from_file(&self.tokenizer, options) {
+        let loaded =
+            clip_text::TextTokenizer::from_file(&self.tokenizer, self.tokenizer_family, options);
+        match loaded {
             Ok(_) => Ok(None),
             Err(clip_text::TextError::NoPadId { end_id, .. }) => Ok(Some(match self.padding {
                 Padding::EndToken => end_id,
@@ -113,7 +120,11 @@ pub(crate) fn prepare(
             export(options, &files, Some(spec), spec.name.to_owned(), log)
         }
         Source::Weights(dir) => {
-            let files = download::check_weights_dir(dir, detect_layout(dir))?;
+            let files = if is_multilingual(dir) {
+                download::check_multilingual_dir(dir)?
+            } else {
+                download::check_weights_dir(dir, detect_layout(dir))?
+            };
             export(options, &files, None, folder_name(dir), log)
         }
         Source::OnnxDir {
@@ -138,6 +149,15 @@ fn folder_name(dir: &Path) -> String {
         .ok()
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// Whether a `--weights` folder's config.json is an M-CLIP text tower's.
+fn is_multilingual(dir: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(dir.join("config.json")) else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Value>(&text)
+        .is_ok_and(|config| config["model_type"] == "M-CLIP")
 }
 
 /// A `--weights` folder's layout: transformers when it has config.json,
@@ -179,6 +199,32 @@ fn export(
     ));
     let weights = ClipWeights::load(&files.weights, &arch)
         .map_err(export_error(format!("reading {}", files.weights.display())))?;
+    let text = match &files.multilingual {
+        None => TextWeights::Clip,
+        Some(text) => {
+            let config = fs::read_to_string(&text.config).map_err(io(&text.config))?;
+            let arch = MclipTextArchitecture::from_config_json(&config)
+                .map_err(export_error(format!("reading {}", text.config.display())))?;
+            if let Some(expected) = spec.and_then(|s| s.multilingual.as_ref()) {
+                if arch != expected.architecture {
+                    return Err(GenerateError::RegistryMismatch {
+                        model: spec.map_or("", |s| s.name).to_owned(),
+                        differences: vec![format!(
+                            "the text tower is {arch:?}, the registry says {:?}",
+                            expected.architecture
+                        )],
+                    });
+                }
+            }
+            log(&format!(
+                "loading {} (M-CLIP text tower)",
+                text.weights.display()
+            ));
+            let weights = MclipTextWeights::load(&text.weights, &arch)
+                .map_err(export_error(format!("reading {}", text.weights.display())))?;
+            TextWeights::Multilingual(Box::new(weights))
+        }
+    };
     let (mean, std) = match spec {
         Some(spec) => (spec.mean, spec.std),
         None => normalisation(files),
@@ -189,13 +235,19 @@ fn export(
     };
     export_weights(
         options,
-        &weights,
+        (&weights, &text),
         files.tokenizer.clone(),
         padding,
         model_name,
         (mean, std),
         log,
     )
+}
+
+/// The text tower to export: the CLIP's own, or M-CLIP's multilingual one.
+enum TextWeights {
+    Clip,
+    Multilingual(Box<MclipTextWeights>),
 }
 
 /// `--random-init`: the registry model's architecture, seeded random weights.
@@ -209,8 +261,9 @@ fn random_init(
     let spec = registry::lookup(name)?;
     if !tokenizer.is_file() {
         return Err(GenerateError::Invalid(format!(
-            "--tokenizer {} is not a file; --random-init needs a CLIP tokenizer.json \
-             (this repository has one at tests/fixtures/text/tokenizer.json)",
+            "--tokenizer {} is not a file; --random-init needs the model's tokenizer.json \
+             (this repository has CLIP's at tests/fixtures/text/tokenizer.json, and \
+             XLM-R- and LaBSE-style ones under tests/fixtures/text/hf for M-CLIP)",
             tokenizer.display()
         )));
     }
@@ -221,9 +274,18 @@ fn random_init(
     ));
     let weights = ClipWeights::random(&spec.architecture, seed)
         .map_err(export_error(format!("random weights for {}", spec.name)))?;
+    let text = match &spec.multilingual {
+        None => TextWeights::Clip,
+        Some(text) => TextWeights::Multilingual(Box::new(
+            MclipTextWeights::random(&text.architecture, seed).map_err(export_error(format!(
+                "random text weights for {}",
+                spec.name
+            )))?,
+        )),
+    };
     export_weights(
         options,
-        &weights,
+        (&weights, &text),
         tokenizer.to_path_buf(),
         Padding::EndToken,
         format!("{} (random-init, seed {seed})", spec.name),
@@ -235,7 +297,7 @@ fn random_init(
 /// Exports both towers of `weights` and runs each once in ONNX Runtime.
 fn export_weights(
     options: &Options,
-    weights: &ClipWeights,
+    (weights, text): (&ClipWeights, &TextWeights),
     tokenizer: PathBuf,
     padding: Padding,
     model_name: String,
@@ -251,8 +313,11 @@ fn export_weights(
         "exporting both towers to ONNX ({})",
         options.dtype.name()
     ));
-    let textual = clip_export::export_textual(weights, &export_options)
-        .map_err(export_error("exporting the text encoder"))?;
+    let textual = match text {
+        TextWeights::Clip => clip_export::export_textual(weights, &export_options),
+        TextWeights::Multilingual(text) => clip_export::export_mclip_textual(text, &export_options),
+    }
+    .map_err(export_error("exporting the text encoder"))?;
     let visual = clip_export::export_visual(weights, &export_options)
         .map_err(export_error("exporting the image encoder"))?;
     let visual_pixels = if options.pixel_path {
@@ -272,8 +337,7 @@ fn export_weights(
         "verifying both encoders with ONNX Runtime ({})",
         runtime.library().display()
     ));
-    clip_export::verify_textual(&runtime, &textual, arch)
-        .map_err(export_error("checking the text encoder"))?;
+    verify_text(&runtime, &textual, (weights, text))?;
     clip_export::verify_visual(&runtime, &visual, arch)
         .map_err(export_error("checking the image encoder"))?;
     if let Some(pixels) = &visual_pixels {
@@ -281,17 +345,22 @@ fn export_weights(
             .map_err(export_error("checking the pixel path's image encoder"))?;
     }
 
+    let (tokenizer_family, vocab_size) = match text {
+        TextWeights::Clip => (TokenizerFamily::ClipBpe, arch.text.vocab_size),
+        TextWeights::Multilingual(text) => (TokenizerFamily::Hf, text.arch.encoder.vocab_size),
+    };
     let mut prepared = Prepared {
         textual: FileSource::Onnx(textual),
         visual: FileSource::Onnx(visual),
         visual_pixels: visual_pixels.map(FileSource::Onnx),
         tokenizer,
+        tokenizer_family,
         padding,
         model_name,
         logit_scale: weights.logit_scale,
         mean,
         std,
-        vocab_size: arch.text.vocab_size,
+        vocab_size,
         known_sizes: KnownSizes::of(arch),
         probes: None,
     };
@@ -299,6 +368,7 @@ fn export_weights(
     let context_length = arch.text.context_length;
     let preparation = Preparation {
         tokenizer: &prepared.tokenizer,
+        family: prepared.tokenizer_family,
         text: clip_text::TextOptions {
             context_length,
             pad_id: prepared.pad_token_id(context_length)?,
@@ -325,6 +395,21 @@ fn export_weights(
         prepared.probes = Some(embedded);
     }
     Ok(prepared)
+}
+
+/// Runs the text encoder once in ONNX Runtime, as its tower takes input.
+fn verify_text(
+    runtime: &OrtRuntime,
+    textual: &OnnxModel,
+    (weights, text): (&ClipWeights, &TextWeights),
+) -> Result<(), GenerateError> {
+    match text {
+        TextWeights::Clip => clip_export::verify_textual(runtime, textual, &weights.arch).map(drop),
+        TextWeights::Multilingual(text) => {
+            clip_export::verify_mclip_textual(runtime, textual, &text.arch).map(drop)
+        }
+    }
+    .map_err(export_error("checking the text encoder"))
 }
 
 /// The registry is the authority on a named model: the downloaded config
@@ -488,19 +573,34 @@ fn onnx_dir(
     let (mean, std) = spec.map_or((defaults::IMAGE_MEAN, defaults::IMAGE_STD), |s| {
         (s.mean, s.std)
     });
-    let probes = probe_files(options, dir, &tokenizer, sizes, (mean, std), log)?;
+    let tokenizer_family = match spec.and_then(|s| s.multilingual.as_ref()) {
+        Some(_) => TokenizerFamily::Hf,
+        None => TokenizerFamily::ClipBpe,
+    };
+    let probes = probe_files(
+        options,
+        dir,
+        (&tokenizer, tokenizer_family),
+        sizes,
+        (mean, std),
+        log,
+    )?;
     Ok(Prepared {
         textual,
         visual,
         visual_pixels: None,
         tokenizer,
+        tokenizer_family,
         padding: Padding::Zero,
         model_name: spec.map_or_else(|| folder_name(dir), |s| s.name.to_owned()),
         logit_scale,
         mean,
         std,
         // Files that name no model: every CLIP they can be shares the registry's vocabulary.
-        vocab_size: spec.map_or(registry::VOCAB_SIZE, |s| s.architecture.text.vocab_size),
+        vocab_size: spec.map_or(registry::VOCAB_SIZE, |s| match &s.multilingual {
+            Some(text) => text.architecture.encoder.vocab_size,
+            None => s.architecture.text.vocab_size,
+        }),
         known_sizes,
         probes: Some(probes),
     })
@@ -577,7 +677,7 @@ fn same_embedding(
 fn probe_files(
     options: &Options,
     dir: &Path,
-    tokenizer: &Path,
+    (tokenizer, family): (&Path, TokenizerFamily),
     (context_length, image_size): (i64, i64),
     (mean, std): ([f32; 3], [f32; 3]),
     log: &mut dyn FnMut(&str),
@@ -594,9 +694,12 @@ fn probe_files(
     ));
     let preparation = Preparation {
         tokenizer,
+        family,
         text: clip_text::TextOptions {
             context_length: context_length as usize,
-            pad_id: Some(0),
+            // CLIP-as-service pads CLIP's BPE with 0; a Hugging Face
+            // tokenizer.json names its own pad token.
+            pad_id: (family == TokenizerFamily::ClipBpe).then_some(0),
         },
         image: clip_image::ImageOptions {
             size: image_size as u32,

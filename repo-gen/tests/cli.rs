@@ -26,6 +26,7 @@ fn models_prints_one_row_per_registry_entry() {
             "MODEL",
             "DIM",
             "IMAGE",
+            "TEXT",
             "ACTIVATION",
             "WEIGHTS",
             "HUB",
@@ -34,15 +35,23 @@ fn models_prints_one_row_per_registry_entry() {
     );
     for (line, model) in lines[1..].iter().zip(repo_gen::registry::all()) {
         let cells: Vec<&str> = line.split_whitespace().collect();
+        let (layout, repo) = match &model.multilingual {
+            None => (model.layout.as_str().to_owned(), model.hub.repo.to_owned()),
+            Some(text) => (
+                format!("M-CLIP+{}", model.layout),
+                format!("{}+{}", text.hub.repo, model.hub.repo),
+            ),
+        };
         assert_eq!(
             cells,
             [
                 model.name,
                 &model.architecture.embed_dim.to_string(),
                 &model.architecture.vision.image_size.to_string(),
+                model.text_tower(),
                 model.architecture.activation.name(),
-                model.layout.as_str(),
-                model.hub.repo,
+                &layout,
+                &repo,
             ],
             "{line}"
         );
@@ -69,9 +78,26 @@ fn models_row_for_vit_l_14_336() {
             "ViT-L-14-336::openai",
             "768",
             "336",
+            "clip",
             "quick_gelu",
             "transformers",
             "openai/clip-vit-large-patch14-336"
+        ]
+    );
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("M-CLIP/XLM-Roberta-Large-Vit-B-16Plus "))
+        .expect("row");
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        [
+            "M-CLIP/XLM-Roberta-Large-Vit-B-16Plus",
+            "640",
+            "240",
+            "xlm-roberta",
+            "gelu",
+            "M-CLIP+open_clip",
+            "M-CLIP/XLM-Roberta-Large-Vit-B-16Plus+timm/vit_base_patch16_plus_clip_240.laion400m_e31"
         ]
     );
 }

@@ -502,3 +502,50 @@ fn the_tokenizer_alone_is_fetched_for_onnx_files() {
     let again = download::fetch_tokenizer(&test_spec().hub, &options.with_offline(true)).unwrap();
     assert_eq!(again, path);
 }
+
+#[test]
+fn mclip_fetches_its_text_tower_and_only_the_image_towers_weights() {
+    const TEXT_REPO: &str = "test-org/tiny-mclip";
+    let mut spec = *registry::lookup("M-CLIP/XLM-Roberta-Large-Vit-B-32").unwrap();
+    spec.hub.repo = REPO;
+    let mut text = spec.multilingual.unwrap();
+    text.hub.repo = TEXT_REPO;
+    spec.multilingual = Some(text);
+    let text_files = [
+        ("config.json", br#"{"model_type": "M-CLIP"}"#.to_vec()),
+        ("pytorch_model.bin", b"PK\x03\x04 a torch zip".to_vec()),
+        (
+            "tokenizer.json",
+            br#"{"model": {"type": "Unigram"}}"#.to_vec(),
+        ),
+    ];
+    let mut replies: HashMap<String, Reply> = files()
+        .into_iter()
+        .map(|(file, bytes)| (url_path(file), Reply::File(bytes)))
+        .collect();
+    for (file, bytes) in &text_files {
+        replies.insert(
+            format!("/{TEXT_REPO}/resolve/main/{file}"),
+            Reply::File(bytes.clone()),
+        );
+    }
+    let mirror = Mirror::start(replies);
+    let cache = tempfile::tempdir().unwrap();
+    let got = download::fetch(&spec, &options(cache.path(), &mirror.endpoint)).unwrap();
+
+    let expected = files();
+    assert_eq!(std::fs::read(&got.config).unwrap(), expected[0].1);
+    assert_eq!(std::fs::read(&got.weights).unwrap(), expected[1].1);
+    // The tokenizer is the multilingual tower's; the CLIP's is never asked for.
+    assert_eq!(std::fs::read(&got.tokenizer).unwrap(), text_files[2].1);
+    let text = got.multilingual.expect("the text tower's files");
+    assert_eq!(std::fs::read(&text.config).unwrap(), text_files[0].1);
+    assert_eq!(std::fs::read(&text.weights).unwrap(), text_files[1].1);
+    let requests = mirror.requests();
+    assert!(
+        !requests
+            .iter()
+            .any(|s| s.path == url_path("tokenizer.json")),
+        "{requests:?}"
+    );
+}

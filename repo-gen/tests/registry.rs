@@ -3,7 +3,7 @@
 use clip_export::Activation;
 use repo_gen::registry::{self, LookupError, WeightsLayout};
 
-const EXPECTED: [&str; 25] = [
+const EXPECTED: [&str; 29] = [
     "ViT-B-32::openai",
     "ViT-B-16::openai",
     "ViT-L-14::openai",
@@ -29,6 +29,10 @@ const EXPECTED: [&str; 25] = [
     "ViT-B-16-plus-240::laion400m_e31",
     "ViT-B-16-plus-240::laion400m_e32",
     "ViT-B-32::laion2b_e16",
+    "M-CLIP/XLM-Roberta-Large-Vit-B-32",
+    "M-CLIP/XLM-Roberta-Large-Vit-L-14",
+    "M-CLIP/XLM-Roberta-Large-Vit-B-16Plus",
+    "M-CLIP/LABSE-Vit-L-14",
 ];
 
 #[test]
@@ -43,7 +47,15 @@ fn every_clip_as_service_name_is_known_exactly_once() {
 #[test]
 fn entries_are_internally_consistent() {
     for m in registry::all() {
-        assert_eq!(m.name, format!("{}::{}", m.arch, m.pretrained));
+        match &m.multilingual {
+            None => assert_eq!(m.name, format!("{}::{}", m.arch, m.pretrained)),
+            Some(text) => {
+                assert_eq!(m.name, format!("{}/{}", m.arch, m.pretrained));
+                assert_eq!(text.hub.repo, m.name);
+                assert_eq!(text.architecture.embed_dim, m.embed_dim(), "{}", m.name);
+                text.architecture.validate().unwrap();
+            }
+        }
         assert_eq!(m.architecture.text.context_length, 77, "{}", m.name);
         assert_eq!(m.architecture.text.vocab_size, 49408, "{}", m.name);
         assert_eq!(
@@ -73,9 +85,11 @@ fn entries_are_internally_consistent() {
         assert!(m.std.iter().all(|s| *s > 0.0), "{}", m.name);
         // OpenAI weights use QuickGELU; so do LAION-400M's ViT-B-32 and
         // open_clip's own ResNets (yfcc15m, cc12m).
+        // M-CLIP's image towers: ViT-B-32 and ViT-L-14 openai, ViT-B-16-plus-240 LAION.
         let quick = m.pretrained == "openai"
             || m.name.starts_with("ViT-B-32::laion400m")
-            || m.arch.starts_with("RN");
+            || m.arch.starts_with("RN")
+            || (m.multilingual.is_some() && !m.name.ends_with("B-16Plus"));
         let expected = if quick {
             Activation::QuickGelu
         } else {
@@ -378,4 +392,54 @@ fn folding_that_leaves_two_models_is_refused() {
         "model name \"vit-b-32::OPEN_AI\" is ambiguous: it matches \
          ViT-B-32::open_ai, ViT-B-32::open-ai; spell it exactly"
     );
+}
+
+#[test]
+fn mclip_pairs_as_clip_as_service_does() {
+    // Text base, embedding width, and the image tower's CLIP (its mclip_model.py).
+    for (name, base, dim, image) in [
+        (
+            "M-CLIP/XLM-Roberta-Large-Vit-B-32",
+            "xlm-roberta",
+            512,
+            "ViT-B-32::openai",
+        ),
+        (
+            "M-CLIP/XLM-Roberta-Large-Vit-L-14",
+            "xlm-roberta",
+            768,
+            "ViT-L-14::openai",
+        ),
+        (
+            "M-CLIP/XLM-Roberta-Large-Vit-B-16Plus",
+            "xlm-roberta",
+            640,
+            "ViT-B-16-plus-240::laion400m_e31",
+        ),
+        ("M-CLIP/LABSE-Vit-L-14", "bert", 768, "ViT-L-14::openai"),
+    ] {
+        let m = registry::lookup(name).unwrap();
+        let image = registry::lookup(image).unwrap();
+        let text = m.multilingual.expect("a multilingual text tower");
+        assert_eq!(text.architecture.encoder.family.name(), base, "{name}");
+        assert_eq!(
+            (m.embed_dim(), text.architecture.embed_dim),
+            (dim, dim),
+            "{name}"
+        );
+        assert_eq!(
+            (m.hub, m.layout, m.architecture, m.mean, m.std),
+            (
+                image.hub,
+                image.layout,
+                image.architecture,
+                image.mean,
+                image.std
+            ),
+            "{name}"
+        );
+        assert_eq!(text.hub.weights, "pytorch_model.bin", "{name}");
+        let width = if base == "bert" { 768 } else { 1024 };
+        assert_eq!(text.architecture.encoder.width, width, "{name}");
+    }
 }

@@ -1,6 +1,6 @@
 //! Requests for Triton's gRPC API through the project's own client.
 
-use clip_client::{f32_from_raw, Error, Triton};
+use clip_client::{cosine, f32_from_raw, Error, Triton};
 use clip_contract::tensor;
 
 pub use clip_client::bytes_request;
@@ -38,6 +38,54 @@ pub async fn assert_verified(url: &str, min_cosine: f32) {
         assert!(probes.len() >= 2, "{check:?}");
         for (probe, cosine) in probes {
             assert!(*cosine > min_cosine, "{}: {probe}: {cosine}", check.model);
+        }
+    }
+}
+
+/// Sends, all at once: every item in one request, and for each position a
+/// request of the first three items with a bad one there. Each good row
+/// must match `want`; each bad request must fail naming its element.
+pub async fn burst(
+    client: &Triton,
+    (ensemble, input): (&str, &str),
+    items: &[Vec<u8>],
+    bad: &[u8],
+    (want, threshold): (&[Vec<f32>], f32),
+) {
+    let mut requests = vec![(None, items.to_vec())];
+    for position in 0..3 {
+        let mut three = items[..3].to_vec();
+        three[position] = bad.to_vec();
+        requests.push((Some(position), three));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (bad_at, items) in requests {
+        let (client, ensemble, input) = (client.clone(), ensemble.to_owned(), input.to_owned());
+        tasks.spawn(async move {
+            let items: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+            (bad_at, embed(&client, &ensemble, &input, &items).await)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("request task") {
+            (None, Ok(rows)) => {
+                assert_eq!(rows.len(), want.len());
+                for (index, (got, want)) in rows.iter().zip(want).enumerate() {
+                    let similarity = cosine(got, want);
+                    assert!(
+                        similarity >= threshold,
+                        "{ensemble} item {index}: cosine {similarity}"
+                    );
+                }
+            }
+            (Some(position), Err(Error::Status { code, message, .. })) => {
+                assert_eq!(code, tonic::Code::InvalidArgument, "{message}");
+                assert!(
+                    message.contains(&format!("element {position}")),
+                    "{ensemble}, bad element {position}: {message}"
+                );
+            }
+            (bad_at, outcome) => panic!("{ensemble}, bad element at {bad_at:?}: {outcome:?}"),
         }
     }
 }
