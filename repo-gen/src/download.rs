@@ -199,7 +199,11 @@ pub enum DownloadError {
 /// there and from the hub otherwise (never the hub when `options.offline`).
 pub fn fetch(spec: &ModelSpec, options: &HubOptions) -> Result<ModelFiles, DownloadError> {
     let Some(text) = &spec.multilingual else {
-        let [config, weights, tokenizer] = fetch_files(&spec.hub, options)?;
+        let hub = &spec.hub;
+        let mut paths = fetch_clip(spec, &[hub.config, hub.weights, hub.tokenizer], options)?;
+        let tokenizer = paths.pop().expect("one path per file");
+        let weights = paths.pop().expect("one path per file");
+        let config = paths.pop().expect("one path per file");
         return Ok(ModelFiles {
             layout: spec.layout,
             config,
@@ -211,9 +215,9 @@ pub fn fetch(spec: &ModelSpec, options: &HubOptions) -> Result<ModelFiles, Downl
     // M-CLIP: the multilingual tower's three files, and the image tower's
     // CLIP without its (unused) tokenizer.
     let [text_config, text_weights, tokenizer] = fetch_files(&text.hub, options)?;
-    let mut image = fetch_named(&spec.hub, &[spec.hub.config, spec.hub.weights], options)?;
-    let weights = image.pop().expect("two paths");
-    let config = image.pop().expect("two paths");
+    let mut image = fetch_clip(spec, &[spec.hub.config, spec.hub.weights], options)?;
+    let weights = image.pop().expect("one path per file");
+    let config = image.pop().expect("one path per file");
     Ok(ModelFiles {
         layout: spec.layout,
         config,
@@ -224,6 +228,38 @@ pub fn fetch(spec: &ModelSpec, options: &HubOptions) -> Result<ModelFiles, Downl
             weights: text_weights,
         }),
     })
+}
+
+/// `files` of the CLIP's repository; when its safetensors weights are not
+/// there, its PyTorch checkpoint in their place (some hub repositories
+/// publish only `pytorch_model.bin`; clip-export reads both). When that is
+/// missing too, the error is the first attempt's.
+fn fetch_clip(
+    spec: &ModelSpec,
+    files: &[&'static str],
+    options: &HubOptions,
+) -> Result<Vec<PathBuf>, DownloadError> {
+    let weights = spec.hub.weights;
+    match fetch_named(&spec.hub, files, options) {
+        Err(error) if lacks(&error, weights) => {
+            let pickled = spec.layout.pickled_weights_file();
+            let instead: Vec<&'static str> = files
+                .iter()
+                .map(|&f| if f == weights { pickled } else { f })
+                .collect();
+            fetch_named(&spec.hub, &instead, options).map_err(|_| error)
+        }
+        fetched => fetched,
+    }
+}
+
+/// Whether `error` says `file` is not on the hub, or not in the cache offline.
+fn lacks(error: &DownloadError, file: &str) -> bool {
+    match error {
+        DownloadError::NotFound { file: missing, .. } => missing == file,
+        DownloadError::NotCached { missing, .. } => missing.iter().any(|m| m == file),
+        _ => false,
+    }
 }
 
 /// The three files of `hub` (config, weights, tokenizer), in that order.

@@ -549,3 +549,40 @@ fn mclip_fetches_its_text_tower_and_only_the_image_towers_weights() {
         "{requests:?}"
     );
 }
+
+#[test]
+fn a_repository_without_safetensors_gives_its_pytorch_checkpoint() {
+    let checkpoint = b"PK\x03\x04 a torch zip".to_vec();
+    let mut replies: HashMap<String, Reply> = files()
+        .into_iter()
+        .filter(|(file, _)| *file != "model.safetensors")
+        .map(|(file, bytes)| (url_path(file), Reply::File(bytes)))
+        .collect();
+    replies.insert(
+        url_path("pytorch_model.bin"),
+        Reply::File(checkpoint.clone()),
+    );
+    let mirror = Mirror::start(replies);
+    let cache = tempfile::tempdir().unwrap();
+    let got = download::fetch(&test_spec(), &options(cache.path(), &mirror.endpoint)).unwrap();
+    assert!(got.weights.ends_with("pytorch_model.bin"), "{got:?}");
+    assert_eq!(std::fs::read(&got.weights).unwrap(), checkpoint);
+    // Offline, the cache it filled serves it again.
+    let offline = options(cache.path(), &mirror.endpoint).with_offline(true);
+    assert_eq!(download::fetch(&test_spec(), &offline).unwrap(), got);
+
+    // Neither file: the error names the safetensors file.
+    let mirror = Mirror::start(
+        files()
+            .into_iter()
+            .filter(|(file, _)| *file != "model.safetensors")
+            .map(|(file, bytes)| (url_path(file), Reply::File(bytes)))
+            .collect(),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let err = download::fetch(&test_spec(), &options(cache.path(), &mirror.endpoint)).unwrap_err();
+    let DownloadError::NotFound { file, .. } = &err else {
+        panic!("expected NotFound, got {err:?}");
+    };
+    assert_eq!(file, "model.safetensors");
+}

@@ -83,14 +83,31 @@ fn folder_of_the_other_layout_is_recognised() {
 }
 
 #[test]
-fn pickled_weights_are_named() {
+fn a_pytorch_checkpoint_of_the_layouts_name_is_taken() {
     let dir = folder(&["config.json", "pytorch_model.bin", "tokenizer.json"]);
+    let files = check_weights_dir(dir.path(), Transformers).unwrap();
+    assert_eq!(files.weights, dir.path().join("pytorch_model.bin"));
+    let dir = folder(&[
+        "open_clip_config.json",
+        "open_clip_pytorch_model.bin",
+        "tokenizer.json",
+    ]);
+    let files = check_weights_dir(dir.path(), OpenClip).unwrap();
+    assert_eq!(
+        files.weights,
+        dir.path().join("open_clip_pytorch_model.bin")
+    );
+}
+
+#[test]
+fn other_pickled_weights_are_named() {
+    let dir = folder(&["config.json", "epoch_32.pt", "tokenizer.json"]);
     assert_eq!(
         problems(dir.path(), Transformers),
         [
             "missing the weights: no model.safetensors nor another transformers *.safetensors \
-          file (it has pytorch_model.bin: PyTorch pickles are not read, convert them to \
-          safetensors)"
+          file (it has epoch_32.pt: a PyTorch checkpoint is read when it is named \
+          pytorch_model.bin)"
         ]
     );
 }
