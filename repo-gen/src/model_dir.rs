@@ -36,6 +36,12 @@ pub struct VersionFile {
 pub enum FileSource {
     /// A file on disk, copied.
     Copy(PathBuf),
+    /// An ONNX file used as it is, and the external data files it names
+    /// (relative to it), copied beside it.
+    OnnxFile {
+        path: PathBuf,
+        external: Vec<PathBuf>,
+    },
     /// An ONNX model in memory; its external data, if any, goes beside it.
     Onnx(OnnxModel),
 }
@@ -45,6 +51,13 @@ impl FileSource {
     pub fn bytes(&self) -> u64 {
         match self {
             FileSource::Copy(path) => fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            FileSource::OnnxFile { path, external } => {
+                let folder = path.parent().unwrap_or(Path::new(""));
+                std::iter::once(path.clone())
+                    .chain(external.iter().map(|file| folder.join(file)))
+                    .map(|file| fs::metadata(file).map(|m| m.len()).unwrap_or(0))
+                    .sum()
+            }
             FileSource::Onnx(model) => {
                 (model.model.len() + model.external_data.as_ref().map_or(0, |d| d.bytes.len()))
                     as u64
@@ -85,14 +98,26 @@ impl ModelDir {
             }
         }
         for file in &self.files {
+            let copy = |from: &Path, to: PathBuf| {
+                if let Some(parent) = to.parent() {
+                    fs::create_dir_all(parent).map_err(io(parent))?;
+                }
+                fs::copy(from, &to).map_err(|source| RenderError::Copy {
+                    from: from.to_path_buf(),
+                    to,
+                    source,
+                })
+            };
             match &file.source {
                 FileSource::Copy(from) => {
-                    let to = version.join(&file.name);
-                    fs::copy(from, &to).map_err(|source| RenderError::Copy {
-                        from: from.clone(),
-                        to,
-                        source,
-                    })?;
+                    copy(from, version.join(&file.name))?;
+                }
+                FileSource::OnnxFile { path, external } => {
+                    copy(path, version.join(&file.name))?;
+                    let folder = path.parent().unwrap_or(Path::new(""));
+                    for data in external {
+                        copy(&folder.join(data), version.join(data))?;
+                    }
                 }
                 FileSource::Onnx(onnx) => {
                     onnx.write(&version, &file.name)

@@ -31,6 +31,9 @@ pub struct ModelIo {
     pub outputs: Vec<TensorSpec>,
     /// `metadata_props` (clip-export writes `clip.embed_dim`, `clip.logit_scale`, ...).
     pub metadata: Vec<(String, String)>,
+    /// The external data files the initializers name, relative to the
+    /// model file (large exports keep their weights there).
+    pub external_files: Vec<PathBuf>,
 }
 
 impl ModelIo {
@@ -56,7 +59,7 @@ pub fn read_model(model: &OnnxModel, source_name: &Path) -> Result<ModelIo, Onnx
 pub fn read_source(source: &FileSource, what: &str) -> Result<ModelIo, OnnxIoError> {
     match source {
         FileSource::Onnx(model) => read_model(model, Path::new(what)),
-        FileSource::Copy(path) => read_file(path),
+        FileSource::Copy(path) | FileSource::OnnxFile { path, .. } => read_file(path),
     }
 }
 
@@ -106,6 +109,7 @@ fn interface(proto: &ModelProto, source_name: &Path) -> Result<ModelIo, OnnxIoEr
             outputs.len()
         )));
     }
+    let external_files = external_files(graph).map_err(fail)?;
     let metadata = proto
         .metadata_props
         .iter()
@@ -120,7 +124,40 @@ fn interface(proto: &ModelProto, source_name: &Path) -> Result<ModelIo, OnnxIoEr
         inputs,
         outputs,
         metadata,
+        external_files,
     })
+}
+
+/// The distinct `location`s of the initializers stored outside the file:
+/// each must be a path below the model's folder, as the ONNX spec has it.
+fn external_files(graph: &clip_export::proto::GraphProto) -> Result<Vec<PathBuf>, String> {
+    use clip_export::proto::tensor_proto::DataLocation;
+    let mut files: Vec<PathBuf> = Vec::new();
+    for tensor in &graph.initializer {
+        if tensor.data_location != Some(DataLocation::External as i32) {
+            continue;
+        }
+        let name = tensor.name.as_deref().unwrap_or("");
+        let location = tensor
+            .external_data
+            .iter()
+            .find(|e| e.key.as_deref() == Some("location"))
+            .and_then(|e| e.value.as_deref())
+            .ok_or_else(|| format!("initializer '{name}' is external but names no location"))?;
+        let path = PathBuf::from(location);
+        let inside = path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside || location.is_empty() {
+            return Err(format!(
+                "initializer '{name}' keeps its data at {location:?}, outside the model's folder"
+            ));
+        }
+        if !files.contains(&path) {
+            files.push(path);
+        }
+    }
+    Ok(files)
 }
 
 fn tensor(info: &ValueInfoProto) -> Result<TensorSpec, String> {

@@ -551,10 +551,17 @@ fn onnx_dir(
             file::VISUAL_ONNX
         )));
     }
-    let textual = FileSource::Copy(dir.join(file::TEXTUAL_ONNX));
-    let visual = FileSource::Copy(dir.join(file::VISUAL_ONNX));
-    let text_io = onnx_io::read_source(&textual, file::TEXTUAL_ONNX)?;
+    let text_io = onnx_io::read_file(&dir.join(file::TEXTUAL_ONNX))?;
     let visual_io = onnx_io::read_file(&dir.join(file::VISUAL_ONNX))?;
+    // CLIP-as-service's larger files keep their weights beside them.
+    let textual = FileSource::OnnxFile {
+        path: dir.join(file::TEXTUAL_ONNX),
+        external: text_io.external_files.clone(),
+    };
+    let visual = FileSource::OnnxFile {
+        path: dir.join(file::VISUAL_ONNX),
+        external: visual_io.external_files.clone(),
+    };
     let logit_scale = text_io
         .metadata("clip.logit_scale")
         .and_then(|v| v.parse().ok());

@@ -250,3 +250,94 @@ fn a_named_model_gives_the_sizes_files_leave_dynamic() {
         "{script}"
     );
 }
+
+/// A copy of the fixture whose text encoder keeps its weights in
+/// `location` (relative to textual.onnx), as large exports do.
+fn external_copy(location: &str) -> tempfile::TempDir {
+    use clip_export::proto::tensor_proto::DataLocation;
+    use clip_export::proto::StringStringEntryProto;
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(fixture("cas-onnx").join(file::TEXTUAL_ONNX)).unwrap();
+    let mut proto = clip_export::proto::ModelProto::decode(bytes.as_slice()).unwrap();
+    let mut data = Vec::new();
+    for tensor in &mut proto.graph.as_mut().unwrap().initializer {
+        let Some(raw) = tensor.raw_data.take_if(|raw| raw.len() >= 1024) else {
+            continue;
+        };
+        let entry = |key: &str, value: String| StringStringEntryProto {
+            key: Some(key.into()),
+            value: Some(value),
+        };
+        tensor.data_location = Some(DataLocation::External as i32);
+        tensor.external_data = vec![
+            entry("location", location.to_owned()),
+            entry("offset", data.len().to_string()),
+            entry("length", raw.len().to_string()),
+        ];
+        data.extend_from_slice(&raw);
+    }
+    assert!(!data.is_empty());
+    let target = dir.path().join(location);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(target, data).unwrap();
+    std::fs::write(dir.path().join(file::TEXTUAL_ONNX), proto.encode_to_vec()).unwrap();
+    std::fs::copy(
+        fixture("cas-onnx").join(file::VISUAL_ONNX),
+        dir.path().join(file::VISUAL_ONNX),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn external_data_files_go_into_the_repository_beside_the_model() {
+    let files = external_copy("weights/textual.data");
+    let tokenizer = fixture("text/tokenizer.json");
+    let out = tempfile::tempdir().unwrap();
+    let repo = out.path().join("r");
+    repo_gen_ok(&[
+        "--onnx-dir",
+        files.path().to_str().unwrap(),
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--out",
+        repo.to_str().unwrap(),
+        "--gpus",
+        "none",
+    ]);
+    let version = repo.join(model::TEXT_ENCODER).join("1");
+    assert_eq!(
+        std::fs::read(version.join("weights/textual.data")).unwrap(),
+        std::fs::read(files.path().join("weights/textual.data")).unwrap()
+    );
+    // The written model loads and embeds as the original does.
+    let runtime = clip_export::OrtRuntime::load(Some(common::ort_library()), "test").unwrap();
+    let ids = vec![0i64; 77];
+    let mask = vec![1i64; 77];
+    let embed = |path: &std::path::Path| {
+        let mut session = runtime.session_from_file(path).unwrap();
+        session.embed_tokens(&ids, Some(&mask), 1).unwrap().data
+    };
+    assert_eq!(
+        embed(&version.join(file::ONNX_MODEL)),
+        embed(&fixture("cas-onnx").join(file::TEXTUAL_ONNX))
+    );
+
+    // A location outside the folder is refused before anything is written.
+    let escaping = external_copy("../outside.data");
+    let output = common::repo_gen(&[
+        "--onnx-dir",
+        escaping.path().to_str().unwrap(),
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--out",
+        out.path().join("r2").to_str().unwrap(),
+    ]);
+    std::fs::remove_file(escaping.path().join("../outside.data")).unwrap();
+    let said = stderr(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("outside the model's folder"), "{said}");
+}
