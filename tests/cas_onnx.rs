@@ -12,7 +12,7 @@
 use clip_client::{cosine, Triton};
 use clip_contract::{model, tensor};
 use harness::fixture;
-use harness::fixtures::{cas_onnx, EndToEnd};
+use harness::fixtures::{cas_onnx, end_to_end_from, EndToEnd};
 use harness::grpc::{assert_verified, burst, embed};
 use harness::server::{onnxruntime_library, repo_gen, Server};
 
@@ -20,11 +20,16 @@ const TEXT_COSINE: f32 = 0.9999;
 const IMAGE_COSINE: f32 = 0.999;
 
 fn generate(out: &std::path::Path, extra: &[&str]) {
+    generate_from("cas-onnx", "text/tokenizer.json", out, extra);
+}
+
+/// repo-gen on the `files` fixture folder with `tokenizer`, into `out`.
+fn generate_from(files: &str, tokenizer: &str, out: &std::path::Path, extra: &[&str]) {
     let status = std::process::Command::new(repo_gen())
         .arg("--onnx-dir")
-        .arg(fixture("cas-onnx"))
+        .arg(fixture(files))
         .arg("--tokenizer")
-        .arg(fixture("text/tokenizer.json"))
+        .arg(fixture(tokenizer))
         .arg("--out")
         .arg(out)
         .args(["--runtime", "ort", "--gpus", "none"])
@@ -145,6 +150,64 @@ fn the_torchvision_crop_serves_open_clip_pipeline_embeddings() {
             );
         }
         // repo-gen's probes went through the same crop.
+        assert_verified(&server.grpc_url, 0.99999).await;
+    });
+}
+
+/// CLIP-as-service's M-CLIP files (tests/fixtures/cas-mclip-onnx: INT32 ids
+/// and mask of a dynamic length, made by scripts/fixtures/cas_mclip_onnx.py)
+/// named with `--model`: the registry gives the tokenizer family and the
+/// context, and multilingual sentences come back as transformers' tokenizer
+/// and M-CLIP's module embed them.
+#[test]
+fn clip_as_service_mclip_files_serve_multilingual_embeddings() {
+    let EndToEnd {
+        sentences,
+        text,
+        images,
+        image,
+        ..
+    } = end_to_end_from("cas-mclip-onnx/reference.json");
+    let out = tempfile::tempdir().unwrap();
+    let repository = out.path().join("repository");
+    generate_from(
+        "cas-mclip-onnx",
+        "text/hf/xlmr/tokenizer.json",
+        &repository,
+        &["--model", "M-CLIP/XLM-Roberta-Large-Vit-B-32"],
+    );
+    let preprocess =
+        std::fs::read_to_string(repository.join(model::TEXT_PREPROCESS).join("config.pbtxt"))
+            .unwrap();
+    for expected in [
+        "key: \"tokenizer_family\"\n  value: { string_value: \"hf\" }",
+        "name: \"ATTENTION_MASK\"\n    data_type: TYPE_INT32\n    dims: [ 77 ]",
+    ] {
+        assert!(preprocess.contains(expected), "{preprocess}");
+    }
+
+    let server = Server::start(&repository);
+    harness::runtime().block_on(async {
+        let client = Triton::connect(&server.grpc_url).await.expect("connect");
+        let sentences: Vec<Vec<u8>> = sentences.iter().map(|s| s.as_bytes().to_vec()).collect();
+        burst(
+            &client,
+            (model::TEXT_ENSEMBLE, tensor::TEXT),
+            &sentences,
+            b"caf\xc3",
+            (&text, TEXT_COSINE),
+        )
+        .await;
+        let files: Vec<Vec<u8>> = images.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        let truncated = files[0][..files[0].len() / 3].to_vec();
+        burst(
+            &client,
+            (model::IMAGE_ENSEMBLE, tensor::IMAGE),
+            &files,
+            &truncated,
+            (&image, IMAGE_COSINE),
+        )
+        .await;
         assert_verified(&server.grpc_url, 0.99999).await;
     });
 }
