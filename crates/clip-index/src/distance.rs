@@ -1,7 +1,7 @@
 //! The inner loop of every search and insert: the dot product of two
-//! embeddings. Written so the compiler vectorises it, and compiled again for
-//! AVX-512 and for AVX2 with FMA, chosen at run time: the default x86-64
-//! target only has 4-wide SSE2, and this loop is most of the index's CPU time.
+//! embeddings, with AVX-512 and AVX2-with-FMA versions chosen at run time
+//! (the default x86-64 target only has 4-wide SSE2, and this loop is most of
+//! the index's CPU time) and a portable one the compiler vectorises.
 
 /// The dot product of `a` and `b` (of equal length).
 #[inline]
