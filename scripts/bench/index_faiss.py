@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 
 DIM, K = 512, 10
-EF_SEARCH = [16, 32, 64, 128, 256]
+EF_SEARCH = [16, 32, 64, 128, 256, 512, 1024]
 
 
 def main():

@@ -49,7 +49,7 @@ const CLUSTERS: usize = 1000;
 const NOISE: f32 = 0.03;
 const QUERIES: usize = 200;
 const K: usize = 10;
-const EF_SEARCH: [usize; 5] = [16, 32, 64, 128, 256];
+const EF_SEARCH: [usize; 7] = [16, 32, 64, 128, 256, 512, 1024];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -61,7 +61,8 @@ fn main() {
     {
         ["data", items, dir] => data(items.parse().expect("ITEMS is a number"), Path::new(dir)),
         ["index", batch, dir] => index(batch.parse().expect("BATCH is a number"), Path::new(dir)),
-        _ => panic!("usage: bench data ITEMS DIR | bench index BATCH DIR"),
+        ["open", dir] => open(Path::new(dir)),
+        _ => panic!("usage: bench data ITEMS DIR | bench index BATCH DIR | bench open DIR"),
     }
 }
 
@@ -149,6 +150,10 @@ fn index(batch: usize, dir: &Path) {
         .map(|e| e.unwrap().metadata().unwrap().len())
         .sum();
     println!("on disk: {:.0} MiB", disk as f64 / (1 << 20) as f64);
+    println!(
+        "unreachable from the entry point: {} items",
+        index.unreachable_items()
+    );
 
     println!("search, one thread, {QUERIES} queries, limit {K}:");
     for ef in EF_SEARCH {
@@ -169,6 +174,18 @@ fn index(batch: usize, dir: &Path) {
             ms(latencies[QUERIES * 99 / 100])
         );
     }
+}
+
+/// Opens the index `index` built, alone in its process, so its peak memory
+/// (`/usr/bin/time -v`) is the opening's.
+fn open(dir: &Path) {
+    let t = Instant::now();
+    let index = Index::open(dir.join("index")).unwrap();
+    println!(
+        "opened {} items in {:.2} s",
+        index.len().unwrap(),
+        t.elapsed().as_secs_f64()
+    );
 }
 
 /// The CPU time of this process so far, user and system (from /proc/self/stat).

@@ -15,11 +15,11 @@
 //!
 //! Opening reads the whole log into memory: the embeddings (4 × dim bytes an
 //! item, 2 GiB for a million 512-d ones), the sources, and the graph (about
-//! 150 bytes an item). Searches and inserts run on that copy.
+//! 300 bytes an item). Searches and inserts run on that copy.
 //!
 //! # Engine
 //!
-//! The graph is an HNSW ([Malkov & Yashunin]) of our own, M = 16 (32 links on
+//! The graph is an HNSW ([Malkov & Yashunin]) of our own, M = 32 (64 links on
 //! layer 0), ef_construction 40 (faiss's default), with the usual
 //! neighbour-selection heuristic. Each batch is inserted by all cores
 //! (rayon); layer 0 is one flat array read without locks, and each node's

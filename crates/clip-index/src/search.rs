@@ -69,6 +69,13 @@ impl Index {
             .collect())
     }
 
+    /// How many items no graph search can reach (a diagnostic of the graph's
+    /// health; 0 when every item can be found). Small indexes, which
+    /// [`Index::search`] scans whole, still count here.
+    pub fn unreachable_items(&self) -> u64 {
+        self.graph.unreachable() as u64
+    }
+
     /// The item with this id, or `None` when there is none.
     pub fn get(&self, id: ItemId) -> Result<Option<Entry>> {
         Ok(self.records.get(id as usize).map(|record| Entry {
