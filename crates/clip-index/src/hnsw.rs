@@ -29,15 +29,6 @@ pub(crate) const M0: usize = 2 * M;
 /// Candidate list size while inserting: faiss's default. Search time was
 /// nearly all of an insert's.
 pub(crate) const EF_CONSTRUCTION: usize = 40;
-/// How much nearer to a kept neighbour than to the new node a candidate must
-/// be for the heuristic to drop it. HNSW's own heuristic (1.0), where the
-/// distances within a cluster are all alike, drops about every other
-/// candidate, leaving many nodes with one or two incoming links: at 1M, a
-/// quarter of the true neighbours that ef_search 1024 still missed had one
-/// (2.6% of all nodes do), and recall stalled at 0.89. 1.05 cuts such nodes
-/// by a third; 1.15 keeps nearly every candidate, fills the lists, and both
-/// recall and build time get worse.
-const ALPHA: f32 = 1.05;
 /// No node goes higher than this (with M = 32, level 6 takes about 32^6 items).
 pub(crate) const MAX_LEVEL: usize = 15;
 
@@ -377,11 +368,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// HNSW's neighbour heuristic, relaxed as DiskANN's robust pruning is: from
-/// `candidates` (nearest first), keep a candidate unless it is nearer, by a
-/// factor of [`ALPHA`], to one kept so far than to the new node, up to `most`.
-/// It keeps links spread across directions, which is what lets clustered data
-/// stay connected.
+/// HNSW's neighbour heuristic: from `candidates` (nearest first), keep a
+/// candidate only when it is nearer to the new node than to every one kept
+/// so far, up to `most`. It keeps links spread across directions, which is
+/// what lets clustered data stay connected.
 fn select_neighbours(candidates: &[Scored], most: usize, embeddings: &Embeddings) -> Vec<Scored> {
     let mut chosen: Vec<Scored> = Vec::with_capacity(most);
     for &candidate in candidates {
@@ -390,7 +380,7 @@ fn select_neighbours(candidates: &[Scored], most: usize, embeddings: &Embeddings
         }
         if chosen
             .iter()
-            .all(|kept| ALPHA * embeddings.distance(candidate.id, kept.id) > candidate.distance)
+            .all(|kept| embeddings.distance(candidate.id, kept.id) > candidate.distance)
         {
             chosen.push(candidate);
         }

@@ -92,9 +92,8 @@ fn clustered_recall_at_a_short_candidate_list() {
     }
     let [short, long] = found.map(|f| f as f64 / (QUERIES * K) as f64);
     eprintln!("recall@{K} on {ITEMS} clustered {DIM}-d vectors: ef 10 {short:.3}, ef 40 {long:.3}");
-    // Measured 0.75 and 0.987 (M = 32, alpha 1.05); HNSW's plain heuristic
-    // (alpha 1) reached 0.674 and 0.944, and M = 16 0.568 and 0.878. The
-    // margins cover the run-to-run spread of parallel inserts.
-    assert!(short >= 0.72, "recall@{K} at ef 10: {short}");
-    assert!(long >= 0.97, "recall@{K} at ef 40: {long}");
+    // Measured 0.674 and 0.944 (M = 32); the graph of M = 16 reached 0.568 and
+    // 0.878. The margins cover the run-to-run spread of parallel inserts.
+    assert!(short >= 0.62, "recall@{K} at ef 10: {short}");
+    assert!(long >= 0.91, "recall@{K} at ef 40: {long}");
 }
