@@ -21,21 +21,25 @@
 //! reopen it, then recall@10 and search latency (one thread) at several
 //! ef_search.
 //!
-//! Measured on the shared 2-core VM (load average about 9 from other work:
-//! the processes got half a core to one core, so the per-CPU-second column
-//! is the fairer comparison), 1,000,000 items, batches of 1000, faiss-cpu
-//! 1.15.1 with 2 OpenMP threads, both run one after the other:
+//! Measured on the shared 2-core VM (other jobs kept the load average
+//! between 1 and 9, so wall-clock rates swing by 2x from one window to the
+//! next and the CPU column is the fairer comparison), 1,000,000 items,
+//! batches of 1000, faiss-cpu 1.15.1 with 2 OpenMP threads, run one after
+//! the other (faiss first, while other 300k runs of ours shared the CPU):
 //!
-//! | engine | build | CPU | adds per CPU-second | recall@10, ef 128 / 256 | search p50, ef 256 |
-//! |--------|-------|-----|---------------------|-------------------------|--------------------|
-//! | clip-index | 728 s (1373/s) | 378 s | 2643 (4810 for the first 100k, 2256 for the last) | 0.697 / 0.782 | 0.95 ms |
-//! | faiss IndexHNSWFlat, M 16, efConstruction 40 | 787 s (1270/s) | 336 s | 2977 | 0.774 / 0.844 | 0.87 ms |
+//! | engine | build | CPU | adds per CPU-second | recall@10, ef 256 / 512 / 1024 | search p50, same ef |
+//! |--------|-------|-----|---------------------|--------------------------------|---------------------|
+//! | clip-index, M 32, efConstruction 40 | 279 s (3589/s) | 265 s | 3769 (6447 over the first 100k, 2879 over the last) | 0.837 / 0.889 / 0.894 | 0.70 / 0.97 / 2.08 ms |
+//! | faiss IndexHNSWFlat, M 16, efConstruction 40 | 737 s (1356/s) | 254 s | 3941 | 0.844 / - / - | 0.74 ms |
 //!
-//! Closing wrote a 57 MiB graph snapshot in 1.1 s; reopening (reading the
-//! 2 GB log and the snapshot) took 8.2 s. At 100k items (same data
-//! generator): 1287 appends/s, 3745 per CPU-second, recall@10 0.989 at
-//! ef 128 (faiss: 5364 per CPU-second, 0.989). Format 1 (hannoy in LMDB)
-//! appended 214 items/s at 100k.
+//! 852 items were unreachable from the entry point. Closing wrote the graph
+//! snapshot in 0.37 s; opening the 1M index alone (`bench open`) took 2.1 s
+//! with a peak RSS of 2.55 GB (the whole log is read: see the crate docs).
+//! At 100k items, load average about 8.5: 28.0 and 28.6 s (16.4 and 16.3
+//! CPU-s) against faiss's 24.6 s (16.1 CPU-s), recall@10 at ef 256 0.998 and
+//! 0.994 (faiss 0.990). Before the dot product's lanes were summed as a tree
+//! (with M 16), 1M took 378 CPU-s (2643 per CPU-second) and recall@10 at ef
+//! 256 was 0.782. Format 1 (hannoy in LMDB) appended 214 items/s at 100k.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
