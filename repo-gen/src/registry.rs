@@ -701,8 +701,26 @@ pub fn table(models: &[ModelSpec]) -> String {
     out
 }
 
-/// The model called `name` (`ARCH::PRETRAINED`), matched without regard to
-/// case or to `-` versus `_`.
+/// OpenAI's own names for its CLIPs (`clip.available_models()`), which
+/// CLIP-as-service also accepts, and the entries they are.
+pub const OPENAI_NAMES: [(&str, &str); 9] = [
+    ("RN50", "RN50::openai"),
+    ("RN101", "RN101::openai"),
+    ("RN50x4", "RN50x4::openai"),
+    ("RN50x16", "RN50x16::openai"),
+    ("RN50x64", "RN50x64::openai"),
+    ("ViT-B/32", "ViT-B-32::openai"),
+    ("ViT-B/16", "ViT-B-16::openai"),
+    ("ViT-L/14", "ViT-L-14::openai"),
+    ("ViT-L/14@336px", "ViT-L-14-336::openai"),
+];
+
+/// The model called `name` (`ARCH::PRETRAINED`, or one of OpenAI's names),
+/// matched without regard to case or to `-` versus `_`.
 pub fn lookup(name: &str) -> Result<&'static ModelSpec, LookupError> {
+    let name = OPENAI_NAMES
+        .iter()
+        .find(|(openai, _)| *openai == name.trim())
+        .map_or(name, |(_, ours)| ours);
     lookup_in(MODELS, name)
 }

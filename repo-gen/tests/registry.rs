@@ -443,3 +443,16 @@ fn mclip_pairs_as_clip_as_service_does() {
         assert_eq!(text.architecture.encoder.width, width, "{name}");
     }
 }
+
+#[test]
+fn openai_names_are_the_openai_entries() {
+    // clip.available_models(), which CLIP-as-service accepts as well.
+    for (openai, ours) in registry::OPENAI_NAMES {
+        let model = registry::lookup(openai).unwrap();
+        assert_eq!(model.name, ours);
+        assert_eq!(model.pretrained, "openai", "{openai}");
+    }
+    let arch = |name: &str| registry::lookup(name).unwrap().arch;
+    assert_eq!(arch("ViT-L/14@336px"), "ViT-L-14-336");
+    assert_eq!(arch("RN50x64"), "RN50x64");
+}
