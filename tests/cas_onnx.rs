@@ -12,8 +12,8 @@
 use clip_client::{cosine, Triton};
 use clip_contract::{model, tensor};
 use harness::fixture;
-use harness::fixtures::{cas_onnx, end_to_end_from, EndToEnd};
-use harness::grpc::{assert_verified, burst, embed};
+use harness::fixtures::{cas_onnx, end_to_end_from};
+use harness::grpc::{assert_serves, assert_verified, embed};
 use harness::server::{onnxruntime_library, repo_gen, Server};
 
 const TEXT_COSINE: f32 = 0.9999;
@@ -45,13 +45,7 @@ fn generate_from(files: &str, tokenizer: &str, out: &std::path::Path, extra: &[&
 
 #[test]
 fn clip_as_service_onnx_files_serve_open_clip_embeddings() {
-    let EndToEnd {
-        sentences,
-        text,
-        images,
-        image,
-        ..
-    } = cas_onnx();
+    let reference = cas_onnx();
     let out = tempfile::tempdir().unwrap();
     let repository = out.path().join("repository");
     generate(&repository, &[]);
@@ -73,33 +67,11 @@ fn clip_as_service_onnx_files_serve_open_clip_embeddings() {
     }
 
     let server = Server::start(&repository);
-    harness::runtime().block_on(async {
-        let client = Triton::connect(&server.grpc_url).await.expect("connect");
-        let sentences: Vec<Vec<u8>> = sentences.iter().map(|s| s.as_bytes().to_vec()).collect();
-        burst(
-            &client,
-            (model::TEXT_ENSEMBLE, tensor::TEXT),
-            &sentences,
-            b"caf\xc3",
-            (&text, TEXT_COSINE),
-        )
-        .await;
-        let files: Vec<Vec<u8>> = images.iter().map(|p| std::fs::read(p).unwrap()).collect();
-        let truncated = files[0][..files[0].len() / 3].to_vec();
-        burst(
-            &client,
-            (model::IMAGE_ENSEMBLE, tensor::IMAGE),
-            &files,
-            &truncated,
-            (&image, IMAGE_COSINE),
-        )
-        .await;
-        assert!(client.server_live().await.unwrap());
-
-        // repo-gen ran the conformance probes through the files in ONNX
-        // Runtime, mask and all; the served ensembles answer them alike.
-        assert_verified(&server.grpc_url, 0.99999).await;
-    });
+    harness::runtime().block_on(assert_serves(
+        &server.grpc_url,
+        &reference,
+        (TEXT_COSINE, IMAGE_COSINE),
+    ));
 }
 
 /// `--model` names the files and `--center-crop torchvision` crops as
@@ -161,13 +133,7 @@ fn the_torchvision_crop_serves_open_clip_pipeline_embeddings() {
 /// and M-CLIP's module embed them.
 #[test]
 fn clip_as_service_mclip_files_serve_multilingual_embeddings() {
-    let EndToEnd {
-        sentences,
-        text,
-        images,
-        image,
-        ..
-    } = end_to_end_from("cas-mclip-onnx/reference.json");
+    let reference = end_to_end_from("cas-mclip-onnx/reference.json");
     let out = tempfile::tempdir().unwrap();
     let repository = out.path().join("repository");
     generate_from(
@@ -187,27 +153,9 @@ fn clip_as_service_mclip_files_serve_multilingual_embeddings() {
     }
 
     let server = Server::start(&repository);
-    harness::runtime().block_on(async {
-        let client = Triton::connect(&server.grpc_url).await.expect("connect");
-        let sentences: Vec<Vec<u8>> = sentences.iter().map(|s| s.as_bytes().to_vec()).collect();
-        burst(
-            &client,
-            (model::TEXT_ENSEMBLE, tensor::TEXT),
-            &sentences,
-            b"caf\xc3",
-            (&text, TEXT_COSINE),
-        )
-        .await;
-        let files: Vec<Vec<u8>> = images.iter().map(|p| std::fs::read(p).unwrap()).collect();
-        let truncated = files[0][..files[0].len() / 3].to_vec();
-        burst(
-            &client,
-            (model::IMAGE_ENSEMBLE, tensor::IMAGE),
-            &files,
-            &truncated,
-            (&image, IMAGE_COSINE),
-        )
-        .await;
-        assert_verified(&server.grpc_url, 0.99999).await;
-    });
+    harness::runtime().block_on(assert_serves(
+        &server.grpc_url,
+        &reference,
+        (TEXT_COSINE, IMAGE_COSINE),
+    ));
 }

@@ -247,6 +247,29 @@ fn library_encodes_ranks_and_isolates_bad_items() {
         let health = elsewhere.health().await.unwrap();
         assert!(!health.ok() && health.live, "{health}");
 
+        // Profile: the ensemble and both of its steps, with times that add up.
+        // Before the timeout below, whose abandoned request the server may
+        // still be working on: profile reads cumulative statistics.
+        let profile = client
+            .profile(reference.images[0].as_path(), 3)
+            .await
+            .unwrap();
+        assert_eq!(profile.ensemble, model::IMAGE_ENSEMBLE);
+        let steps: Vec<&str> = profile.steps.iter().map(|s| s.model.as_str()).collect();
+        assert_eq!(steps, [model::IMAGE_PREPROCESS, model::IMAGE_ENCODER]);
+        // Triton ends a request's time when it releases the request, which
+        // can come a little after the response reached the client: the
+        // server's share may pass the roundtrip by a hair, never by much.
+        assert!(
+            profile.server > Duration::ZERO
+                && profile.server <= profile.roundtrip + profile.roundtrip / 10,
+            "{profile}"
+        );
+        for step in &profile.steps {
+            assert!(step.infer > Duration::ZERO, "{profile}");
+            assert!(step.total >= step.infer, "{profile}");
+        }
+
         // A deadline shorter than the work: a timeout, not a hang or a retry.
         let impatient = Client::connect_with(
             &server.grpc_url,
@@ -261,57 +284,11 @@ fn library_encodes_ranks_and_isolates_bad_items() {
         .await
         .unwrap();
         let big = fixture("images/inputs/large_12mp.jpg");
-        // Requests the ensemble and its preprocessing step have answered: a
-        // cancelled ensemble request is counted at once while its step can
-        // still be decoding, so both must have moved on.
-        let answered = |client: &Client| {
-            let triton = client.triton().clone();
-            async move {
-                let mut counts = Vec::new();
-                for name in [model::IMAGE_ENSEMBLE, model::IMAGE_PREPROCESS] {
-                    let stats = triton.model_statistics(name).await.unwrap();
-                    let inference = stats[0].inference_stats.unwrap_or_default();
-                    counts.push(
-                        inference.success.map_or(0, |d| d.count)
-                            + inference.fail.map_or(0, |d| d.count),
-                    );
-                }
-                counts
-            }
-        };
-        let before = answered(&client).await;
         let err = impatient
             .encode([big.as_path()], &EncodeOptions::default())
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
-        // The server may still be working on the abandoned request; the
-        // profile below reads cumulative statistics, so let it finish (it
-        // may also never have arrived: then there is nothing to wait for).
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while answered(&client)
-            .await
-            .iter()
-            .zip(&before)
-            .any(|(now, then)| now == then)
-            && std::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-
-        // Profile: the ensemble and both of its steps, with times that add up.
-        let profile = client
-            .profile(reference.images[0].as_path(), 3)
-            .await
-            .unwrap();
-        assert_eq!(profile.ensemble, model::IMAGE_ENSEMBLE);
-        let steps: Vec<&str> = profile.steps.iter().map(|s| s.model.as_str()).collect();
-        assert_eq!(steps, [model::IMAGE_PREPROCESS, model::IMAGE_ENCODER]);
-        assert!(profile.server > Duration::ZERO && profile.server <= profile.roundtrip);
-        for step in &profile.steps {
-            assert!(step.infer > Duration::ZERO, "{profile}");
-            assert!(step.total >= step.infer, "{profile}");
-        }
     });
 }
 

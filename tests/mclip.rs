@@ -10,11 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
-use clip_client::Triton;
-use clip_contract::{model, tensor};
+use clip_contract::model;
 use harness::fixture;
-use harness::fixtures::rows;
-use harness::grpc::{assert_verified, burst};
+use harness::fixtures::{rows, EndToEnd};
+use harness::grpc::assert_serves;
 use harness::server::{onnxruntime_library, repo_gen, Server};
 
 const TEXT_COSINE: f32 = 0.9999;
@@ -101,28 +100,17 @@ fn mclip_serves_transformers_embeddings_in_every_language() {
 
     let (sentences, text) = text_reference();
     let (images, image) = image_reference();
+    let reference = EndToEnd {
+        sentences,
+        text,
+        images,
+        image,
+        ranking: Vec::new(),
+    };
     let server = Server::start(&repository);
-    harness::runtime().block_on(async {
-        let client = Triton::connect(&server.grpc_url).await.expect("connect");
-        let sentences: Vec<Vec<u8>> = sentences.iter().map(|s| s.as_bytes().to_vec()).collect();
-        burst(
-            &client,
-            (model::TEXT_ENSEMBLE, tensor::TEXT),
-            &sentences,
-            b"caf\xc3",
-            (&text, TEXT_COSINE),
-        )
-        .await;
-        let files: Vec<Vec<u8>> = images.iter().map(|p| std::fs::read(p).unwrap()).collect();
-        let truncated = files[0][..files[0].len() / 3].to_vec();
-        burst(
-            &client,
-            (model::IMAGE_ENSEMBLE, tensor::IMAGE),
-            &files,
-            &truncated,
-            (&image, IMAGE_COSINE),
-        )
-        .await;
-        assert_verified(&server.grpc_url, 0.99999).await;
-    });
+    harness::runtime().block_on(assert_serves(
+        &server.grpc_url,
+        &reference,
+        (TEXT_COSINE, IMAGE_COSINE),
+    ));
 }

@@ -89,3 +89,46 @@ pub async fn burst(
         }
     }
 }
+
+/// The ensembles serve `reference`'s raw sentences and image files as its
+/// rows say (within `text_cosine` / `image_cosine`), each tower in one burst
+/// with a bad element (invalid UTF-8, a truncated file) in every position of
+/// concurrent requests; then `clip-client verify` holds the probes.
+pub async fn assert_serves(
+    grpc_url: &str,
+    reference: &crate::fixtures::EndToEnd,
+    (text_cosine, image_cosine): (f32, f32),
+) {
+    let client = Triton::connect(grpc_url).await.expect("connect");
+    let sentences: Vec<Vec<u8>> = reference
+        .sentences
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    burst(
+        &client,
+        (clip_contract::model::TEXT_ENSEMBLE, tensor::TEXT),
+        &sentences,
+        b"caf\xc3",
+        (&reference.text, text_cosine),
+    )
+    .await;
+    let files: Vec<Vec<u8>> = reference
+        .images
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let truncated = files[0][..files[0].len() / 3].to_vec();
+    burst(
+        &client,
+        (clip_contract::model::IMAGE_ENSEMBLE, tensor::IMAGE),
+        &files,
+        &truncated,
+        (&reference.image, image_cosine),
+    )
+    .await;
+    assert!(client.server_live().await.unwrap());
+    // repo-gen ran the conformance probes through the encoders in ONNX
+    // Runtime; the served ensembles answer them alike.
+    assert_verified(grpc_url, 0.99999).await;
+}
