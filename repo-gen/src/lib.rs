@@ -21,6 +21,7 @@ mod generate;
 mod lookup;
 pub mod model_dir;
 pub mod monitoring;
+mod onnx_dir;
 pub mod onnx_io;
 mod options;
 pub mod placement;
