@@ -4,9 +4,12 @@
 use crate::color::cmyk_to_rgb_in_place;
 use crate::error::ImageError;
 use crate::options::ImageOptions;
+use crate::resize::{source_window, CropGeometry};
 use crate::scratch::{sized, Decoded, Scratch};
+use crate::turbo::{scaled, Colorspace, Decompressor, Header, Region, TurboMessage};
 
-/// Reduced-scale JPEG decode: the DCT scales it may use, strongest first, each with the margin it must keep. The
+/// Reduced-scale JPEG decode: the DCT scales it may use (their denominators), strongest first, each with the
+/// margin it must keep. The
 /// decoded shortest side must stay >= `margin * size`, so the bicubic filter still does at least a `margin`x
 /// reduction after the DCT scaling; the larger that reduction, the closer the result is to the reference.
 ///
@@ -22,85 +25,122 @@ use crate::scratch::{sized, Decoded, Scratch};
 /// For size 224 under the default 40 MP guard, 1/8 is then never used (it needs a shortest side of 7168): photos
 /// with a shortest side from 3584 (~17 MP) decode at 1/4, which costs ~22% more CPU than 1/8 did (6000x4000: 83 ms
 /// against 68 ms on one core; full scale: 147 ms). Smaller photos are unaffected.
-const REDUCED_SCALES: [(turbojpeg::ScalingFactor, usize); 3] = [
-    (turbojpeg::ScalingFactor::ONE_EIGHTH, 4),
-    (turbojpeg::ScalingFactor::ONE_QUARTER, 2),
-    (turbojpeg::ScalingFactor::ONE_HALF, 2),
-];
+const REDUCED_SCALES: [(u32, u32); 3] = [(8, 4), (4, 2), (2, 2)];
+
+/// Margin in decoded pixels between the pixels the resize reads and the edges of a partial decode, where
+/// libjpeg-turbo's fancy upsampling sees an image edge (it replicates the edge chroma sample instead of reading its
+/// neighbour) and so decodes differently from a whole decode. Measured on the tests' JPEGs: the outermost column
+/// on each side differs with 2x horizontal chroma subsampling (4:2:2 at every DCT scale, 4:2:0 at full scale,
+/// where reduced scales upsample chroma in the IDCT instead); rows never differ. Four keeps a safe distance.
+const REGION_EDGE_MARGIN: u32 = 4;
+
+/// Which part of the image to decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Extent {
+    /// Only what the center crop's resize reads (plus [`REGION_EDGE_MARGIN`], aligned outward to iMCU columns).
+    CropSources,
+    /// All of it (the tests' reference).
+    #[cfg(test)]
+    Whole,
+}
 
 /// libjpeg-turbo decode (same library and settings as Pillow: ISLOW IDCT, fancy upsampling), optionally at a
-/// reduced DCT scale. Returns the original dimensions, the decoded image and the scale's denominator (1 at full
-/// scale).
+/// reduced DCT scale, of the part of the image the center crop's resize reads (see [`region`]). Returns the
+/// original dimensions, the decoded image (full scaled size, written only in the region), the scale's denominator
+/// (1 at full scale), and the region decoded.
 pub(crate) fn decode_jpeg(
     options: &ImageOptions,
     data: &[u8],
     scratch: &mut Scratch,
-) -> Result<((u32, u32), Decoded, u32), ImageError> {
-    const F: &str = "JPEG";
+    extent: Extent,
+) -> Result<((u32, u32), Decoded, u32, Region), ImageError> {
     // A fresh handle per image: libjpeg keeps quantization and Huffman tables
     // from one image to the next (abbreviated datastreams), so a reused handle
     // decodes a JPEG that lacks its tables with the previous image's instead
     // of refusing it, and a failed decode can leave the handle unusable.
-    let mut tj = turbojpeg::Decompressor::new().map_err(|e| ImageError::Internal(e.to_string()))?;
-    let header = tj.read_header(data).map_err(|e| jpeg_error(&e))?;
-    let (w, h) = (header.width as u64, header.height as u64);
-    options.check_dimensions(w, h)?;
-    let (w32, h32) = (
-        u32::try_from(w).map_err(|_| ImageError::Unsupported {
-            format: F,
-            message: "width".into(),
-        })?,
-        u32::try_from(h).map_err(|_| ImageError::Unsupported {
-            format: F,
-            message: "height".into(),
-        })?,
-    );
+    let mut tj = Decompressor::new().map_err(|e| ImageError::Internal(e.0))?;
+    let header = tj.read_header(data).map_err(jpeg_error)?;
+    options.check_dimensions(u64::from(header.width), u64::from(header.height))?;
 
-    let mut factor = turbojpeg::ScalingFactor::ONE;
-    if options.reduced_scale_decode && !header.is_lossless {
+    let mut denom = 1;
+    if options.reduced_scale_decode && !header.lossless {
         let short = header.width.min(header.height);
-        for (f, margin) in REDUCED_SCALES {
-            if f.scale(short) >= margin * options.size as usize {
-                factor = f;
+        for (d, margin) in REDUCED_SCALES {
+            if u64::from(scaled(short, d)) >= u64::from(margin) * u64::from(options.size) {
+                denom = d;
                 break;
             }
         }
     }
-    tj.set_scaling_factor(factor)
-        .map_err(|e| ImageError::Internal(e.to_string()))?;
-    let (sw, sh) = (factor.scale(header.width), factor.scale(header.height));
-
-    use turbojpeg::{Colorspace, PixelFormat};
-    let (pixel_format, channels) = match header.colorspace {
-        Colorspace::Gray => (PixelFormat::GRAY, 1),
-        Colorspace::CMYK | Colorspace::YCCK => (PixelFormat::CMYK, 4),
-        _ => (PixelFormat::RGB, 3),
+    tj.set_scale(denom).map_err(|e| ImageError::Internal(e.0))?;
+    let channels = match header.colorspace {
+        Colorspace::Gray => 1,
+        Colorspace::Cmyk => 4,
+        Colorspace::Color => 3,
     };
-    let buf = sized(&mut scratch.decode, sw * sh * channels);
-    let image = turbojpeg::Image {
-        pixels: &mut buf[..],
-        width: sw,
-        pitch: sw * channels,
-        height: sh,
-        format: pixel_format,
+    let decoded = Decoded {
+        width: scaled(header.width, denom),
+        height: scaled(header.height, denom),
+        channels,
     };
-    if let Err(e) = tj.decompress(data, image) {
+    let geometry = CropGeometry {
+        orig: (header.width, header.height),
+        size: options.size,
+        center_crop: options.center_crop,
+    };
+    let region = match extent {
+        Extent::CropSources => region(&header, denom, decoded, geometry),
+        #[cfg(test)]
+        Extent::Whole => whole(decoded),
+    };
+    let pitch = decoded.width as usize * channels;
+    let buf = sized(&mut scratch.decode, pitch * decoded.height as usize);
+    if let Err(e) = tj.decompress_region(data, buf, pitch, channels, region) {
         // libjpeg warnings leave a fully written image; PIL loads such files, except truncated ones.
-        let accepted =
-            matches!(&e, turbojpeg::Error::TurboJpegError(m) if is_benign_jpeg_warning(m));
-        if !accepted {
-            return Err(jpeg_error(&e));
+        if !is_benign_jpeg_warning(&e.0) {
+            return Err(jpeg_error(e));
         }
     }
     if channels == 4 {
-        cmyk_to_rgb_in_place(buf);
+        let rows = region.y as usize * pitch..(region.y + region.height) as usize * pitch;
+        cmyk_to_rgb_in_place(&mut buf[rows]);
     }
-    let decoded = Decoded {
-        width: sw as u32,
-        height: sh as u32,
-        channels,
+    Ok((geometry.orig, decoded, denom, region))
+}
+
+/// The part of the scaled image to decode: the resize's [`source_window`] widened by [`REGION_EDGE_MARGIN`], its
+/// left edge moved down to an iMCU boundary (libjpeg-turbo starts a row there), and its bottom extended to the
+/// image's unless the file is progressive: libjpeg-turbo reads the rows below a region only when it decodes them,
+/// and a baseline JPEG truncated there must still be refused as PIL refuses it (a progressive file is read whole
+/// first). A file that cannot be decoded in part is decoded whole.
+fn region(header: &Header, denom: u32, decoded: Decoded, geometry: CropGeometry) -> Region {
+    let Some(align) = header.region_alignment(denom) else {
+        return whole(decoded);
     };
-    Ok(((w32, h32), decoded, factor.denom() as u32))
+    let window = source_window(decoded, geometry);
+    let left = window.left.saturating_sub(REGION_EDGE_MARGIN) / align * align;
+    let right = (window.right + REGION_EDGE_MARGIN).min(decoded.width);
+    let top = window.top.saturating_sub(REGION_EDGE_MARGIN);
+    let bottom = if header.progressive {
+        (window.bottom + REGION_EDGE_MARGIN).min(decoded.height)
+    } else {
+        decoded.height
+    };
+    Region {
+        x: left,
+        y: top,
+        width: right - left,
+        height: bottom - top,
+    }
+}
+
+fn whole(decoded: Decoded) -> Region {
+    Region {
+        x: 0,
+        y: 0,
+        width: decoded.width,
+        height: decoded.height,
+    }
 }
 
 /// libjpeg warnings (decoding finished, image fully written) that PIL tolerates. "Premature end of JPEG file"
@@ -111,11 +151,7 @@ fn is_benign_jpeg_warning(message: &str) -> bool {
         || message.starts_with("Inconsistent progression sequence")
 }
 
-fn jpeg_error(e: &turbojpeg::Error) -> ImageError {
-    let message = match e {
-        turbojpeg::Error::TurboJpegError(m) => m.clone(),
-        other => other.to_string(),
-    };
+fn jpeg_error(TurboMessage(message): TurboMessage) -> ImageError {
     if message.contains("Premature end") {
         ImageError::Truncated {
             format: "JPEG",
@@ -133,3 +169,6 @@ fn jpeg_error(e: &turbojpeg::Error) -> ImageError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -34,10 +34,10 @@
 //! * With `reduced_scale_decode`, large JPEGs are decoded with libjpeg's DCT scaling (1/2, 1/4, or 1/8 for very
 //!   large ones) before the bicubic resize; this is faster but not identical to the reference.
 
-// Module graph, acyclic: format, scratch and color import no sibling; error uses format; options uses error;
-// normalize uses options; resize uses error, scratch; jpeg uses color, error, options, scratch; gif_frame uses
-// error, options, scratch; other_formats uses error, format, options, scratch. lib.rs uses them all and no module
-// imports from lib.rs.
+// Module graph, acyclic: format, scratch, color and turbo import no sibling; error uses format; options uses error;
+// normalize uses options; resize uses error, options, scratch; jpeg uses color, error, options, resize, scratch,
+// turbo; gif_frame uses error, options, scratch; other_formats uses error, format, options, scratch. lib.rs uses them
+// all and no module imports from lib.rs.
 mod color;
 mod error;
 mod format;
@@ -48,6 +48,7 @@ mod options;
 mod other_formats;
 mod resize;
 mod scratch;
+mod turbo;
 
 use rayon::prelude::*;
 
@@ -292,8 +293,8 @@ impl ImagePreprocessor {
         let mut scale_denominator = 1;
         let ((orig_w, orig_h), decoded) = match format {
             Format::Jpeg => {
-                let (size, decoded, denominator) =
-                    jpeg::decode_jpeg(&self.options, encoded, scratch)?;
+                let (size, decoded, denominator, _) =
+                    jpeg::decode_jpeg(&self.options, encoded, scratch, jpeg::Extent::CropSources)?;
                 scale_denominator = denominator;
                 (size, decoded)
             }

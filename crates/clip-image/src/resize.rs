@@ -33,8 +33,73 @@ fn resize_output_size(width: u32, height: u32, size: u32) -> (u64, u64) {
     }
 }
 
-/// Bicubic-resizes `src` (a decoded image that covers the original `orig` extent, possibly DCT-downscaled) to the
-/// reference's resize dimensions and writes only the center `size x size` crop into `dst`.
+/// Where the crop lies in the decoded image: the fractional source box of the crop (`x0`, `y0`, `xw`, `yh`, in
+/// decoded pixels) and the source rows `r0..r1` the horizontal pass covers.
+struct SourceBox {
+    x0: f64,
+    xw: f64,
+    y0: f64,
+    yh: f64,
+    r0: u32,
+    r1: u32,
+}
+
+impl SourceBox {
+    fn new(decoded: Decoded, geometry: CropGeometry) -> Self {
+        let (sw, sh) = (decoded.width, decoded.height);
+        let size = geometry.size;
+        let (new_w, new_h) = resize_output_size(geometry.orig.0, geometry.orig.1, size);
+        // Crop offsets in the resized image, mapped to source coordinates.
+        let left = geometry.center_crop.offset(new_w - size as u64) as f64;
+        let top = geometry.center_crop.offset(new_h - size as u64) as f64;
+        let scale_x = sw as f64 / new_w as f64;
+        let scale_y = sh as f64 / new_h as f64;
+        let x0 = left * scale_x;
+        let xw = (size as f64 * scale_x).min(sw as f64 - x0);
+        let y0 = top * scale_y;
+        let yh = (size as f64 * scale_y).min(sh as f64 - y0);
+        // Source rows the vertical pass reads (its kernel radius is 2 * max(scale, 1)), with a one-row margin.
+        let radius = 2.0 * scale_y.max(1.0);
+        let r0 = ((y0 + 0.5 * scale_y - radius).floor() - 1.0).max(0.0) as u32;
+        let r1 = ((y0 + yh - 0.5 * scale_y + radius).ceil() + 1.0).min(sh as f64) as u32;
+        Self {
+            x0,
+            xw,
+            y0,
+            yh,
+            r0,
+            r1,
+        }
+    }
+}
+
+/// The part of the decoded image the resize reads: columns `left..right`, rows `top..bottom`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SourceWindow {
+    pub(crate) left: u32,
+    pub(crate) top: u32,
+    pub(crate) right: u32,
+    pub(crate) bottom: u32,
+}
+
+/// Every source pixel [`resize_center_crop`] gives a weight for this crop of a `decoded` image: the horizontal
+/// pass's rows, and the columns its taps reach (radius `2 * max(scale, 1)` around the centres, which all lie
+/// inside the crop's source box) with a one-column margin. Pixels outside it are never read with a weight, so a
+/// decoder may leave them unwritten.
+pub(crate) fn source_window(decoded: Decoded, geometry: CropGeometry) -> SourceWindow {
+    let b = SourceBox::new(decoded, geometry);
+    let radius = 2.0 * (b.xw / geometry.size as f64).max(1.0);
+    SourceWindow {
+        left: ((b.x0 - radius).floor() - 1.0).max(0.0) as u32,
+        top: b.r0,
+        right: ((b.x0 + b.xw + radius).ceil() + 1.0).min(decoded.width as f64) as u32,
+        bottom: b.r1,
+    }
+}
+
+/// Bicubic-resizes `src` (a decoded image that covers the original `orig` extent, possibly DCT-downscaled, of
+/// which only the [`source_window`] need be written) to the reference's resize dimensions and writes only the
+/// center `size x size` crop into `dst`.
 ///
 /// Two passes like Pillow, horizontal first: the horizontal pass produces the crop's columns for the source rows
 /// the vertical pass needs, the vertical pass produces the crop's rows. The filter positions are those of the full
@@ -43,38 +108,20 @@ pub(crate) fn resize_center_crop(
     resizer: &mut fir::Resizer,
     src: &[u8],
     decoded: Decoded,
-    CropGeometry {
-        orig,
-        size,
-        center_crop,
-    }: CropGeometry,
+    geometry: CropGeometry,
     temp: &mut Vec<u8>,
     dst: &mut [u8],
 ) -> Result<(), ImageError> {
     let internal = |e: &dyn std::fmt::Display| ImageError::Internal(format!("resize: {e}"));
-    let (sw, sh) = (decoded.width, decoded.height);
-    let (new_w, new_h) = resize_output_size(orig.0, orig.1, size);
+    let (sw, sh, size) = (decoded.width, decoded.height, geometry.size);
     let pixel_type = match decoded.channels {
         1 => fir::PixelType::U8,
         2 => fir::PixelType::U8x2,
         3 => fir::PixelType::U8x3,
         _ => fir::PixelType::U8x4,
     };
-    // Crop offsets in the resized image, mapped to source coordinates.
-    let left = center_crop.offset(new_w - size as u64) as f64;
-    let top = center_crop.offset(new_h - size as u64) as f64;
-    let scale_x = sw as f64 / new_w as f64;
-    let scale_y = sh as f64 / new_h as f64;
-    let x0 = left * scale_x;
-    let xw = (size as f64 * scale_x).min(sw as f64 - x0);
-    let y0 = top * scale_y;
-    let yh = (size as f64 * scale_y).min(sh as f64 - y0);
-
-    // Source rows the vertical pass reads (its kernel radius is 2 * max(scale, 1)), with a one-row margin.
-    let radius = 2.0 * scale_y.max(1.0);
-    let r0 = ((y0 + 0.5 * scale_y - radius).floor() - 1.0).max(0.0) as u32;
-    let r1 = ((y0 + yh - 0.5 * scale_y + radius).ceil() + 1.0).min(sh as f64) as u32;
-    let rows = r1 - r0;
+    let b = SourceBox::new(decoded, geometry);
+    let rows = b.r1 - b.r0;
 
     let options = fir::ResizeOptions::new()
         .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::CatmullRom))
@@ -86,7 +133,7 @@ pub(crate) fn resize_center_crop(
             fir::images::ImageRef::new(sw, sh, src, pixel_type).map_err(|e| internal(&e))?;
         let mut tmp_img = fir::images::Image::from_slice_u8(size, rows, temp, pixel_type)
             .map_err(|e| internal(&e))?;
-        let opts = options.crop(x0, r0 as f64, xw, rows as f64);
+        let opts = options.crop(b.x0, b.r0 as f64, b.xw, rows as f64);
         resizer
             .resize(&src_img, &mut tmp_img, &opts)
             .map_err(|e| internal(&e))?;
@@ -95,7 +142,7 @@ pub(crate) fn resize_center_crop(
         fir::images::ImageRef::new(size, rows, temp, pixel_type).map_err(|e| internal(&e))?;
     let mut dst_img =
         fir::images::Image::from_slice_u8(size, size, dst, pixel_type).map_err(|e| internal(&e))?;
-    let opts = options.crop(0.0, y0 - r0 as f64, size as f64, yh);
+    let opts = options.crop(0.0, b.y0 - b.r0 as f64, size as f64, b.yh);
     resizer
         .resize(&tmp_img, &mut dst_img, &opts)
         .map_err(|e| internal(&e))?;

@@ -10,7 +10,8 @@ use fast_image_resize as fir;
 pub(crate) const RETAIN_SCRATCH_BYTES: usize = 48 << 20;
 
 /// A decoded 8-bit image in `Scratch::decode`: `channels` interleaved bytes per pixel, RGB in the first three
-/// (1 = grey, 2 = grey + alpha, 3 = RGB, 4 = RGB + alpha or padding). Alpha is never used.
+/// (1 = grey, 2 = grey + alpha, 3 = RGB, 4 = RGB + alpha or padding). Alpha is never used. A JPEG decode writes only
+/// the part the resize reads (see `jpeg::decode_jpeg`); the rest holds whatever the buffer held.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Decoded {
     pub(crate) width: u32,
@@ -26,13 +27,19 @@ pub(crate) struct Scratch {
     pub(crate) resizer: fir::Resizer,
 }
 
+impl Scratch {
+    pub(crate) fn new() -> Self {
+        Self {
+            decode: Vec::new(),
+            temp: Vec::new(),
+            crop: Vec::new(),
+            resizer: fir::Resizer::new(),
+        }
+    }
+}
+
 thread_local! {
-    pub(crate) static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
-        decode: Vec::new(),
-        temp: Vec::new(),
-        crop: Vec::new(),
-        resizer: fir::Resizer::new(),
-    });
+    pub(crate) static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
 }
 
 /// `buf[..len]`, growing (zero-filled) only when the buffer is too short: reused buffers are not re-zeroed.
