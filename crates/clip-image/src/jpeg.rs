@@ -3,6 +3,7 @@
 
 use crate::color::cmyk_to_rgb_in_place;
 use crate::error::ImageError;
+use crate::jpeg_frame::max_horizontal_sampling;
 use crate::options::ImageOptions;
 use crate::resize::{source_window, CropGeometry};
 use crate::scratch::{sized, Decoded, Scratch};
@@ -89,7 +90,7 @@ pub(crate) fn decode_jpeg(
         center_crop: options.center_crop,
     };
     let region = match extent {
-        Extent::CropSources => region(&header, denom, decoded, geometry),
+        Extent::CropSources => region(data, &header, denom, decoded, geometry),
         #[cfg(test)]
         Extent::Whole => whole(decoded),
     };
@@ -109,12 +110,19 @@ pub(crate) fn decode_jpeg(
 }
 
 /// The part of the scaled image to decode: the resize's [`source_window`] widened by [`REGION_EDGE_MARGIN`], its
-/// left edge moved down to an iMCU boundary (libjpeg-turbo starts a row there), and its bottom extended to the
-/// image's unless the file is progressive: libjpeg-turbo reads the rows below a region only when it decodes them,
-/// and a baseline JPEG truncated there must still be refused as PIL refuses it (a progressive file is read whole
-/// first). A file that cannot be decoded in part is decoded whole.
-fn region(header: &Header, denom: u32, decoded: Decoded, geometry: CropGeometry) -> Region {
-    let Some(align) = header.region_alignment(denom) else {
+/// left edge moved down to an iMCU boundary (libjpeg-turbo starts a row there, see [`Header::region_alignment`]),
+/// and its bottom extended to the image's unless the file is progressive: libjpeg-turbo reads the rows below a
+/// region only when it decodes them, and a baseline JPEG truncated there must still be refused as PIL refuses it
+/// (a progressive file is read whole first). A file that cannot be decoded in part is decoded whole.
+fn region(
+    data: &[u8],
+    header: &Header,
+    denom: u32,
+    decoded: Decoded,
+    geometry: CropGeometry,
+) -> Region {
+    let alignment = max_horizontal_sampling(data).and_then(|h| header.region_alignment(denom, h));
+    let Some(align) = alignment else {
         return whole(decoded);
     };
     let window = source_window(decoded, geometry);

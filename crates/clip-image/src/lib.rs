@@ -15,7 +15,8 @@
 //!
 //! Steps 3 and 4 are fused: only the rows/columns the crop needs are resized (the filter taps are those of the
 //! full resize), and normalisation is a per-channel 256-entry lookup table that reproduces the reference's float
-//! arithmetic bit for bit.
+//! arithmetic bit for bit. A JPEG is decoded only where that resize reads it (libjpeg-turbo's partial
+//! decompression, see `jpeg`), with pixels identical to a whole decode's.
 //!
 //! Deliberate differences from PIL:
 //! * 16-bit greyscale PNGs: PIL ("I;16" -> "RGB") clips every value above 255 to white, which turns a real 16-bit
@@ -34,15 +35,16 @@
 //! * With `reduced_scale_decode`, large JPEGs are decoded with libjpeg's DCT scaling (1/2, 1/4, or 1/8 for very
 //!   large ones) before the bicubic resize; this is faster but not identical to the reference.
 
-// Module graph, acyclic: format, scratch, color and turbo import no sibling; error uses format; options uses error;
-// normalize uses options; resize uses error, options, scratch; jpeg uses color, error, options, resize, scratch,
-// turbo; gif_frame uses error, options, scratch; other_formats uses error, format, options, scratch. lib.rs uses them
-// all and no module imports from lib.rs.
+// Module graph, acyclic: format, scratch, color, jpeg_frame and turbo import no sibling; error uses format; options
+// uses error; normalize uses options; resize uses error, options, scratch; jpeg uses color, error, jpeg_frame,
+// options, resize, scratch, turbo; gif_frame uses error, options, scratch; other_formats uses error, format,
+// options, scratch. lib.rs uses them all and no module imports from lib.rs.
 mod color;
 mod error;
 mod format;
 mod gif_frame;
 mod jpeg;
+mod jpeg_frame;
 mod normalize;
 mod options;
 mod other_formats;

@@ -33,15 +33,27 @@ pub(crate) enum Colorspace {
 }
 
 impl Header {
-    /// Width in pixels of one iMCU column at 1/`denom` scale (`tjMCUWidth` scaled, as `tj3SetCroppingRegion`
-    /// requires of a region's left edge), or `None` when the file can only be decoded whole: lossless files and
-    /// sampling factors TurboJPEG cannot name.
-    pub(crate) fn region_alignment(&self, denom: u32) -> Option<u32> {
+    /// Width in pixels at 1/`denom` scale that a partial decode's left edge must be a multiple of, for a frame
+    /// whose largest horizontal sampling factor is `max_h_sampling`; `None` when the file can only be decoded
+    /// whole (lossless files, sampling factors TurboJPEG cannot name). `tj3SetCroppingRegion` checks the edge
+    /// against the scaled MCU width of the subsampling's name, libjpeg against the file's iMCU width (8 x the
+    /// largest factor, scaled); they differ for factors written in non-standard ways (4:4:4 as 2x1 on every
+    /// component), so the edge must suit both.
+    pub(crate) fn region_alignment(&self, denom: u32, max_h_sampling: u32) -> Option<u32> {
         const MCU_WIDTH: [u32; 7] = [8, 16, 16, 8, 8, 32, 8];
         let mcu = usize::try_from(self.subsamp)
             .ok()
             .and_then(|s| MCU_WIDTH.get(s))?;
-        (!self.lossless).then(|| scaled(*mcu, denom))
+        let (named, imcu) = (scaled(*mcu, denom), scaled(8 * max_h_sampling, denom));
+        (!self.lossless && imcu > 0).then(|| named / gcd(named, imcu) * imcu)
+    }
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 

@@ -238,3 +238,36 @@ fn truncation_below_the_crop_is_still_refused() {
         );
     }
 }
+
+/// `jpeg` with every component's sampling factors set to `factors` (high nibble horizontal) in its frame header.
+fn with_sampling_factors(mut jpeg: Vec<u8>, factors: u8) -> Vec<u8> {
+    let sof = jpeg
+        .windows(2)
+        .position(|m| m == [0xFF, 0xC0] || m == [0xFF, 0xC2])
+        .unwrap();
+    let components = jpeg[sof + 9] as usize;
+    for c in 0..components {
+        jpeg[sof + 11 + 3 * c] = factors;
+    }
+    jpeg
+}
+
+/// 4:4:4 written with 2x1 sampling factors on every component (libjpeg-turbo reads it as 4:4:4, but its iMCU is
+/// 16 pixels wide, not 8): the region's left edge must follow the file's factors, not the subsampling's name.
+#[test]
+fn non_standard_sampling_factors_decode_in_part() {
+    for width in [600, 616, 632, 648, 664] {
+        let rgb = photo(width, 480, 11);
+        for progressive in [false, true] {
+            let jpeg =
+                with_sampling_factors(encode(&rgb, width, 480, Subsamp::None, progressive), 0x21);
+            let what = format!("{width}x480 4:4:4 as 2x1, progressive={progressive}");
+            let part = assert_same_crop(&ImageOptions::default(), &jpeg, &what);
+            assert!(
+                part.region.width < part.decoded.width,
+                "{what}: {:?}",
+                part.region
+            );
+        }
+    }
+}
