@@ -183,14 +183,16 @@ fn partial_decode_gives_the_whole_decodes_crop() {
     assert_eq!(checked, 11 * 7 * 2 * 2);
 }
 
-/// Every JPEG fixture (and those in `$CLIP_IMAGE_MORE_JPEGS`, a folder, when set: e.g. the bench photos), at the
-/// default size with and without reduced-scale decoding, both center crops.
+/// Every JPEG fixture (and those in the folders of `$CLIP_IMAGE_MORE_JPEGS`, a path list, when set: e.g. the bench
+/// photos), at the default size with and without reduced-scale decoding, both center crops.
 #[test]
 fn partial_decode_of_fixture_jpegs_gives_the_whole_decodes_crop() {
     let fixtures =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/images/inputs");
     let mut folders = vec![fixtures];
-    folders.extend(std::env::var_os("CLIP_IMAGE_MORE_JPEGS").map(Into::into));
+    if let Some(more) = std::env::var_os("CLIP_IMAGE_MORE_JPEGS") {
+        folders.extend(std::env::split_paths(&more));
+    }
     let mut checked = 0;
     for folder in folders {
         let mut paths: Vec<_> = std::fs::read_dir(&folder)
@@ -216,6 +218,7 @@ fn partial_decode_of_fixture_jpegs_gives_the_whole_decodes_crop() {
         }
     }
     assert!(checked >= 4 * 12, "{checked} decodes: fixtures missing?");
+    eprintln!("{checked} partial decodes checked");
 }
 
 /// A baseline JPEG cut short in rows below the crop is still refused as truncated (the region then runs to the
