@@ -325,6 +325,20 @@ fn weights(seeds: &Seeds) -> Result<()> {
     ] {
         seeds.write("safetensors", name, &tiny_safetensors(layout, dtype))?;
     }
+    // torch.save checkpoints go through the same loader: strided views under
+    // both pickle protocols, and files it must refuse.
+    for name in [
+        "views.bin",
+        "views_protocol4.bin",
+        "short_storage.bin",
+        "foreign_global.bin",
+        "big_endian.bin",
+        "legacy.bin",
+        "torchscript.pt",
+    ] {
+        let bytes = fs::read(fixture(&format!("torch-checkpoint/{name}")))?;
+        seeds.write("safetensors", name, &bytes)?;
+    }
     Ok(())
 }
 
