@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use clip_contract::model;
+use clip_test_support::tiny_clip::Tensor;
 use harness::fixture;
 use harness::fixtures::{rows, EndToEnd};
 use harness::grpc::assert_serves;
@@ -42,13 +43,15 @@ fn text_reference() -> (Vec<String>, Vec<Vec<f32>>) {
         serde_json::from_str(&std::fs::read_to_string(fixture("mclip/manifest.json")).unwrap())
             .unwrap();
     let sentences: Vec<String> = serde_json::from_value(manifest["sentences"].clone()).unwrap();
-    let bytes = std::fs::read(fixture("mclip/xlmr/max_length_embedding.bin")).unwrap();
-    let values: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    let width = values.len() / sentences.len();
-    assert_eq!(width * sentences.len(), values.len());
+    let embedding = Tensor::read_in(
+        &fixture("mclip"),
+        &manifest["bases"]["xlmr"]["max_length"]["embedding"],
+    );
+    let values = embedding.f32s();
+    let [rows, width] = embedding.shape[..] else {
+        panic!("embedding shape {:?}", embedding.shape)
+    };
+    assert_eq!(rows, sentences.len());
     (
         sentences,
         values.chunks(width).map(<[f32]>::to_vec).collect(),

@@ -536,14 +536,16 @@ pub fn check_weights_dir(dir: &Path, layout: WeightsLayout) -> Result<ModelFiles
 /// repositories' files in one folder, which do not collide.
 pub fn check_multilingual_dir(dir: &Path) -> Result<ModelFiles, WeightsDirError> {
     let image = check_weights_dir(dir, WeightsLayout::OpenClip);
-    let text_weights = ["model.safetensors", "pytorch_model.bin"]
+    // M-CLIP's repositories name their files as transformers' do.
+    let text = WeightsLayout::Transformers;
+    let text_weights = [text.weights_file(), text.pickled_weights_file()]
         .into_iter()
         .map(|name| dir.join(name))
         .find(|path| path.is_file());
     match (image, text_weights) {
         (Ok(files), Some(weights)) => Ok(ModelFiles {
             multilingual: Some(MultilingualFiles {
-                config: dir.join("config.json"),
+                config: dir.join(text.config_file()),
                 weights,
             }),
             ..files
@@ -551,11 +553,11 @@ pub fn check_multilingual_dir(dir: &Path) -> Result<ModelFiles, WeightsDirError>
         (image, weights) => {
             let mut problems = image.err().map(|e| e.problems).unwrap_or_default();
             if weights.is_none() {
-                problems.push(
-                    "missing the M-CLIP text tower's weights: model.safetensors or \
-                     pytorch_model.bin"
-                        .to_owned(),
-                );
+                problems.push(format!(
+                    "missing the M-CLIP text tower's weights: {} or {}",
+                    text.weights_file(),
+                    text.pickled_weights_file()
+                ));
             }
             Err(WeightsDirError {
                 dir: dir.to_path_buf(),
