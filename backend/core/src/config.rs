@@ -63,6 +63,8 @@ pub struct EncoderSpec {
     pub ort_library: Option<PathBuf>,
     pub intra_op_threads: Option<usize>,
     pub inter_op_threads: Option<usize>,
+    /// The `allow_spinning` parameter: idle ONNX Runtime threads spin-wait.
+    pub allow_spinning: bool,
     /// Instances of this model across all its instance groups.
     pub instance_count: u32,
     /// The `vocab_size` parameter of a text encoder: ids at or above it are
@@ -427,6 +429,7 @@ impl Reader<'_> {
             ort_library,
             intra_op_threads: threads(param::INTRA_OP_THREADS)?,
             inter_op_threads: threads(param::INTER_OP_THREADS)?,
+            allow_spinning: self.flag(param::ALLOW_SPINNING)?.unwrap_or(false),
             instance_count: self.instance_count()?,
             vocab_size,
             inputs,
@@ -858,6 +861,7 @@ mod tests {
                 ort_library: None,
                 intra_op_threads: None,
                 inter_op_threads: None,
+                allow_spinning: false,
                 instance_count: 2,
                 vocab_size: None,
                 inputs: vec![TensorSpec::new(
@@ -877,7 +881,8 @@ mod tests {
             ],
             "parameters": {
                 "ort_library": string("/opt/ort/libonnxruntime.so"),
-                "intra_op_threads": string("4"), "inter_op_threads": string("2")
+                "intra_op_threads": string("4"), "inter_op_threads": string("2"),
+                "allow_spinning": string("true")
             }
         }));
         let KindSpec::OnnxEncoder(spec) = parse_value(config).unwrap() else {
@@ -898,6 +903,7 @@ mod tests {
             (spec.intra_op_threads, spec.inter_op_threads),
             (Some(4), Some(2))
         );
+        assert!(spec.allow_spinning);
     }
 
     #[test]

@@ -109,6 +109,10 @@ pub mod param {
     /// ONNX Runtime thread counts per instance (default: cores / instances, and 1).
     pub const INTRA_OP_THREADS: &str = "intra_op_threads";
     pub const INTER_OP_THREADS: &str = "inter_op_threads";
+    /// `true` lets ONNX Runtime's idle threads spin-wait for the next piece
+    /// of work (default `false`: on a CPU shared with preprocessing, or
+    /// beside a GPU, the spinning burns the cores the rest of the server needs).
+    pub const ALLOW_SPINNING: &str = "allow_spinning";
     /// Rows of a text encoder's token embedding: `onnx_encoder` refuses a
     /// request holding an id outside `0..vocab_size` before running the batch.
     pub const VOCAB_SIZE: &str = "vocab_size";

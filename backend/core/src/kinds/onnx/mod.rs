@@ -88,6 +88,7 @@ pub struct OnnxEncoder {
     io: Arc<Io>,
     intra_op_threads: usize,
     inter_op_threads: usize,
+    allow_spinning: bool,
     metrics: Metrics,
 }
 
@@ -120,6 +121,7 @@ impl OnnxEncoder {
             }),
             intra_op_threads,
             inter_op_threads,
+            allow_spinning: spec.allow_spinning,
             metrics,
         })
     }
@@ -137,6 +139,10 @@ impl OnnxEncoder {
             .with_intra_threads(self.intra_op_threads)
             .map_err(|e| failed(&e))?
             .with_inter_threads(self.inter_op_threads)
+            .map_err(|e| failed(&e))?
+            .with_intra_op_spinning(self.allow_spinning)
+            .map_err(|e| failed(&e))?
+            .with_inter_op_spinning(self.allow_spinning)
             .map_err(|e| failed(&e))?;
         if self.inter_op_threads > 1 {
             builder = builder

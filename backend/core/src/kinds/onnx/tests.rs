@@ -93,6 +93,7 @@ pub(super) fn spec(input: TensorSpec, output: TensorSpec) -> EncoderSpec {
         ort_library: Some(ort_library().to_path_buf()),
         intra_op_threads: Some(1),
         inter_op_threads: None,
+        allow_spinning: false,
         instance_count: 1,
         vocab_size: None,
         inputs: vec![input],
