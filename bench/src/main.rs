@@ -15,10 +15,17 @@
 mod chart;
 mod client;
 mod encoder;
+mod ensemble;
+mod index;
 mod inprocess;
+mod int8;
 mod peers;
+mod pixel_path;
 mod prepare;
+#[cfg(test)]
+mod render_tests;
 mod report;
+mod targets;
 
 use clap::{Parser, Subcommand};
 

@@ -65,6 +65,14 @@ impl InProcess {
     }
 }
 
+/// Our in-process preprocessing's CPU seconds per image on all cores, for a photo size.
+pub(crate) fn cpu_per_image(results: &Path, size: &str) -> Option<f64> {
+    InProcess::read(results, "clip.json")?
+        .at(size, true)
+        .filter(|p| p.images > 0)
+        .map(|p| p.cpu_s / p.images as f64)
+}
+
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
@@ -105,6 +113,8 @@ pub fn section(
     results: &Path,
     runs: &[Run],
     inputs: &[String],
+    smoke: bool,
+    missed: &mut Vec<String>,
 ) -> Result<Vec<Group>> {
     let clip = InProcess::read(results, "clip.json");
     let floor = InProcess::read(results, "floor.json");
@@ -270,6 +280,28 @@ pub fn section(
         )?;
     }
     writeln!(w)?;
+    crate::targets::in_triton(
+        w,
+        &images,
+        &crate::targets::Rates {
+            triton: &triton,
+            in_process: &|input, all, peer| {
+                let source = match peer {
+                    Some("dali") => &dali,
+                    Some(_) => &floor,
+                    None => &clip,
+                };
+                source.as_ref().and_then(|p| p.per_second(input, all))
+            },
+            in_process_per_cpu_second: &|input| cpu_per_image(results, input).map(|s| 1.0 / s),
+            triton_per_cpu_second: &|input| {
+                let (_, run) = best_preprocess(runs, input, "clip")?;
+                Some(run.elements? as f64 / run.server_cpu_s.filter(|s| *s > 0.0)?)
+            },
+        },
+        smoke,
+        missed,
+    )?;
     Ok(groups)
 }
 

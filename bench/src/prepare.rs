@@ -145,10 +145,17 @@ pub fn run(args: &Args) -> Result<()> {
         }
         write_data(&args.data.join(format!("image_{name}.json")), rows)?;
     }
+    // The pixel path's input (repo-gen --pixel-path): the encoder's cost does
+    // not depend on the pixels' values, so two synthetic images serve.
+    write_data(
+        &args.data.join("pixels.json"),
+        (0..2).map(|seed| pixels_row(image_size, seed)).collect(),
+    )?;
     // The names scripts/bench.sh needs, so that it spells none itself.
     let env = format!(
         "TEXT_ENSEMBLE={}\nIMAGE_ENSEMBLE={}\nTEXT_PREPROCESS={}\nIMAGE_PREPROCESS={}\n\
          TEXT_ENCODER={}\nIMAGE_ENCODER={}\n\
+         IMAGE_PIXELS={}\n\
          TEXT_INPUT={}\nIMAGE_INPUT={}\nEMBEDDING_OUTPUT={}\n\
          bench_variant() {{ echo \"bench_$1_$2_i$3\"; }}\n",
         model::TEXT_ENSEMBLE,
@@ -157,6 +164,7 @@ pub fn run(args: &Args) -> Result<()> {
         model::IMAGE_PREPROCESS,
         model::TEXT_ENCODER,
         model::IMAGE_ENCODER,
+        model::IMAGE_PIXELS,
         tensor::TEXT,
         tensor::IMAGE,
         tensor::EMBEDDING,
@@ -232,6 +240,20 @@ fn bytes_row(input: &str, bytes: &[u8]) -> Value {
     wire.extend_from_slice(bytes);
     let b64 = base64::engine::general_purpose::STANDARD.encode(wire);
     json!({ input: { "b64": b64 } })
+}
+
+/// One perf_analyzer data entry for the pixel path's UINT8 `[S, S, 3]`
+/// input: a smooth colour pattern (HWC), as a decoded and cropped photo is laid out.
+fn pixels_row(size: u32, seed: u32) -> Value {
+    let size = size as usize;
+    let content: Vec<u8> = (0..size * size * 3)
+        .map(|i| {
+            let (pixel, channel) = (i / 3, i % 3);
+            let (x, y) = (pixel % size, pixel / size);
+            ((x * (channel + 1) + y * 2 + seed as usize * 40) % 256) as u8
+        })
+        .collect();
+    json!({ tensor::PIXELS: { "content": content, "shape": [size, size, 3] } })
 }
 
 fn write_data(path: &Path, rows: Vec<Value>) -> Result<()> {
@@ -316,6 +338,17 @@ mod tests {
             .decode(b64)
             .unwrap();
         assert_eq!(wire, b"\x05\x00\x00\x00a cat");
+    }
+
+    #[test]
+    fn a_pixels_row_is_hwc_with_its_shape() {
+        let row = pixels_row(4, 0);
+        assert_eq!(row[tensor::PIXELS]["shape"], json!([4, 4, 3]));
+        let content = row[tensor::PIXELS]["content"].as_array().unwrap();
+        assert_eq!(content.len(), 4 * 4 * 3);
+        // Pixel (1, 0): the channels differ by their own step.
+        assert_eq!(content[3..6], [json!(1), json!(2), json!(3)]);
+        assert_ne!(pixels_row(4, 1), row);
     }
 
     #[test]

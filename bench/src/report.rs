@@ -2,13 +2,17 @@
 //!
 //! The results folder that scripts/bench.sh fills:
 //! - `runs.tsv`: one perf_analyzer run per line: group, implementation,
-//!   model, input, instances, batch, concurrency, CSV file (relative), exit status;
+//!   model, input, instances, batch, concurrency, CSV file (relative), exit
+//!   status, then the server's CPU seconds and the model's batch elements
+//!   over the run;
 //! - `pa/*.csv`: perf_analyzer's `-f` output;
 //! - `encoder_{text,image}.json`: `clip-bench encoder`;
 //! - `stats/<tag>_{before,after}.json`: Triton's statistics of the ensembles'
 //!   steps around their runs;
 //! - `client/runs.json`: scripts/bench/client.sh (see `crate::client`);
 //! - `inprocess/*.json`: the in-process peers (see `crate::peers`);
+//! - `pixel_path.tsv`, `int8.md`, `index.txt` (+ `index_items`): see
+//!   `crate::pixel_path`, `crate::int8`, `crate::index`;
 //! - `loadavg_{start,end}`, `command`, `model`: what the run was.
 
 use std::collections::BTreeMap;
@@ -17,7 +21,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use clip_contract::model;
 use serde_json::Value;
 
 use crate::chart;
@@ -42,17 +45,21 @@ pub struct Args {
 /// One perf_analyzer measurement.
 #[derive(Clone, Debug)]
 pub(crate) struct Run {
-    group: String,
-    implementation: String,
-    input: String,
-    instances: u32,
-    batch: u32,
-    concurrency: u32,
+    pub(crate) group: String,
+    pub(crate) implementation: String,
+    pub(crate) input: String,
+    pub(crate) instances: u32,
+    pub(crate) batch: u32,
+    pub(crate) concurrency: u32,
     /// None when perf_analyzer failed.
-    per_second: Option<f64>,
-    p50_ms: Option<f64>,
+    pub(crate) per_second: Option<f64>,
+    pub(crate) p50_ms: Option<f64>,
     /// Measured on the second try, with any spread between windows accepted.
-    retried: bool,
+    pub(crate) retried: bool,
+    /// The tritonserver process's CPU seconds over the whole perf_analyzer
+    /// run and the batch elements the model ran meanwhile (older results: None).
+    pub(crate) server_cpu_s: Option<f64>,
+    pub(crate) elements: Option<u64>,
 }
 
 struct Targets;
@@ -66,14 +73,32 @@ impl Targets {
         }
     }
     const TEXT: f64 = 5.0;
-    const ENSEMBLE_FRACTION: f64 = 0.90;
-    const PREPROCESS_SHARE: f64 = 0.05;
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let results = &args.results;
-    let runs = read_runs(results)?;
     let manifest: Value = serde_json::from_str(&fs::read_to_string(&args.photos_manifest)?)?;
+    let (md, groups) = render(&args.results, &manifest)?;
+    let (cpu, cores) = cpu();
+    fs::create_dir_all(args.out_md.parent().unwrap_or(Path::new(".")))?;
+    fs::write(&args.out_md, md)?;
+    chart::draw(
+        &args.out_png,
+        &args.font,
+        &crate::peers::SERIES,
+        &groups,
+        &format!("clip backend against its peers, {cores} cores: {cpu}"),
+    )?;
+    eprintln!(
+        "clip-bench: wrote {} and {}",
+        args.out_md.display(),
+        args.out_png.display()
+    );
+    Ok(())
+}
+
+/// The Markdown report of a results folder, and the chart's groups.
+pub(crate) fn render(results: &Path, manifest: &Value) -> Result<(String, Vec<chart::Group>)> {
+    let runs = read_runs(results)?;
     let read = |name: &str| fs::read_to_string(results.join(name)).unwrap_or_default();
     let command = read("command").trim().to_owned();
     let model_name = read("model").trim().to_owned();
@@ -297,114 +322,13 @@ pub fn run(args: &Args) -> Result<()> {
         writeln!(w)?;
     }
 
-    let groups = crate::peers::section(w, results, &runs, &inputs)?;
+    let groups = crate::peers::section(w, results, &runs, &inputs, smoke, &mut missed)?;
 
-    // The limit and the ensembles.
-    writeln!(w, "## End to end against the encoder alone\n")?;
-    writeln!(
-        w,
-        "**Limit**: the ONNX encoder alone, in-process through `ort` (ONNX Runtime 1.31, all cores as \
-         intra-op threads, as the `onnx_encoder` kind gives one instance), on ready tensors \
-         (`clip-bench encoder`). **Ensemble**: `clip_image` / `clip_text` through Triton (raw photo or \
-         sentence in, embedding out), at the limit's best batch size. **Preprocessing share**: the \
-         preprocessing model's compute time over the sum of both steps' compute time during the \
-         ensemble run (Triton's statistics).\n"
-    )?;
-    writeln!(w, "| tower | encoder alone (batch → items/s) | best batch | ensemble items/s | of the limit | target | preprocessing share | target |\n| --- | --- | --- | --- | --- | --- | --- | --- |")?;
-    for (tower, ensemble, pre, enc) in [
-        (
-            "image",
-            model::IMAGE_ENSEMBLE,
-            model::IMAGE_PREPROCESS,
-            model::IMAGE_ENCODER,
-        ),
-        (
-            "text",
-            model::TEXT_ENSEMBLE,
-            model::TEXT_PREPROCESS,
-            model::TEXT_ENCODER,
-        ),
-    ] {
-        let Ok(text) = fs::read_to_string(results.join(format!("encoder_{tower}.json"))) else {
-            continue;
-        };
-        let encoder: Value = serde_json::from_str(&text)?;
-        let points: Vec<(u64, f64)> = encoder["results"]
-            .as_array()
-            .context("encoder results")?
-            .iter()
-            .map(|p| {
-                (
-                    p["batch"].as_u64().unwrap_or(0),
-                    p["items_per_second"].as_f64().unwrap_or(0.0),
-                )
-            })
-            .collect();
-        let Some(&(best_batch, best)) = points.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
-            continue;
-        };
-        let e2e = runs
-            .iter()
-            .filter(|r| r.group == "ensemble" && r.implementation == ensemble)
-            .filter_map(|r| r.per_second.map(|v| (v, r.clone())))
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        let at_batch = points
-            .iter()
-            .find(|p| Some(p.0 as u32) == e2e.as_ref().map(|e| e.1.batch))
-            .map(|p| p.1);
-        let fraction = match (&e2e, at_batch) {
-            (Some((v, _)), Some(limit)) => Some(v / limit),
-            _ => None,
-        };
-        let share = preprocess_share(results, ensemble, pre, enc);
-        let ok = |met: bool| match (smoke, met) {
-            (true, _) => "",
-            (false, true) => "met",
-            (false, false) => "**missed**",
-        };
-        if let Some(f) = fraction.filter(|_| !smoke) {
-            if f < Targets::ENSEMBLE_FRACTION {
-                missed.push(format!(
-                    "{tower} ensemble at {:.0}% of the encoder alone (target 90%)",
-                    f * 100.0
-                ));
-            }
-        }
-        if let Some(s) = share.filter(|_| !smoke) {
-            if s >= Targets::PREPROCESS_SHARE {
-                missed.push(format!(
-                    "{tower} preprocessing {:.1}% of end-to-end compute (target under 5%)",
-                    s * 100.0
-                ));
-            }
-        }
-        writeln!(
-            w,
-            "| {tower} | {} | {best_batch} ({best:.1}/s) | {} | {} {} | ≥ 90% | {} {} | < 5% |",
-            points
-                .iter()
-                .map(|(b, v)| format!("{b} → {v:.1}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            e2e.as_ref().map_or("n/a".into(), |(v, r)| format!(
-                "{v:.1} (batch {}, concurrency {}{})",
-                r.batch,
-                r.concurrency,
-                if tower == "image" {
-                    format!(", {} photos", r.input.trim_start_matches("image_"))
-                } else {
-                    String::new()
-                }
-            )),
-            fraction.map_or("n/a".into(), |f| format!("**{:.0}%**", f * 100.0)),
-            fraction.map_or("", |f| ok(f >= Targets::ENSEMBLE_FRACTION)),
-            share.map_or("n/a".into(), |s| format!("**{:.1}%**", s * 100.0)),
-            share.map_or("", |s| ok(s < Targets::PREPROCESS_SHARE)),
-        )?;
-    }
-    writeln!(w)?;
-
+    crate::ensemble::section(w, results, &runs, cores, smoke, &mut missed)?;
     crate::client::section(w, results, smoke, &mut missed)?;
+    crate::pixel_path::section(w, results, smoke, &mut missed)?;
+    crate::int8::section(w, results, smoke, &mut missed)?;
+    crate::index::section(w, results, smoke, &mut missed)?;
 
     writeln!(w, "## Targets missed in this run\n")?;
     if smoke {
@@ -418,22 +342,7 @@ pub fn run(args: &Args) -> Result<()> {
         writeln!(w, "\nWhere the time goes: see [profile.md](profile.md).\n")?;
     }
     writeln!(w, "![throughput ratios](benchmarks.png)")?;
-
-    fs::create_dir_all(args.out_md.parent().unwrap_or(Path::new(".")))?;
-    fs::write(&args.out_md, md)?;
-    chart::draw(
-        &args.out_png,
-        &args.font,
-        &crate::peers::SERIES,
-        &groups,
-        &format!("clip backend against its peers, {cores} cores: {cpu}"),
-    )?;
-    eprintln!(
-        "clip-bench: wrote {} and {}",
-        args.out_md.display(),
-        args.out_png.display()
-    );
-    Ok(())
+    Ok((md, groups))
 }
 
 /// The best-throughput perf_analyzer run of an implementation's preprocessing model on an input.
@@ -500,6 +409,8 @@ fn read_runs(results: &Path) -> Result<Vec<Run>> {
             per_second,
             p50_ms,
             retried,
+            server_cpu_s: f.get(9).and_then(|v| v.parse().ok()),
+            elements: f.get(10).and_then(|v| v.parse().ok()),
         });
     }
     Ok(runs)
@@ -524,34 +435,6 @@ fn read_csv(path: &Path) -> Result<(Option<f64>, Option<f64>)> {
     ))
 }
 
-/// Preprocessing's share of the two steps' compute time during an ensemble run.
-fn preprocess_share(results: &Path, ensemble: &str, pre: &str, enc: &str) -> Option<f64> {
-    let compute = |model: &str| -> Option<f64> {
-        let read = |when: &str| -> Option<f64> {
-            let text =
-                fs::read_to_string(results.join(format!("stats/{ensemble}_{when}_{model}.json")))
-                    .ok()?;
-            let v: Value = serde_json::from_str(&text).ok()?;
-            let s = &v["model_stats"][0]["inference_stats"];
-            Some(
-                ["compute_input", "compute_infer", "compute_output"]
-                    .iter()
-                    .map(|k| {
-                        s[k]["ns"]
-                            .as_str()
-                            .and_then(|n| n.parse::<f64>().ok())
-                            .or_else(|| s[k]["ns"].as_f64())
-                            .unwrap_or(0.0)
-                    })
-                    .sum(),
-            )
-        };
-        Some(read("after")? - read("before")?)
-    };
-    let (p, e) = (compute(pre)?, compute(enc)?);
-    (p + e > 0.0).then(|| p / (p + e))
-}
-
 fn cpu() -> (String, usize) {
     let model = fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -566,4 +449,23 @@ fn cpu() -> (String, usize) {
         .map(|n| n.get())
         .unwrap_or(0);
     (model, cores)
+}
+
+/// A target's verdict cell: empty in smoke runs (nothing is judged), `met`,
+/// or `**missed**` with `what` added to the run's list of misses (a figure
+/// not measured counts as missed).
+pub(crate) fn judge(
+    smoke: bool,
+    met: Option<bool>,
+    what: impl FnOnce() -> String,
+    missed: &mut Vec<String>,
+) -> &'static str {
+    match (smoke, met) {
+        (true, _) => "",
+        (false, Some(true)) => "met",
+        (false, _) => {
+            missed.push(what());
+            "**missed**"
+        }
+    }
 }
