@@ -8,6 +8,7 @@
 # embeddings to fp32's. Never asserts a time.
 #
 #   scripts/bench/int8.sh [--model ViT-B-32::openai] [--batches 1,8,32] [--seconds 5]
+#   scripts/bench/int8.sh --weights tests/fixtures/tiny-clip/quick_gelu ...  # a weights folder instead
 #
 # The peer needs a Python with onnxruntime: PEER_PYTHON (default
 # /work/venv-torch/bin/python); without one it is left out, saying so.
@@ -15,13 +16,14 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 source scripts/lib/target.sh
-model="ViT-B-32::openai" batches=1,8,32 seconds=5
+model="ViT-B-32::openai" weights="" batches=1,8,32 seconds=5
 while [[ $# -gt 0 ]]; do
     case $1 in
         --model) model=$2; shift 2 ;;
+        --weights) weights=$2; shift 2 ;;
         --batches) batches=$2; shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "int8: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -32,9 +34,13 @@ export ORT_DYLIB_PATH
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+if [[ -n $weights ]]; then
+    source_args=(--weights "$weights") model=$weights
+else
+    source_args=(--model "$model" --random-init --seed 0 --tokenizer tests/fixtures/text/tokenizer.json)
+fi
 for dtype in fp32 int8; do
-    "$bin/repo-gen" --model "$model" --random-init --seed 0 \
-        --tokenizer tests/fixtures/text/tokenizer.json --gpus none --dtype "$dtype" \
+    "$bin/repo-gen" "${source_args[@]}" --gpus none --dtype "$dtype" \
         --no-warmup --out "$work/$dtype" 2>&1 | grep -v '^repo-gen: note' >&2
 done
 
@@ -46,7 +52,7 @@ else
     echo "int8: no onnxruntime in $peer_python (PEER_PYTHON); the ORT quantize_dynamic peer is left out" >&2
 fi
 
-echo "# int8 vs fp32 encoders, $model (random weights), $(nproc) cores"
+echo "# int8 vs fp32 encoders, $model, $(nproc) cores"
 for tower in text image; do
     encoder="$work/%s/clip_${tower}_encoder/1/model.onnx"
     # shellcheck disable=SC2059
