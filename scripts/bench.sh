@@ -21,7 +21,14 @@
 #    preprocessing share of the ensembles' compute time;
 # 4. the client: clip-client encode of 10,000 sentences and 1,000 photos
 #    against Python's tritonclient sending the same requests, and its peak
-#    memory over directories of 1,000 and 10,000 photos (scripts/bench/client.sh).
+#    memory over directories of 1,000 and 10,000 photos (scripts/bench/client.sh);
+# 5. the pixel path against the bytes path per photo size: the server's own
+#    CPU per image, bytes on the wire, client CPU (scripts/bench/pixel-path.sh,
+#    tiny model);
+# 6. int8 against fp32 encoders and ONNX Runtime's quantize_dynamic
+#    (scripts/bench/int8.sh);
+# 7. clip-index against faiss's HNSW over BENCH_INDEX_ITEMS vectors
+#    (scripts/bench/index.sh; default 1000000, smoke 2000).
 #
 # --smoke keeps every part in a tiny form but skips DALI (a wheel of over
 # 400 MB): its report says DALI was not measured.
@@ -65,11 +72,13 @@ if [[ $mode == smoke ]]; then
     batches=(1) concurrencies=(1 2) instance_counts=(1 2)
     window_ms() { echo 300; }
     stability=100 trials=3 encoder_batches=1,2 encoder_seconds=0.3 sentences=50 inprocess_seconds=0.2
+    pixel_images=8 index_items=${BENCH_INDEX_ITEMS:-2000}
 else
     sizes="0.3mp=640x480,2mp=1632x1224,12mp=4000x3000" photos_per_size=6
     batches=(1 16) concurrencies=(1 2 4) instance_counts=(1 2)
-    window_ms() { case $1 in image_12mp) echo 6000 ;; image_2mp) echo 2000 ;; *) echo 1500 ;; esac; }
+    window_ms() { case $1 in image_12mp) echo 6000 ;; image_2mp|pixels) echo 2000 ;; *) echo 1500 ;; esac; }
     stability=50 trials=5 encoder_batches=1,4,8,16,32 encoder_seconds=4 sentences=1000 inprocess_seconds=3
+    pixel_images=64 index_items=${BENCH_INDEX_ITEMS:-1000000}
 fi
 
 rm -rf "$results"
@@ -148,7 +157,8 @@ else
     source_args=(--model "$model" --random-init --seed 0 --tokenizer tests/fixtures/text/tokenizer.json)
     echo "$model, real architecture with random weights (repo-gen --random-init --seed 0)" >"$results/model"
 fi
-"$bin/repo-gen" "${source_args[@]}" --out "$repo" --runtime ort --gpus none --ort-library "$ort"
+"$bin/repo-gen" "${source_args[@]}" --out "$repo" --runtime ort --gpus none --ort-library "$ort" \
+    --pixel-path
 data=$work/data
 "$bin/clip-bench" prepare --repo "$repo" --photos "$photos" --python-models scripts/bench/python \
     --site-packages "$site_packages" --data "$data" --sentences "$sentences" \
@@ -192,11 +202,27 @@ for _ in $(seq 1 300); do
 done
 http_get "http://127.0.0.1:$http_port/v2/health/ready" >/dev/null
 
+ticks=$(getconf CLK_TCK)
+# server_usage MODEL: the server's user + system CPU seconds so far (from /proc)
+# and the batch elements MODEL has run, tab-separated.
+# Either is empty when it cannot be read, and so is the difference below.
+server_usage() {
+    local cpu count
+    cpu=$(awk -v t="$ticks" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$server_pid/stat") || cpu=""
+    count=$(http_get "http://127.0.0.1:$http_port/v2/models/$1/stats" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["model_stats"][0]["inference_count"])') ||
+        count=""
+    printf '%s\t%s\n' "$cpu" "$count"
+}
+
 # pa GROUP IMPL MODEL LABEL DATA INSTANCES BATCH CONCURRENCY: one perf_analyzer
-# measurement on $data/DATA.json, recorded in runs.tsv (a failure is recorded, not fatal).
+# measurement on $data/DATA.json, recorded in runs.tsv with the server's CPU
+# seconds and the model's batch elements over the whole run (a failure is
+# recorded, not fatal).
 pa() {
     local group=$1 impl=$2 name=$3 label=$4 input=$5 instances=$6 batch=$7 concurrency=$8
-    local csv=pa/${name}_${input}_b${batch}_c${concurrency}.csv status=0
+    local csv=pa/${name}_${input}_b${batch}_c${concurrency}.csv status=0 before after
+    before=$(server_usage "$name")
     log "perf_analyzer $name $input batch $batch concurrency $concurrency"
     local window
     window=$(window_ms "$input")
@@ -215,8 +241,13 @@ pa() {
             >>"$results/$csv.log" 2>&1 || status=$?
         if [[ $status -ne 0 ]]; then log "  failed ($status)"; else status=retried; fi
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$group" "$impl" "$name" "$label" \
-        "$instances" "$batch" "$concurrency" "$csv" "$status" >>"$results/runs.tsv"
+    after=$(server_usage "$name")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$group" "$impl" "$name" "$label" \
+        "$instances" "$batch" "$concurrency" "$csv" "$status" \
+        "$(paste <(echo "$before") <(echo "$after") | awk -F'\t' '{
+            printf "%s\t%s", ($1 == "" || $3 == "") ? "" : sprintf("%.2f", $3 - $1),
+                ($2 == "" || $4 == "") ? "" : $4 - $2 }')" \
+        >>"$results/runs.tsv"
 }
 
 # Model names, as clip-bench prepare wrote them (from clip-contract).
@@ -262,6 +293,8 @@ for tower in image text; do
     pa ensemble "$ensemble" "$ensemble" "$input" "$input" 1 "$batch" 2
     stats "$ensemble" after "${steps[@]}"
 done
+# The pixel path's ensemble (no preprocessing step) at the same batch.
+pa ensemble "$IMAGE_PIXELS" "$IMAGE_PIXELS" pixels pixels 1 "$(best_batch "$results/encoder_image.json")" 2
 
 
 kill "$server_pid" 2>/dev/null || true
@@ -273,6 +306,32 @@ client_args=(--bin "$bin" --ort "$ort" --photos "$photos/${inputs[1]#image_}" --
     --results "$results/client" --work "$work/client")
 [[ $mode == smoke ]] && client_args+=(--smoke)
 bash scripts/bench/client.sh "${client_args[@]}"
+
+# The pixel path against the bytes path, one photo of each size, on a server
+# of its own with the tiny model (see the script).
+pixel_photos=""
+for spec in ${sizes//,/ }; do
+    size=${spec%%=*}
+    pixel_photos+="${pixel_photos:+,}$size=$(find "$photos/$size" -name '*.jpg' | sort | head -1)"
+done
+log "pixel path against bytes path ($pixel_images images per photo and path)"
+bash scripts/bench/pixel-path.sh --bin "$bin" --images "$pixel_images" --photos "$pixel_photos" \
+    --tsv "$results/pixel_path.tsv" >"$results/pixel_path.md"
+
+# int8 against fp32 and ONNX Runtime's quantize_dynamic, in process.
+if [[ $mode == smoke ]]; then
+    int8_args=(--weights tests/fixtures/tiny-clip/quick_gelu)
+else
+    int8_args=(--model "$model")
+fi
+log "int8 against fp32 encoders"
+PEER_PYTHON=$venv/bin/python bash scripts/bench/int8.sh "${int8_args[@]}" \
+    --batches "$encoder_batches" --seconds "$encoder_seconds" >"$results/int8.md"
+
+# clip-index against faiss's HNSW.
+log "clip-index against faiss HNSW, $index_items items"
+echo "$index_items" >"$results/index_items"
+bash scripts/bench/index.sh "$index_items" 1000 "$work/index" >"$results/index.txt"
 cat /proc/loadavg >"$results/loadavg_end"
 
 "$bin/clip-bench" report --results "$results" --photos-manifest "$photos/manifest.json" \
