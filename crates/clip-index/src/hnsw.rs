@@ -29,6 +29,18 @@ pub(crate) const M0: usize = 2 * M;
 /// Candidate list size while inserting: faiss's default. Search time was
 /// nearly all of an insert's.
 pub(crate) const EF_CONSTRUCTION: usize = 40;
+/// Candidate list size on the layers above a node's own while inserting it,
+/// and above layer 0 while searching, where HNSW walks greedily (a list of
+/// 1). On clustered data those layers hold a node or fewer a cluster, all
+/// nearly equidistant from anything outside their cluster, so a greedy walk
+/// often stops in the wrong cluster; an insert that starts its layer-0
+/// search there links the new node into that cluster, where searches from
+/// its own never find it. That, not pruning, stalled recall@10 however long
+/// the search's list: at 200k items 0.98, at 1M 0.89. A list of 6 here gave
+/// 0.995 at 200k and 0.971 at 1M (ef_search 512), for 40% more build CPU at
+/// 1M (there a layer-1 list likely covers most of a cluster's 30 nodes); 4 gave 0.99 at 200k,
+/// 8 0.996 for 20% more CPU than 4 (bench.rs).
+pub(crate) const EF_UPPER_LAYERS: usize = 6;
 /// No node goes higher than this (with M = 32, level 6 takes about 32^6 items).
 pub(crate) const MAX_LEVEL: usize = 15;
 
@@ -202,13 +214,7 @@ impl Graph {
     fn insert(&self, id: ItemId, entry: EntryPoint, embeddings: &Embeddings) {
         let distance = |other| embeddings.distance(id, other);
         let level = self.level_of(id);
-        let mut nearest = Scored {
-            distance: distance(entry.id),
-            id: entry.id,
-        };
-        for layer in (level + 1..=entry.level).rev() {
-            nearest = self.greedy(&distance, nearest, layer);
-        }
+        let mut nearest = self.descend(embeddings, &distance, entry, level + 1);
         for layer in (0..=level.min(entry.level)).rev() {
             let candidates =
                 self.search_layer(embeddings, &distance, nearest, layer, EF_CONSTRUCTION);
@@ -272,38 +278,29 @@ impl Graph {
             return Vec::new();
         };
         let distance = |id| embeddings.distance_to(query, id);
-        let mut nearest = Scored {
-            distance: distance(entry.id),
-            id: entry.id,
-        };
-        for layer in (1..=entry.level).rev() {
-            nearest = self.greedy(&distance, nearest, layer);
-        }
+        let nearest = self.descend(embeddings, &distance, entry, 1);
         let mut found = self.search_layer(embeddings, &distance, nearest, 0, ef.max(k));
         found.truncate(k);
         found
     }
 
-    /// Walks `layer` from `start` to a node none of whose neighbours is nearer.
-    fn greedy(&self, distance: &impl Fn(ItemId) -> f32, start: Scored, layer: usize) -> Scored {
-        let mut nearest = start;
-        let mut neighbours = Vec::with_capacity(M0);
-        loop {
-            self.read_links(nearest.id, layer, &mut neighbours);
-            let before = nearest.id;
-            for &id in &neighbours {
-                let candidate = Scored {
-                    distance: distance(id),
-                    id,
-                };
-                if candidate < nearest {
-                    nearest = candidate;
-                }
-            }
-            if nearest.id == before {
-                return nearest;
-            }
+    /// The nearest node found from `entry` down to layer `lowest`, searching
+    /// each layer with a short candidate list from the last one's nearest.
+    fn descend(
+        &self,
+        embeddings: &Embeddings,
+        distance: &impl Fn(ItemId) -> f32,
+        entry: EntryPoint,
+        lowest: usize,
+    ) -> Scored {
+        let mut nearest = Scored {
+            distance: distance(entry.id),
+            id: entry.id,
+        };
+        for layer in (lowest..=entry.level).rev() {
+            nearest = self.search_layer(embeddings, distance, nearest, layer, EF_UPPER_LAYERS)[0];
         }
+        nearest
     }
 
     /// The beam search of HNSW on one layer: the `ef` nearest nodes found from
@@ -377,7 +374,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// about every other candidate and leaves many nodes with one or two
 /// incoming links, which searches rarely reach: at 1M a quarter of the true
 /// neighbours ef_search 1024 missed had one (2.6% of all nodes do), and
-/// recall@10 stalls near 0.89. Relaxing it as DiskANN does (drop only
+/// recall@10 stalled near 0.89 (most of that stall was items linked into
+/// the wrong cluster: see [`EF_UPPER_LAYERS`]). Relaxing it as DiskANN does (drop only
 /// candidates nearer, by a factor of 1.05, to a kept one) raised recall@10
 /// at 1M to 0.916 / 0.926 at ef 512 / 1024, but lists then fill and every
 /// back-link prunes: 1.7x the build CPU. Not worth it against the index's

@@ -21,7 +21,10 @@
 //!
 //! The graph is an HNSW ([Malkov & Yashunin]) of our own, M = 32 (64 links on
 //! layer 0), ef_construction 40 (faiss's default), with the usual
-//! neighbour-selection heuristic. Each batch is inserted by all cores
+//! neighbour-selection heuristic; unlike hnswlib's and faiss's greedy walk,
+//! the layers above layer 0 are searched with a short candidate list, which
+//! on clustered embeddings keeps inserts from linking an item into the
+//! wrong cluster (see `hnsw.rs`). Each batch is inserted by all cores
 //! (rayon); layer 0 is one flat array read without locks, and each node's
 //! writers take its own lock. Format 1 kept [`hannoy`]'s graph in LMDB: its incremental build
 //! reads and rewrites every link of the graph on each append, so an append
