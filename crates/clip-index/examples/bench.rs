@@ -26,17 +26,21 @@
 //! next and the CPU column is the fairer comparison), 1,000,000 items,
 //! batches of 1000, faiss-cpu 1.15.1 with 2 OpenMP threads, by
 //! `scripts/bench/index.sh 1000000 1000 .cache/bench-index` (faiss first,
-//! then ours, load average 5 to 7 throughout):
+//! then ours, load average 5 to 7 throughout), and ours again alone on the
+//! same data (`bench index 1000 .cache/bench-index`, load average 2 to 4):
 //!
 //! | engine | build | CPU | adds per CPU-second | recall@10, ef 256 / 512 / 1024 | search p50, same ef |
 //! |--------|-------|-----|---------------------|--------------------------------|---------------------|
-//! | clip-index, M 32, efConstruction 40, upper layers ef 6 | 531 s (1883/s) | 371 s | 2696 (5596 over the first 100k, 1923 over the last) | 0.957 / 0.971 / 0.976 | 0.92 / 1.31 / 2.31 ms |
+//! | clip-index, M 32, efConstruction 40, upper layers ef 6, load 2-4 | 231.5 s (4320/s) | 321 s | 3115 (2398 over the last 100k) | 0.948 / 0.971 / 0.976 | 0.79 / 1.02 / 1.71 ms |
+//! | the same, load 5-7 (index.sh) | 531 s (1883/s) | 371 s | 2696 (5596 over the first 100k, 1923 over the last) | 0.957 / 0.971 / 0.976 | 0.92 / 1.31 / 2.31 ms |
 //! | the same, upper layers walked greedily (earlier run, load 1 to 9) | 279 s (3589/s) | 265 s | 3769 (6447 over the first 100k, 2879 over the last) | 0.837 / 0.889 / 0.894 | 0.70 / 0.97 / 2.08 ms |
 //! | faiss IndexHNSWFlat, M 16, efConstruction 40 | 299 s (3341/s) | 255 s | 3925 | 0.844 / - / - | 0.76 ms |
 //!
-//! The script judged: recall@10 0.971 at p50 1.3 ms met; 1883 appends/s
-//! and 1.77x faiss's wall time missed, on a loaded machine (CPU time 1.46x
-//! faiss's). The upper-layer list costs 40% more build CPU at 1M. The queries'
+//! index.sh judged its run: recall@10 0.971 at p50 1.3 ms met; 1883
+//! appends/s and 1.77x faiss's wall time missed, on a loaded machine (CPU
+//! time 1.46x faiss's; load inflates CPU time too). The quieter run meets
+//! all three against that faiss run (4320/s, 0.77x its wall time, 1.26x its
+//! CPU time, 0.971 at 1.0 ms), but faiss was not rerun beside it. The queries'
 //! relative contrast (L2 distance to the 10th neighbour over that to the
 //! 1st, on the unit vectors) is 1.028 at 1M and 1.031 at 200k, mean
 //! distance over nearest 1.95: the ten neighbours are all but a tie, so a
@@ -49,8 +53,12 @@
 //! / 0.997 with 8, 0.999 / 0.999 with 40 (74.9 CPU-s). Filling the new
 //! node's layer-0 list up to 32 with the candidates the heuristic dropped
 //! (hnswlib's keepPrunedConnections) gave 0.969 / 0.971 for 49.6 CPU-s.
+//! At 1M, a list of 6 on layers 2 and up but a greedy walk on layer 1
+//! (load average 2 to 4) took 244.7 s (4086 appends/s, 314.5 CPU-s) for
+//! recall@10 0.908 / 0.927 / 0.938 at ef 256 / 512 / 1024: layer 1, about
+//! 30 nodes a cluster, needs the list too.
 //!
-//! 1007 items were unreachable from the entry point (852 before). Closing
+//! 1007 and 1013 items were unreachable from the entry point (852 before). Closing
 //! wrote the graph snapshot in 0.64 s; opening the 1M index alone (`bench
 //! open`) took 2.65 s (2.1 s with a peak RSS of 2.55 GB on a quieter
 //! machine: the whole log is read, see the crate docs). At 100k items, load

@@ -37,9 +37,9 @@ pub(crate) const EF_CONSTRUCTION: usize = 40;
 /// search there links the new node into that cluster, where searches from
 /// its own never find it. That, not pruning, stalled recall@10 however long
 /// the search's list: at 200k items 0.98, at 1M 0.89. A list of 6 here gave
-/// 0.995 at 200k and 0.971 at 1M (ef_search 512), for 40% more build CPU at
-/// 1M (there a layer-1 list likely covers most of a cluster's 30 nodes); 4 gave 0.99 at 200k,
-/// 8 0.996 for 20% more CPU than 4 (bench.rs).
+/// 0.995 at 200k and 0.971 at 1M (ef_search 512), for about 20% more build
+/// CPU at 1M (321 CPU-s against 265, in different load); 4 gave 0.99 at
+/// 200k, 8 0.996 for 10% more CPU than 4 (bench.rs).
 pub(crate) const EF_UPPER_LAYERS: usize = 6;
 /// No node goes higher than this (with M = 32, level 6 takes about 32^6 items).
 pub(crate) const MAX_LEVEL: usize = 15;

@@ -12,8 +12,8 @@ use crate::vector::check_vector;
 /// least this, and at least `limit`. On the bench example's clustered 512-d
 /// vectors (Gaussian noise around 1000 centres, harder than real embeddings:
 /// see the bench example for all figures), 1M items, recall@10 at ef 256 /
-/// 512 / 1024 was 0.957 / 0.971 / 0.976 for a median of 0.92 / 1.3 / 2.3 ms
-/// a query on one core (a loaded machine); at 200k, 0.995 from ef 256.
+/// 512 / 1024 was 0.948 / 0.971 / 0.976 for a median of 0.79 / 1.0 / 1.7 ms
+/// a query on one core; at 200k, 0.995 from ef 256.
 pub const DEFAULT_EF_SEARCH: usize = 512;
 
 impl Index {
