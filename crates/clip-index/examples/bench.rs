@@ -42,7 +42,8 @@
 //! all three against that faiss run (4320/s, 0.77x its wall time, 1.26x its
 //! CPU time, 0.971 at 1.0 ms), but faiss was not rerun beside it. The queries'
 //! relative contrast (L2 distance to the 10th neighbour over that to the
-//! 1st, on the unit vectors) is 1.028 at 1M and 1.031 at 200k, mean
+//! 1st, on the unit vectors; `scripts/bench/index_contrast.py DIR`) is
+//! 1.028 at 1M and 1.031 at 200k, mean
 //! distance over nearest 1.95: the ten neighbours are all but a tie, so a
 //! search has to see most of the query's cluster.
 //!
