@@ -85,7 +85,7 @@ fn best_run<'a>(runs: &'a [Run], implementation: &str) -> Option<(f64, &'a Run)>
 }
 
 fn percent(f: Option<f64>) -> String {
-    f.map_or("n/a".into(), |f| format!("**{:.0}%**", f * 100.0))
+    f.map_or("n/a".into(), |f| format!("**{:.1}%**", f * 100.0))
 }
 
 pub fn section(
@@ -178,9 +178,9 @@ pub fn section(
         if let Some(f) = fraction.filter(|_| !smoke) {
             if f < TARGET_FRACTION {
                 missed.push(format!(
-                    "{tower} ensemble at {:.0}% of the encoder alone (target 90%; {} of the combined limit)",
+                    "{tower} ensemble at {:.1}% of the encoder alone (target 90%; {} of the combined limit)",
                     f * 100.0,
-                    of_combined.map_or("n/a".into(), |c| format!("{:.0}%", c * 100.0))
+                    of_combined.map_or("n/a".into(), |c| format!("{:.1}%", c * 100.0))
                 ));
             }
         }
@@ -239,7 +239,7 @@ fn pixels(
         || {
             format!(
                 "pixel-path ensemble at {} of the encoder alone (target 90%)",
-                fraction.map_or("n/a".into(), |f| format!("{:.0}%", f * 100.0))
+                fraction.map_or("n/a".into(), |f| format!("{:.1}%", f * 100.0))
             )
         },
         missed,
