@@ -69,13 +69,11 @@ pub fn section(
     smoke: bool,
     missed: &mut Vec<String>,
 ) -> Result<()> {
-    writeln!(w, "## Client\n")?;
-    let path = results.join("client/runs.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        writeln!(w, "Not measured in this run (no {}).\n", path.display())?;
+    const RUNS: &str = "client/runs.json";
+    let Some(text) = crate::report::section_input(w, "Client", results, RUNS)? else {
         return Ok(());
     };
-    let runs: Runs = serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+    let runs: Runs = serde_json::from_str(&text).context(RUNS)?;
     let run_date = std::fs::read_to_string(results.join("date")).unwrap_or_default();
     if run_date.trim() != runs.date {
         writeln!(

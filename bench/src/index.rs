@@ -93,9 +93,13 @@ pub fn section(
     smoke: bool,
     missed: &mut Vec<String>,
 ) -> Result<()> {
-    writeln!(w, "## Index: clip-index against faiss HNSW\n")?;
-    let Ok(text) = std::fs::read_to_string(results.join("index.txt")) else {
-        writeln!(w, "Not measured in this run (no index.txt).\n")?;
+    let Some(text) = crate::report::section_input(
+        w,
+        "Index: clip-index against faiss HNSW",
+        results,
+        "index.txt",
+    )?
+    else {
         return Ok(());
     };
     let items = std::fs::read_to_string(results.join("index_items")).unwrap_or_default();
@@ -213,13 +217,9 @@ appended 2000 items in 0.5 s (0.9 CPU-s): 4000 appends/s, 2222 per CPU-second
 
     #[test]
     fn missing_figures_are_missed_targets_not_errors() {
-        let dir = std::env::temp_dir().join(format!("index-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("index.txt"), "something else entirely\n").unwrap();
-        let (mut w, mut missed) = (String::new(), Vec::new());
-        section(&mut w, &dir, false, &mut missed).unwrap();
+        let (w, missed) =
+            crate::render_tests::render_alone(section, "index.txt", "something else entirely\n");
         assert_eq!(missed.len(), 3, "{missed:?}");
         assert!(w.contains("n/a"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

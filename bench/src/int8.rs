@@ -107,9 +107,9 @@ pub fn section(
     smoke: bool,
     missed: &mut Vec<String>,
 ) -> Result<()> {
-    writeln!(w, "## int8 against fp32 encoders\n")?;
-    let Ok(text) = std::fs::read_to_string(results.join("int8.md")) else {
-        writeln!(w, "Not measured in this run (no int8.md).\n")?;
+    let Some(text) =
+        crate::report::section_input(w, "int8 against fp32 encoders", results, "int8.md")?
+    else {
         return Ok(());
     };
     let towers = parse(&text)?;
@@ -217,13 +217,8 @@ text embeddings against fp32 over 8 rows
 
     #[test]
     fn targets_are_judged() {
-        let dir = std::env::temp_dir().join(format!("int8-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("int8.md"), OUTPUT).unwrap();
-        let (mut w, mut missed) = (String::new(), Vec::new());
-        section(&mut w, &dir, false, &mut missed).unwrap();
+        let (w, missed) = crate::render_tests::render_alone(section, "int8.md", OUTPUT);
         assert!(w.contains("**2.00x**"), "{w}");
         assert!(missed.is_empty(), "{missed:?}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

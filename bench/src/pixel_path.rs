@@ -72,9 +72,13 @@ pub fn section(
     smoke: bool,
     missed: &mut Vec<String>,
 ) -> Result<()> {
-    writeln!(w, "## Pixel path against bytes path\n")?;
-    let Ok(text) = std::fs::read_to_string(results.join("pixel_path.tsv")) else {
-        writeln!(w, "Not measured in this run (no pixel_path.tsv).\n")?;
+    let Some(text) = crate::report::section_input(
+        w,
+        "Pixel path against bytes path",
+        results,
+        "pixel_path.tsv",
+    )?
+    else {
         return Ok(());
     };
     let rows = parse(&text)?;
@@ -175,14 +179,9 @@ mod tests {
 
     #[test]
     fn the_2mp_ratio_is_judged_in_full_runs() {
-        let dir = std::env::temp_dir().join(format!("pixel-path-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("pixel_path.tsv"), TSV).unwrap();
-        let (mut w, mut missed) = (String::new(), Vec::new());
-        section(&mut w, &dir, false, &mut missed).unwrap();
+        let (w, missed) = crate::render_tests::render_alone(section, "pixel_path.tsv", TSV);
         assert!(w.contains("**32.0x**"), "{w}");
         assert!(w.contains("met"), "{w}");
         assert!(missed.is_empty());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

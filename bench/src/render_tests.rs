@@ -128,3 +128,18 @@ fn every_section_renders_and_its_targets_are_judged() {
     // The chart's first bar is against the best Python model (draft).
     assert_eq!(groups[0].ratios[0], Some(100.0 / 60.0));
 }
+
+/// Signature every report section shares.
+pub(crate) type Section = fn(&mut String, &Path, bool, &mut Vec<String>) -> anyhow::Result<()>;
+
+/// One section rendered (full run) from a results folder holding only `file`:
+/// its Markdown and the targets it missed.
+pub(crate) fn render_alone(section: Section, file: &str, text: &str) -> (String, Vec<String>) {
+    let dir = std::env::temp_dir().join(format!("bench-{file}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(file), text).unwrap();
+    let (mut w, mut missed) = (String::new(), Vec::new());
+    section(&mut w, &dir, false, &mut missed).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    (w, missed)
+}

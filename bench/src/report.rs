@@ -359,6 +359,22 @@ pub(crate) fn best_preprocess(
         .max_by(|a, b| a.0.total_cmp(&b.0))
 }
 
+/// Writes a section's heading and returns its results file, relative to
+/// `results`, or says the run did not measure it and returns `None`.
+pub(crate) fn section_input(
+    w: &mut String,
+    heading: &str,
+    results: &Path,
+    file: &str,
+) -> Result<Option<String>> {
+    writeln!(w, "## {heading}\n")?;
+    let text = fs::read_to_string(results.join(file)).ok();
+    if text.is_none() {
+        writeln!(w, "Not measured in this run (no {file}).\n")?;
+    }
+    Ok(text)
+}
+
 pub(crate) fn label(input: &str) -> String {
     match input {
         "text" => "text".into(),
