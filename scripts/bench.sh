@@ -182,7 +182,7 @@ for kind in image text; do
         --batches "$encoder_batches" --seconds "$encoder_seconds" --out "$results/encoder_$kind.json"
 done
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source scripts/lib/serve.sh
 http_port=$(free_port) grpc_port=$(free_port) metrics_port=$(free_port)
 http_get() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1"; }
 log "starting tritonserver (http $http_port, grpc $grpc_port)"
@@ -202,13 +202,12 @@ for _ in $(seq 1 300); do
 done
 http_get "http://127.0.0.1:$http_port/v2/health/ready" >/dev/null
 
-ticks=$(getconf CLK_TCK)
 # server_usage MODEL: the server's user + system CPU seconds so far (from /proc)
 # and the batch elements MODEL has run, tab-separated.
 # Either is empty when it cannot be read, and so is the difference below.
 server_usage() {
     local cpu count
-    cpu=$(awk -v t="$ticks" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$server_pid/stat") || cpu=""
+    cpu=$(cpu_seconds "$server_pid") || cpu=""
     count=$(http_get "http://127.0.0.1:$http_port/v2/models/$1/stats" |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["model_stats"][0]["inference_count"])') ||
         count=""

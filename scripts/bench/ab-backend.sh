@@ -33,7 +33,7 @@ model=$(bench_variant clip image "$instances")
 perf_analyzer=$(bash "$root/scripts/bench/install-perf-analyzer.sh" | tail -1)
 out=$(mktemp -d)
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source "$root/scripts/lib/serve.sh"
 ready() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)' "$1" 2>/dev/null; }
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT

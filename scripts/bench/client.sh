@@ -73,7 +73,7 @@ done
 log "serving the tiny CLIP fixture"
 "$bin/repo-gen" --weights tests/fixtures/tiny-clip/quick_gelu --out "$work/repo" --runtime ort \
     --gpus none --ort-library "$ort" >"$work/repo-gen.log" 2>&1
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source scripts/lib/serve.sh
 http_port=$(free_port) grpc_port=$(free_port) metrics_port=$(free_port)
 bash scripts/launch-triton.sh --mode local --model-repository "$work/repo" \
     --backend-lib "$bin/libtriton_clip.so" --http-port "$http_port" --grpc-port "$grpc_port" \

@@ -53,9 +53,6 @@ fi
 "$bin/repo-gen" "${source_args[@]}" --out "$work/repo" --runtime ort --gpus none \
     --ort-library "$ort" --pixel-path --no-warmup >&2
 serve "$work/repo" "$work/server.log"
-ticks=$(getconf CLK_TCK)
-# server_cpu: the server's user + system CPU seconds so far.
-server_cpu() { awk -v t="$ticks" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$server/stat"; }
 size=$(grep -A1 '"image_size"' "$work/repo/clip_image_pixels/config.pbtxt" |
     sed -n 's/.*string_value: "\([0-9]*\)".*/\1/p')
 
@@ -77,10 +74,10 @@ for spec in ${photos//,/ }; do
         # each batch shape pays ONNX Runtime's allocations (which made the
         # pixel path look as costly as the bytes path on few images).
         encode
-        before=$(server_cpu)
+        before=$(cpu_seconds "$server")
         TIMEFORMAT='%R %U %S'
         timing=$({ time encode; } 2>&1)
-        after=$(server_cpu)
+        after=$(cpu_seconds "$server")
         read -r wall user sys <<<"$timing"
         wire=$bytes
         [[ $path == local ]] && wire=$((size * size * 3))

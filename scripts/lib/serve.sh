@@ -1,9 +1,13 @@
 # A local tritonserver for the bench scripts: the release build of the
-# backend, free ports, and a wait until the server is ready. Source it after
-# setting $bin (the release folder) and $work (a scratch folder).
+# backend, free ports, the server's CPU time, and a wait until it is
+# ready. Source it from the project root; set $bin (the release folder)
+# before calling serve.
 
 # free_port: a TCP port nothing listens on now.
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# cpu_seconds PID: the process's user + system CPU seconds so far (/proc).
+cpu_seconds() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
 
 # serve REPOSITORY LOG: starts the server in the background on fresh ports
 # ($http, $grpc, $metrics) and waits until it is ready; $server is its pid
