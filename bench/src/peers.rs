@@ -73,7 +73,8 @@ pub(crate) fn cpu_per_image(results: &Path, size: &str) -> Option<f64> {
         .map(|p| p.cpu_s / p.images as f64)
 }
 
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+/// `a / b` when both were measured and `b` is above zero.
+pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 
+use crate::peers::ratio;
 use crate::report::label;
 
 const OVER_PYTHON_DRAFT: f64 = 1.5;
@@ -27,13 +28,6 @@ pub struct Rates<'a> {
     pub in_process_per_cpu_second: &'a dyn Fn(&str) -> Option<f64>,
     /// The clip model's best perf_analyzer run, images per server CPU-second.
     pub triton_per_cpu_second: &'a dyn Fn(&str) -> Option<f64>,
-}
-
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-        _ => None,
-    }
 }
 
 /// Writes the table of the targets against the best peers.
