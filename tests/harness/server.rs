@@ -119,11 +119,13 @@ fn launch(repository: &Path, extra: &[String], ports: [u16; 3], log_path: &Path)
         .expect("start scripts/launch-triton.sh")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
+/// Ports nothing listens on now, all different: every listener is held
+/// until the last is bound, since a port freed at once can be handed out
+/// again (tritonserver refuses HTTP and gRPC on one port).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [TcpListener; N] =
+        std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"));
+    listeners.map(|l| l.local_addr().expect("bound address").port())
 }
 
 /// A running `tritonserver`, killed when dropped.
@@ -152,7 +154,7 @@ impl Server {
         tritonserver();
         let log_dir = tempfile::tempdir().expect("log folder");
         let log_path = log_dir.path().join("tritonserver.log");
-        let ports = [free_port(), free_port(), free_port()];
+        let ports = free_ports();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let child = launch(repository, &extra, ports, &log_path);
         let mut server = Server {
