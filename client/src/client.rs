@@ -165,21 +165,33 @@ impl Client {
             model: name.clone(),
             reason,
         };
-        if !self
-            .servers
-            .call(|t| {
-                let name = &name;
-                async move { t.model_ready(name).await }
-            })
-            .await?
-        {
+        // A model being reloaded can be not ready when asked and READY by the
+        // time the index is read: ask again rather than report "it is READY".
+        for attempt in 1.. {
+            if self
+                .servers
+                .call(|t| {
+                    let name = &name;
+                    async move { t.model_ready(name).await }
+                })
+                .await?
+            {
+                break;
+            }
             let state = self
                 .servers
                 .call(|t| async move { t.repository_index().await })
                 .await?
                 .into_iter()
                 .find(|m| m.name == name);
+            if attempt < READY_ASKS && state.as_ref().is_some_and(|m| m.state == "READY") {
+                continue;
+            }
             return Err(unusable(match state {
+                Some(m) if m.state == "READY" => format!(
+                    "it was not ready when asked {READY_ASKS} times, though the server lists it \
+                     as READY between the asks (is it being unloaded and loaded again?)"
+                ),
                 Some(m) => not_ready(&m.state, &m.reason),
                 None => format!(
                     "the server at {} has no such model (is the repository from repo-gen \
@@ -239,6 +251,10 @@ impl Client {
         })
     }
 }
+
+/// How often a model's readiness is asked while the repository index says
+/// READY between the asks (a reload in progress).
+const READY_ASKS: u32 = 3;
 
 /// Why a listed model that is not ready cannot be used, from its entry in
 /// the repository index. Triton lists an ensemble whose composing model
