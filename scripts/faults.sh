@@ -821,9 +821,10 @@ scenario_6() {
         test "$hit_a" = "alpha 7 1.0000" -a "$hit_b" = "beta 7 1.0000"
 
     # A writer killed with SIGKILL mid-job; the next writer must not wait on its lock.
-    seq -f "gamma %g" 0 1999 >"$dir/gamma.txt"
+    # More items than a writer appends before its kill, so each kill lands mid-job.
+    seq -f "gamma %g" 0 19999 >"$dir/gamma.txt"
     cp -a "$dir/base" "$dir/killed"
-    local kill_round
+    local kill_round mid_job=0
     for kill_round in $(seq 1 "$s6_kills"); do
         local grown=$(($(stat -c %s "$dir/killed/items.log") + 65536 * kill_round))
         "$bin/clip-client" --server "$url" index "$dir/killed" --from "$dir/gamma.txt" -b 8 >/dev/null 2>&1 &
@@ -831,10 +832,12 @@ scenario_6() {
         jobs_started+=("$writer")
         local deadline=$(($(date +%s) + 60))
         while [[ $(stat -c %s "$dir/killed/items.log") -lt $grown && $(date +%s) -lt $deadline ]]; do sleep 0.02; done
-        sleep "0.$((RANDOM % 10))"
-        kill -9 "$writer"
+        sleep "0.0$((RANDOM % 10))"
+        kill -0 "$writer" 2>/dev/null && mid_job=$((mid_job + 1))
+        kill -9 "$writer" 2>/dev/null
         wait "$writer" 2>/dev/null
     done
+    expect "each of the $s6_kills writer(s) was still appending when killed ($mid_job)" test "$mid_job" -eq "$s6_kills"
     count=$(index_count "$dir/killed")
     local t
     t=$(now)
