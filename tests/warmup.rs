@@ -21,6 +21,19 @@ fn stat(server: &Server, model: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// `stat` once it has had time to reach `expected`: Triton records a composing
+/// model's statistics after the ensemble has answered, so a count read at once
+/// can lag. Read again a moment after it gets there, so that one still rising
+/// past `expected` is seen.
+fn settled_stat(server: &Server, model: &str, name: &str, expected: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while stat(server, model, name) < expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stat(server, model, name)
+}
+
 /// Triton's count of inferences `model` has run.
 fn inference_count(server: &Server, model: &str) -> u64 {
     let (status, stats) =
@@ -139,10 +152,16 @@ fn the_response_cache_answers_repeats_and_never_caches_errors() {
     let first = text(&[b"a photo of a cat", b"a dog"]).unwrap();
     let again = text(&[b"a photo of a cat", b"a dog"]).unwrap();
     assert_eq!(first, again);
-    assert_eq!(stat(&server, model::TEXT_ENSEMBLE, "cache_hit"), 1);
-    assert_eq!(stat(&server, model::TEXT_ENSEMBLE, "cache_miss"), 1);
     assert_eq!(
-        stat(&server, model::TEXT_ENCODER, "success"),
+        settled_stat(&server, model::TEXT_ENSEMBLE, "cache_hit", 1),
+        1
+    );
+    assert_eq!(
+        settled_stat(&server, model::TEXT_ENSEMBLE, "cache_miss", 1),
+        1
+    );
+    assert_eq!(
+        settled_stat(&server, model::TEXT_ENCODER, "success", 1),
         1,
         "the hit ran no step"
     );
@@ -151,8 +170,14 @@ fn the_response_cache_answers_repeats_and_never_caches_errors() {
     // the ensemble misses, the encoder hits.
     let rewritten = text(&[b"A  Photo of a CAT", b"a dog "]).unwrap();
     assert_eq!(rewritten, first);
-    assert_eq!(stat(&server, model::TEXT_ENSEMBLE, "cache_miss"), 2);
-    assert_eq!(stat(&server, model::TEXT_ENCODER, "cache_hit"), 1);
+    assert_eq!(
+        settled_stat(&server, model::TEXT_ENSEMBLE, "cache_miss", 2),
+        2
+    );
+    assert_eq!(
+        settled_stat(&server, model::TEXT_ENCODER, "cache_hit", 1),
+        1
+    );
 
     // A request with a bad element fails every time, and leaves nothing cached.
     for _ in 0..2 {
@@ -163,15 +188,24 @@ fn the_response_cache_answers_repeats_and_never_caches_errors() {
             failure.message
         );
     }
-    assert_eq!(stat(&server, model::TEXT_ENSEMBLE, "cache_hit"), 1);
+    assert_eq!(
+        settled_stat(&server, model::TEXT_ENSEMBLE, "cache_hit", 1),
+        1
+    );
     assert_eq!(text(&[b"a dog"]).unwrap().len(), first.len() / 2);
 
     let photo = harness::fixtures::image("rocket.jpg");
     let image = |elements: &[&[u8]]| embed(model::IMAGE_ENSEMBLE, "IMAGE", elements);
     assert_eq!(image(&[&photo]).unwrap(), image(&[&photo]).unwrap());
-    assert_eq!(stat(&server, model::IMAGE_ENSEMBLE, "cache_hit"), 1);
+    assert_eq!(
+        settled_stat(&server, model::IMAGE_ENSEMBLE, "cache_hit", 1),
+        1
+    );
     for _ in 0..2 {
         assert!(image(&[&photo[..photo.len() / 2]]).is_err());
     }
-    assert_eq!(stat(&server, model::IMAGE_ENSEMBLE, "cache_hit"), 1);
+    assert_eq!(
+        settled_stat(&server, model::IMAGE_ENSEMBLE, "cache_hit", 1),
+        1
+    );
 }
