@@ -9,6 +9,7 @@
 use clip_contract::tensor;
 
 use crate::arch::{Activation, ClipArchitecture, TextPooling};
+pub(crate) use crate::image_input::{image_input, FirstLayer, ImageInput, VisualInput};
 use crate::onnx::{attr_float, attr_int, attr_ints, value_info, Dim, GraphBuilder, WeightDtype};
 use crate::proto::{tensor_proto::DataType, GraphProto};
 use crate::weights::{Block, ClipWeights, LayerNorm, Linear, Tensor, VisionWeights};
@@ -132,76 +133,6 @@ pub(crate) fn textual(weights: &ClipWeights, dtype: WeightDtype) -> GraphProto {
     )
 }
 
-/// What the image encoder takes.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum VisualInput {
-    /// `PIXEL_VALUES` float `[batch, 3, S, S]`, normalised by the preprocessing model.
-    Normalised,
-    /// `PIXELS` uint8 `[batch, S, S, 3]`, resized and cropped but not
-    /// normalised: the graph transposes to CHW and normalises with these
-    /// per-channel constants, in the reference's order (`x / 255`, `- mean`,
-    /// `/ std`, in float32).
-    Pixels { mean: [f32; 3], std: [f32; 3] },
-}
-
-/// The image encoder's input, normalised and in the weight dtype: the
-/// value's name, the graph input's description and its name.
-pub(crate) struct ImageInput {
-    pub pixels: String,
-    pub info: crate::proto::ValueInfoProto,
-    pub name: &'static str,
-}
-
-/// Declares the graph input `input` asks for and converts it to normalised
-/// CHW pixels in the graph's dtype.
-pub(crate) fn image_input(
-    g: &mut GraphBuilder,
-    image_size: usize,
-    input: VisualInput,
-) -> ImageInput {
-    let s = image_size;
-    let (normalised, info, name) = match input {
-        VisualInput::Normalised => {
-            g.reserve(tensor::PIXEL_VALUES);
-            let info = value_info(
-                tensor::PIXEL_VALUES,
-                DataType::Float,
-                &[
-                    Dim::Named(BATCH_DIM),
-                    Dim::Fixed(3),
-                    Dim::Fixed(s),
-                    Dim::Fixed(s),
-                ],
-            );
-            (tensor::PIXEL_VALUES.to_string(), info, tensor::PIXEL_VALUES)
-        }
-        VisualInput::Pixels { mean, std } => {
-            g.reserve(tensor::PIXELS);
-            let info = value_info(
-                tensor::PIXELS,
-                DataType::Uint8,
-                &[
-                    Dim::Named(BATCH_DIM),
-                    Dim::Fixed(s),
-                    Dim::Fixed(s),
-                    Dim::Fixed(3),
-                ],
-            );
-            (normalise_pixels(g, mean, std), info, tensor::PIXELS)
-        }
-    };
-    let pixels = match g.dtype {
-        WeightDtype::F32 | WeightDtype::Int8 => normalised,
-        WeightDtype::F16 => g.op(
-            "Cast",
-            &[&normalised],
-            vec![attr_int("to", DataType::Float16 as i64)],
-            "vision.pixels_f16",
-        ),
-    };
-    ImageInput { pixels, info, name }
-}
-
 /// `PIXEL_VALUES` float `[batch, 3, S, S]` (or `PIXELS`, see [`VisualInput`])
 /// -> `EMBEDDING` float `[batch, embed_dim]`, through a ViT.
 pub(crate) fn visual(
@@ -215,18 +146,27 @@ pub(crate) fn visual(
     let mut g = GraphBuilder::new(dtype);
     let ImageInput {
         pixels,
+        fold,
         info: input_info,
         name: input_name,
-    } = image_input(&mut g, v.image_size, input);
-    let kernel = g.weight(
-        "vision.patch_embedding",
-        &w.patch_embedding.shape,
-        &w.patch_embedding.data,
-    );
+    } = image_input(&mut g, v.image_size, input, FirstLayer::Unpadded);
+    let shape = &w.patch_embedding.shape;
+    let mut conv_inputs = vec![pixels];
+    match fold {
+        Some(affine) => {
+            let (kernel, bias) = affine.fold_into_conv(&w.patch_embedding.data, shape, None);
+            conv_inputs.push(g.weight("vision.patch_embedding_levels", shape, &kernel));
+            conv_inputs.push(g.weight("vision.patch_bias_levels", &[shape[0]], &bias));
+        }
+        None => {
+            conv_inputs.push(g.weight("vision.patch_embedding", shape, &w.patch_embedding.data))
+        }
+    }
+    let conv_inputs: Vec<&str> = conv_inputs.iter().map(String::as_str).collect();
     let p = v.patch_size as i64;
     let patches = g.op(
         "Conv",
-        &[&pixels, &kernel],
+        &conv_inputs,
         vec![
             attr_ints("kernel_shape", &[p, p]),
             attr_ints("strides", &[p, p]),
@@ -332,29 +272,6 @@ pub(crate) fn visual(
     output(&mut g, &out);
 
     g.finish("clip_visual", vec![input_info], vec![embedding_info(arch)])
-}
-
-/// `PIXELS` uint8 HWC -> normalised float32 CHW, as the preprocessing model
-/// computes it.
-fn normalise_pixels(g: &mut GraphBuilder, mean: [f32; 3], std: [f32; 3]) -> String {
-    let levels = g.op(
-        "Cast",
-        &[tensor::PIXELS],
-        vec![attr_int("to", DataType::Float as i64)],
-        "vision.levels",
-    );
-    let chw = g.op(
-        "Transpose",
-        &[&levels],
-        vec![attr_ints("perm", &[0, 3, 1, 2])],
-        "vision.levels_chw",
-    );
-    let rescale = g.float32("vision.rescale", &[], &[(1.0f64 / 255.0) as f32]);
-    let mean = g.float32("vision.mean", &[1, 3, 1, 1], &mean);
-    let std = g.float32("vision.std", &[1, 3, 1, 1], &std);
-    let x = g.op("Mul", &[&chw, &rescale], vec![], "vision.rescaled");
-    let x = g.op("Sub", &[&x, &mean], vec![], "vision.centred");
-    g.op("Div", &[&x, &std], vec![], "vision.normalised")
 }
 
 pub(crate) fn embedding_info(arch: &ClipArchitecture) -> crate::proto::ValueInfoProto {

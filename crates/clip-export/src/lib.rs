@@ -55,6 +55,7 @@
 pub mod arch;
 pub mod error;
 mod graph;
+mod image_input;
 mod json_section;
 pub mod mclip;
 pub mod onnx;
@@ -79,7 +80,8 @@ pub use arch::{
     RESNET_DOWNSAMPLING,
 };
 pub use error::{ExportError, Result};
-pub use graph::{VisualInput, BATCH_DIM};
+pub use graph::BATCH_DIM;
+pub use image_input::VisualInput;
 pub use mclip::{export_mclip_textual, MclipTextArchitecture, MclipTextWeights};
 pub use onnx::{ExternalData, ExternalDataPolicy, OnnxModel, WeightDtype, OPSET};
 pub use random::{default_text_pooling, RANDOM_INIT_STD};

@@ -9,7 +9,8 @@
 //! open_clip's `x[0]` of the full attention.
 
 use crate::graph::{
-    attend, embedding_info, image_input, linear, output, split_heads, ImageInput, VisualInput,
+    attend, embedding_info, image_input, linear, output, split_heads, FirstLayer, ImageInput,
+    VisualInput,
 };
 use crate::onnx::{attr_int, attr_ints, GraphBuilder, WeightDtype};
 use crate::proto::GraphProto;
@@ -26,7 +27,8 @@ pub(crate) fn visual(
     let arch = &weights.arch;
     let v = &arch.vision;
     let mut g = GraphBuilder::new(dtype);
-    let ImageInput { pixels, info, .. } = image_input(&mut g, v.image_size, input);
+    let ImageInput { pixels, info, .. } =
+        image_input(&mut g, v.image_size, input, FirstLayer::Padded);
 
     let mut x = pixels;
     for (i, (conv, stride)) in w.stem.iter().zip([2, 1, 1]).enumerate() {
