@@ -14,6 +14,7 @@ use crate::batch::{BatchOutput, HostTensor, Request, RequestError, Rows};
 use crate::config::ImageSpec;
 use crate::kind::{Instance, Kind, Runner};
 use crate::metrics::{Metrics, Reason};
+use crate::pool::BufferPool;
 
 pub struct ImagePreprocess {
     /// `PIXELS` (decoded images) instead of `IMAGE` (files).
@@ -23,6 +24,7 @@ pub struct ImagePreprocess {
     half_precision: bool,
     max_image_bytes: usize,
     metrics: Metrics,
+    buffers: Arc<BufferPool<f32>>,
 }
 
 impl ImagePreprocess {
@@ -43,6 +45,7 @@ impl ImagePreprocess {
             half_precision: spec.half_precision,
             max_image_bytes: spec.max_image_bytes,
             metrics,
+            buffers: Arc::default(),
         })
     }
 
@@ -187,7 +190,9 @@ impl Preprocess for ImagePreprocess {
                 Ok(rows.take(elements.len()))
             })
             .collect();
-        let mut pixels = vec![0f32; rows.total() * self.preprocessor.pixels_per_image()];
+        let mut pixels = self
+            .buffers
+            .take(rows.total() * self.preprocessor.pixels_per_image());
         let outcomes = self.preprocess(&images, &mut pixels);
 
         let requests = ranges
@@ -210,9 +215,10 @@ impl Preprocess for ImagePreprocess {
         let row_dims = vec![3, self.size, self.size];
         let tensor = if self.half_precision {
             let half: Vec<half::f16> = pixels.iter().map(|v| half::f16::from_f32(*v)).collect();
+            self.buffers.give_back(pixels);
             HostTensor::from_vec(row_dims, half)
         } else {
-            HostTensor::from_vec(row_dims, pixels)
+            self.buffers.tensor(row_dims, pixels)
         };
         BatchOutput::single(tensor::PIXEL_VALUES, tensor, requests)
     }
