@@ -27,7 +27,9 @@ while [[ $# -gt 0 ]]; do
         *) echo "int8: unknown argument $1" >&2; exit 2 ;;
     esac
 done
-cargo build --release -p repo-gen -p clip-export --example throughput >&2
+# Two builds: with --example, cargo would build only the example of both packages.
+cargo build --release -p repo-gen >&2
+cargo build --release -p clip-export --example throughput >&2
 bin=$(cargo_target_dir)/release
 ORT_DYLIB_PATH=$(bash scripts/install-onnxruntime.sh | tail -1)
 export ORT_DYLIB_PATH

@@ -153,7 +153,7 @@ fn encode(
     doc: &str,
 ) -> OnnxModel {
     if options.dtype == WeightDtype::Int8 {
-        quantize::quantize_matmul_weights(&mut graph);
+        quantize::quantize_weights(&mut graph);
     }
     onnx::encode_model(
         graph,

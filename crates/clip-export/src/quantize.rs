@@ -3,7 +3,8 @@
 //!
 //! Every `MatMul` whose right operand is a 2-D float32 initializer (the
 //! fused q|k|v, attention output, both MLP layers and the projections; not
-//! the attention products, LayerNorms, embeddings or the patch convolution)
+//! the attention products, LayerNorms, position embeddings or the patch
+//! convolution)
 //! becomes the dynamic-quantization pattern ONNX Runtime's CPU provider
 //! fuses into one `DynamicQuantizeMatMul` kernel:
 //!
@@ -15,6 +16,15 @@
 //!
 //! The weights are symmetric per output channel: `W_q = round(W / s)` with
 //! `s = max|W[:, c]| / 127` for each column `c`, zero point 0.
+//!
+//! Every `Gather` from a 2-D float32 initializer along its rows (the token
+//! embedding, the largest single weight of a text tower: 49408 x 512 for
+//! ViT-B-32, 250002 x 768 for XLM-R) keeps its table as int8 with one scale
+//! per row, and dequantizes only the rows it gathers:
+//!
+//! ```text
+//! rows = Cast(Gather(T_q, ids), float) * Unsqueeze(Gather(T_scale, ids), -1)
+//! ```
 
 use std::collections::HashMap;
 
@@ -64,9 +74,26 @@ pub fn quantize_columns(data: &[f32], rows: usize, cols: usize) -> ColumnQuantiz
     ColumnQuantized { values, scales }
 }
 
-/// Rewrites every `MatMul` by a constant float32 matrix in `graph` into the
-/// dynamic int8 pattern. Returns how many were rewritten.
-pub(crate) fn quantize_matmul_weights(graph: &mut GraphProto) -> usize {
+/// Quantizes a row-major `[rows, cols]` matrix per row, symmetrically: the
+/// transpose's columns.
+pub fn quantize_rows(data: &[f32], rows: usize, cols: usize) -> ColumnQuantized {
+    let transposed: Vec<f32> = (0..cols * rows)
+        .map(|k| data[(k % rows) * cols + k / rows])
+        .collect();
+    let by_column = quantize_columns(&transposed, cols, rows);
+    let values = (0..rows * cols)
+        .map(|k| by_column.values[(k % cols) * rows + k / cols])
+        .collect();
+    ColumnQuantized {
+        values,
+        scales: by_column.scales,
+    }
+}
+
+/// Rewrites the constant float32 matrices of `graph` into int8: every
+/// `MatMul` by one, into the dynamic int8 pattern, and every row `Gather`
+/// from one. Returns how many of each were rewritten.
+pub(crate) fn quantize_weights(graph: &mut GraphProto) -> (usize, usize) {
     let mut uses: HashMap<String, usize> = HashMap::new();
     for node in &graph.node {
         for input in &node.input {
@@ -79,30 +106,40 @@ pub(crate) fn quantize_matmul_weights(graph: &mut GraphProto) -> usize {
         .enumerate()
         .map(|(i, t)| (t.name().to_string(), i))
         .collect();
-
-    let mut nodes = Vec::with_capacity(graph.node.len());
-    let mut rewritten = 0;
-    for node in std::mem::take(&mut graph.node) {
-        let weight = (node.op_type() == "MatMul" && node.input.len() == 2)
-            .then(|| &node.input[1])
+    // A matrix only this node reads, at input `at`.
+    let sole_matrix = |node: &NodeProto, at: usize, graph: &GraphProto| {
+        node.input
+            .get(at)
             .filter(|name| uses.get(*name) == Some(&1))
             .and_then(|name| index.get(name).copied())
-            .filter(|&i| is_float_matrix(&graph.initializer[i]));
+            .filter(|&i| is_float_matrix(&graph.initializer[i]))
+    };
+
+    let mut nodes = Vec::with_capacity(graph.node.len());
+    let (mut matmuls, mut gathers) = (0, 0);
+    for node in std::mem::take(&mut graph.node) {
+        let rows_gathered = node.op_type() == "Gather"
+            && node.input.len() == 2
+            && node
+                .attribute
+                .iter()
+                .find(|a| a.name() == "axis")
+                .is_none_or(|a| a.i() == 0);
+        if rows_gathered {
+            if let Some(i) = sole_matrix(&node, 0, graph) {
+                nodes.extend(quantize_gather(graph, i, &node.input[1], &node.output[0]));
+                gathers += 1;
+                continue;
+            }
+        }
+        let weight = (node.op_type() == "MatMul" && node.input.len() == 2)
+            .then(|| sole_matrix(&node, 1, graph))
+            .flatten();
         let Some(i) = weight else {
             nodes.push(node);
             continue;
         };
-        let float = &graph.initializer[i];
-        let (name, rows, cols) = (
-            float.name().to_string(),
-            float.dims[0] as usize,
-            float.dims[1] as usize,
-        );
-        let data: Vec<f32> = float
-            .raw_data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let (name, rows, cols, data) = float_matrix(&graph.initializer[i]);
         let quantized = quantize_columns(&data, rows, cols);
         let names = WeightNames::for_weight(&name);
         graph.initializer[i] = raw_tensor(
@@ -128,10 +165,71 @@ pub(crate) fn quantize_matmul_weights(graph: &mut GraphProto) -> usize {
             vec![0; cols],
         ));
         nodes.extend(dynamic_matmul(&node.input[0], &names, &node.output[0]));
-        rewritten += 1;
+        matmuls += 1;
     }
     graph.node = nodes;
-    rewritten
+    (matmuls, gathers)
+}
+
+/// A float matrix initializer's name, rows, columns and values.
+fn float_matrix(float: &TensorProto) -> (String, usize, usize, Vec<f32>) {
+    let data = float
+        .raw_data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let (rows, cols) = (float.dims[0] as usize, float.dims[1] as usize);
+    (float.name().to_string(), rows, cols, data)
+}
+
+/// Replaces table initializer `i` with int8 rows and their scales, and
+/// returns the nodes that give `output = Gather(table, ids)` from them.
+fn quantize_gather(graph: &mut GraphProto, i: usize, ids: &str, output: &str) -> Vec<NodeProto> {
+    let (name, rows, cols, data) = float_matrix(&graph.initializer[i]);
+    let quantized = quantize_rows(&data, rows, cols);
+    let names = WeightNames::for_weight(&name);
+    graph.initializer[i] = raw_tensor(
+        &names.values,
+        &[rows, cols],
+        DataType::Int8,
+        quantized.values.iter().map(|&v| v as u8).collect(),
+    );
+    graph.initializer.push(raw_tensor(
+        &names.scales,
+        &[rows],
+        DataType::Float,
+        quantized
+            .scales
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect(),
+    ));
+    let last_axis = format!("{name}/last_axis");
+    graph.initializer.push(raw_tensor(
+        &last_axis,
+        &[1],
+        DataType::Int64,
+        (-1i64).to_le_bytes().to_vec(),
+    ));
+    let value = |suffix: &str| format!("{output}/{suffix}");
+    let (picked, picked_f32, scales, scales_col) = (
+        value("int8_rows"),
+        value("float_rows"),
+        value("row_scales"),
+        value("row_scales_column"),
+    );
+    vec![
+        node("Gather", &[&names.values, ids], &[&picked], vec![]),
+        node(
+            "Cast",
+            &[&picked],
+            &[&picked_f32],
+            vec![attr_int("to", DataType::Float as i64)],
+        ),
+        node("Gather", &[&names.scales, ids], &[&scales], vec![]),
+        node("Unsqueeze", &[&scales, &last_axis], &[&scales_col], vec![]),
+        node("Mul", &[&picked_f32, &scales_col], &[output], vec![]),
+    ]
 }
 
 /// A non-empty 2-D float32 initializer with its values inline.
@@ -282,6 +380,71 @@ mod tests {
     }
 
     #[test]
+    fn rows_quantize_as_the_transpose_s_columns() {
+        let (rows, cols) = (3, 4);
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|k| [0.01, 2.0, 50.0][k / cols] * ((k as f32 * 0.9).sin()))
+            .collect();
+        let q = quantize_rows(&data, rows, cols);
+        assert_eq!(q.scales.len(), rows);
+        for (k, (&v, &qv)) in data.iter().zip(&q.values).enumerate() {
+            let scale = q.scales[k / cols];
+            assert!((v - qv as f32 * scale).abs() <= scale / 2.0 * (1.0 + 1e-6));
+        }
+        assert!(q.scales[0] < 1e-3 && q.scales[2] > 0.1, "{:?}", q.scales);
+    }
+
+    #[test]
+    fn rewrites_constant_row_gathers_and_leaves_others() {
+        let table = raw_tensor("table", &[4, 2], DataType::Float, vec![0; 32]);
+        let gather = |data: &str, out: &str, axis: i64| {
+            node(
+                "Gather",
+                &[data, "ids"],
+                &[out],
+                vec![attr_int("axis", axis)],
+            )
+        };
+        let mut graph = GraphProto {
+            node: vec![
+                gather("table", "rows", 0),
+                gather("rows", "picked", 0),
+                gather("table_2", "columns", 1),
+            ],
+            initializer: vec![
+                table.clone(),
+                raw_tensor("table_2", &[4, 2], DataType::Float, vec![0; 32]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(quantize_weights(&mut graph), (0, 1));
+        let ops: Vec<&str> = graph.node.iter().map(NodeProto::op_type).collect();
+        assert_eq!(
+            ops,
+            [
+                "Gather",
+                "Cast",
+                "Gather",
+                "Unsqueeze",
+                "Mul",
+                "Gather",
+                "Gather"
+            ]
+        );
+        assert_eq!(graph.node[4].output, ["rows"]);
+        let names: Vec<&str> = graph.initializer.iter().map(TensorProto::name).collect();
+        assert_eq!(
+            names,
+            [
+                "table/quantized",
+                "table_2",
+                "table/scale",
+                "table/last_axis"
+            ]
+        );
+    }
+
+    #[test]
     fn rewrites_constant_matmuls_and_leaves_activation_products() {
         let matrix = |name: &str| raw_tensor(name, &[2, 3], DataType::Float, vec![0; 24]);
         let matmul = |a: &str, b: &str, out: &str| node("MatMul", &[a, b], &[out], vec![]);
@@ -290,7 +453,7 @@ mod tests {
             initializer: vec![matrix("w")],
             ..Default::default()
         };
-        assert_eq!(quantize_matmul_weights(&mut graph), 1);
+        assert_eq!(quantize_weights(&mut graph), (1, 0));
         let ops: Vec<&str> = graph.node.iter().map(NodeProto::op_type).collect();
         assert_eq!(
             ops,

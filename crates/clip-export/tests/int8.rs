@@ -167,21 +167,37 @@ fn count(model: &OnnxModel, op: &str) -> usize {
 }
 
 #[test]
-fn every_weight_matrix_and_nothing_else_is_int8() {
+fn every_weight_matrix_and_the_token_table_and_nothing_else_is_int8() {
     let weights = load("gelu");
     let arch = &weights.arch;
+    // Each model with its layers and its gathered tables (the token embedding).
     let models = [
-        (export_textual(&weights, &int8()).unwrap(), arch.text.layers),
+        (
+            export_textual(&weights, &int8()).unwrap(),
+            arch.text.layers,
+            1,
+        ),
         (
             export_visual(&weights, &int8()).unwrap(),
             arch.vision.layers,
+            0,
         ),
         (
             export_visual_pixels(&weights, &int8(), [0.5; 3], [0.25; 3]).unwrap(),
             arch.vision.layers,
+            0,
         ),
     ];
-    for (model, layers) in &models {
+    for (model, layers, tables) in &models {
+        // Only the token ids' rows of an int8 table are read and dequantized.
+        let graph = model.decode().unwrap().graph.unwrap();
+        let int8_gathers = graph
+            .node
+            .iter()
+            .filter(|n| n.op_type.as_deref() == Some("Gather"))
+            .filter(|n| n.input[0].ends_with("/quantized"))
+            .count();
+        assert_eq!(int8_gathers, *tables);
         // q|k|v, attention output, two MLP layers per block, and the projection.
         assert_eq!(count(model, "MatMulInteger"), 4 * layers + 1);
         assert_eq!(count(model, "DynamicQuantizeLinear"), 4 * layers + 1);
@@ -200,7 +216,7 @@ fn every_weight_matrix_and_nothing_else_is_int8() {
             .iter()
             .filter(|t| t.data_type == Some(DataType::Int8 as i32) && t.dims.len() == 2)
             .count();
-        assert_eq!(int8_weights, 4 * layers + 1);
+        assert_eq!(int8_weights, 4 * layers + 1 + tables);
         // Inputs and the embedding stay as in float32.
         let io = |v: &clip_export::proto::ValueInfoProto| v.name.clone().unwrap();
         assert_eq!(
@@ -212,5 +228,10 @@ fn every_weight_matrix_and_nothing_else_is_int8() {
     assert!(
         models[1].0.model.len() < fp32.model.len(),
         "int8 weights shrink the file"
+    );
+    let fp32 = export_textual(&weights, &ExportOptions::default()).unwrap();
+    assert!(
+        models[0].0.model.len() < fp32.model.len(),
+        "int8 weights and table shrink the file"
     );
 }

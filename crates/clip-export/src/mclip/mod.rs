@@ -29,7 +29,7 @@ pub fn export_mclip_textual(
     weights.arch.validate()?;
     let mut graph = graph::text(weights, options.dtype);
     if options.dtype == WeightDtype::Int8 {
-        quantize::quantize_matmul_weights(&mut graph);
+        quantize::quantize_weights(&mut graph);
     }
     Ok(onnx::encode_model(
         graph,
