@@ -154,7 +154,7 @@ pub(crate) fn visual(
     let mut conv_inputs = vec![pixels];
     match fold {
         Some(affine) => {
-            let (kernel, bias) = affine.fold_into_conv(&w.patch_embedding.data, shape, None);
+            let (kernel, bias) = affine.fold_into_conv(&w.patch_embedding.data, shape);
             conv_inputs.push(g.weight("vision.patch_embedding_levels", shape, &kernel));
             conv_inputs.push(g.weight("vision.patch_bias_levels", &[shape[0]], &bias));
         }

@@ -61,22 +61,17 @@ impl ChannelAffine {
     }
 
     /// The weights and bias of a convolution over levels that equals
-    /// `kernel` (`[out, 3, kh, kw]`, no padding) and `bias` over normalised
+    /// `kernel` (`[out, 3, kh, kw]`, no padding, no bias) over normalised
     /// pixels: each input channel's weights scale, and what the offsets
-    /// contribute under each output's kernel joins its bias.
-    pub fn fold_into_conv(
-        &self,
-        kernel: &[f32],
-        shape: &[usize],
-        bias: Option<&[f32]>,
-    ) -> (Vec<f32>, Vec<f32>) {
+    /// contribute under each output's kernel becomes its bias.
+    pub fn fold_into_conv(&self, kernel: &[f32], shape: &[usize]) -> (Vec<f32>, Vec<f32>) {
         debug_assert_eq!(shape.get(1), Some(&3), "a kernel over RGB");
         let window: usize = shape[2..].iter().product();
         let outputs = shape[0];
         let mut folded = Vec::with_capacity(kernel.len());
         let mut folded_bias = Vec::with_capacity(outputs);
-        for (o, weights) in kernel.chunks_exact(3 * window).enumerate() {
-            let mut sum = bias.map_or(0.0, |b| f64::from(b[o]));
+        for weights in kernel.chunks_exact(3 * window) {
+            let mut sum = 0.0;
             for (c, channel) in weights.chunks_exact(window).enumerate() {
                 let total: f64 = channel.iter().map(|w| f64::from(*w)).sum();
                 sum += total * self.offset[c];
@@ -192,15 +187,14 @@ fn in_graph_dtype(g: &mut GraphBuilder, value: String) -> String {
 mod tests {
     use super::*;
 
-    /// A 2-output, 3-channel, 2x2 kernel folded with its bias gives, on any
-    /// levels, what the kernel gives on the normalised levels.
+    /// A 2-output, 3-channel, 2x2 kernel folded gives, on any levels, what
+    /// the kernel gives on the normalised levels.
     #[test]
     fn a_folded_convolution_equals_the_normalised_one() {
         let (mean, std) = ([0.48, 0.46, 0.41], [0.27, 0.26, 0.28]);
         let affine = ChannelAffine::new(mean, std);
         let kernel: Vec<f32> = (0..24).map(|i| (i as f32 - 11.5) / 37.0).collect();
-        let bias = [0.25f32, -0.5];
-        let (folded, folded_bias) = affine.fold_into_conv(&kernel, &[2, 3, 2, 2], Some(&bias));
+        let (folded, folded_bias) = affine.fold_into_conv(&kernel, &[2, 3, 2, 2]);
         assert_eq!((folded.len(), folded_bias.len()), (24, 2));
         // One 2x2 patch of levels per channel, CHW.
         let levels: Vec<f32> = [0u8, 255, 17, 128, 3, 99, 200, 64, 250, 1, 77, 180]
@@ -208,7 +202,7 @@ mod tests {
             .map(|l| f32::from(*l))
             .collect();
         for o in 0..2 {
-            let mut normalised = f64::from(bias[o]);
+            let mut normalised = 0.0;
             let mut on_levels = f64::from(folded_bias[o]);
             for i in 0..12 {
                 let c = i / 4;
@@ -221,8 +215,5 @@ mod tests {
                 "{normalised} {on_levels}"
             );
         }
-        // Without a bias the offsets alone make one.
-        let (_, offsets_only) = affine.fold_into_conv(&kernel, &[2, 3, 2, 2], None);
-        assert!((offsets_only[0] - (folded_bias[0] - 0.25)).abs() < 1e-6);
     }
 }
