@@ -139,32 +139,7 @@ pub(crate) fn quantize_weights(graph: &mut GraphProto) -> (usize, usize) {
             nodes.push(node);
             continue;
         };
-        let (name, rows, cols, data) = float_matrix(&graph.initializer[i]);
-        let quantized = quantize_columns(&data, rows, cols);
-        let names = WeightNames::for_weight(&name);
-        graph.initializer[i] = raw_tensor(
-            &names.values,
-            &[rows, cols],
-            DataType::Int8,
-            quantized.values.iter().map(|&v| v as u8).collect(),
-        );
-        graph.initializer.push(raw_tensor(
-            &names.scales,
-            &[cols],
-            DataType::Float,
-            quantized
-                .scales
-                .iter()
-                .flat_map(|s| s.to_le_bytes())
-                .collect(),
-        ));
-        graph.initializer.push(raw_tensor(
-            &names.zero_points,
-            &[cols],
-            DataType::Int8,
-            vec![0; cols],
-        ));
-        nodes.extend(dynamic_matmul(&node.input[0], &names, &node.output[0]));
+        nodes.extend(quantize_matmul(graph, i, &node.input[0], &node.output[0]));
         matmuls += 1;
     }
     graph.node = nodes;
@@ -182,21 +157,24 @@ fn float_matrix(float: &TensorProto) -> (String, usize, usize, Vec<f32>) {
     (float.name().to_string(), rows, cols, data)
 }
 
-/// Replaces table initializer `i` with int8 rows and their scales, and
-/// returns the nodes that give `output = Gather(table, ids)` from them.
-fn quantize_gather(graph: &mut GraphProto, i: usize, ids: &str, output: &str) -> Vec<NodeProto> {
-    let (name, rows, cols, data) = float_matrix(&graph.initializer[i]);
-    let quantized = quantize_rows(&data, rows, cols);
-    let names = WeightNames::for_weight(&name);
+/// Puts `quantized`'s int8 values (`shape`) in initializer `i`'s place and
+/// adds its scales.
+fn store(
+    graph: &mut GraphProto,
+    i: usize,
+    names: &WeightNames,
+    shape: [usize; 2],
+    quantized: &ColumnQuantized,
+) {
     graph.initializer[i] = raw_tensor(
         &names.values,
-        &[rows, cols],
+        &shape,
         DataType::Int8,
         quantized.values.iter().map(|&v| v as u8).collect(),
     );
     graph.initializer.push(raw_tensor(
         &names.scales,
-        &[rows],
+        &[quantized.scales.len()],
         DataType::Float,
         quantized
             .scales
@@ -204,6 +182,41 @@ fn quantize_gather(graph: &mut GraphProto, i: usize, ids: &str, output: &str) ->
             .flat_map(|s| s.to_le_bytes())
             .collect(),
     ));
+}
+
+/// Replaces weight initializer `i` with int8 columns, their scales and zero
+/// points, and returns the nodes that give `output = MatMul(x, weight)`.
+fn quantize_matmul(graph: &mut GraphProto, i: usize, x: &str, output: &str) -> Vec<NodeProto> {
+    let (name, rows, cols, data) = float_matrix(&graph.initializer[i]);
+    let names = WeightNames::for_weight(&name);
+    store(
+        graph,
+        i,
+        &names,
+        [rows, cols],
+        &quantize_columns(&data, rows, cols),
+    );
+    graph.initializer.push(raw_tensor(
+        &names.zero_points,
+        &[cols],
+        DataType::Int8,
+        vec![0; cols],
+    ));
+    dynamic_matmul(x, &names, output)
+}
+
+/// Replaces table initializer `i` with int8 rows and their scales, and
+/// returns the nodes that give `output = Gather(table, ids)` from them.
+fn quantize_gather(graph: &mut GraphProto, i: usize, ids: &str, output: &str) -> Vec<NodeProto> {
+    let (name, rows, cols, data) = float_matrix(&graph.initializer[i]);
+    let names = WeightNames::for_weight(&name);
+    store(
+        graph,
+        i,
+        &names,
+        [rows, cols],
+        &quantize_rows(&data, rows, cols),
+    );
     let last_axis = format!("{name}/last_axis");
     graph.initializer.push(raw_tensor(
         &last_axis,
